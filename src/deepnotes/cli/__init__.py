@@ -1,0 +1,61 @@
+"""The ``deepnotes`` command: one module per subcommand, each thin (parse, call the library, print).
+
+Errors a user can act on (:class:`DeepnotesError`, bad arguments, OS errors such as a full disk)
+are printed as one line on stderr with exit status 2; an interrupt exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from deepnotes.errors import DeepnotesError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line instead of usage plus a line."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deepnotes.cli import devices, evaluate, predict, train
+
+    parser = _Parser(prog="deepnotes",
+                     description="Deep learning from the course notes: train, evaluate, predict.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in (train, evaluate, predict, devices):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args) or 0
+    except DeepnotesError as exc:
+        from deepnotes.train import TrainingInterrupted
+
+        print(f"error: {exc}", file=sys.stderr)
+        return 130 if isinstance(exc, TrainingInterrupted) else 2
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error:{where} {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _version() -> str:
+    import deepnotes
+
+    return f"deepnotes {deepnotes.__version__}"

@@ -1,0 +1,66 @@
+"""``deepnotes evaluate RUN``: a trained run's metrics on a split of its data, or of other data."""
+
+from __future__ import annotations
+
+import json
+
+SPLITS = ("train", "dev", "test")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="metrics of a trained run on a data split",
+                       description="Evaluate a run folder's model: accuracy, loss, precision, "
+                       "recall and F1 (macro, micro, weighted, per class), confusion matrix.")
+    p.add_argument("run", metavar="RUN", help="run folder written by deepnotes train")
+    p.add_argument("--data", help="another data spec with the same classes (default: the run's)")
+    p.add_argument("--data-dir", help="folder holding IDX files for --data")
+    p.add_argument("--split", default="test", choices=SPLITS, help="which split (test)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (auto)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from deepnotes.data.dataset import check_labels
+    from deepnotes.device import resolve_device
+    from deepnotes.train.run import build_data, load_trained, read_config, split_metrics
+    from deepnotes.errors import DeepnotesError
+
+    config = read_config(args.run)
+    device = resolve_device(args.device)
+    model = load_trained(args.run, config)
+    data_config = dict(config)
+    if args.data:
+        data_config.update(data=args.data, data_dir=args.data_dir)
+    dataset, splits = build_data(data_config)
+    if dataset.in_channels != config["in_channels"]:
+        raise DeepnotesError(f"--data {data_config['data']}: {dataset.in_channels} input channels "
+                             f"or features, the model reads {config['in_channels']}")
+    check_labels(dataset.y, len(config["classes"]), f"--data {data_config['data']}")
+    chosen = type(splits)(**{k: (v if k == args.split else v[:0]) for k, v in vars(splits).items()})
+    result = {args.split: split_metrics(model.to(device), config, dataset, chosen, device)[args.split]}
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print_table(result)
+        print_per_class(result[args.split])
+    return 0
+
+
+def print_table(result: dict) -> None:
+    """One row per split: accuracy, loss, macro precision / recall / F1, micro and weighted F1."""
+    print(f"{'split':<6} {'examples':>8} {'accuracy':>9} {'loss':>8} {'precision':>10} "
+          f"{'recall':>7} {'F1':>7} {'F1 micro':>9} {'F1 wtd':>7}")
+    for name, m in result.items():
+        n = sum(row["support"] for row in m["per_class"])
+        print(f"{name:<6} {n:>8} {m['accuracy']:>9.4f} {m['loss']:>8.4f} {m['precision']:>10.4f} "
+              f"{m['recall']:>7.4f} {m['f1']:>7.4f} {m['f1_micro']:>9.4f} {m['f1_weighted']:>7.4f}")
+    print("(precision, recall and F1 are macro averages over the classes)")
+
+
+def print_per_class(m: dict) -> None:
+    width = max(8, *(len(str(row["class"])) for row in m["per_class"]))
+    print(f"\n{'class':<{width}} {'precision':>10} {'recall':>7} {'F1':>7} {'support':>8}")
+    for row in m["per_class"]:
+        print(f"{row['class']!s:<{width}} {row['precision']:>10.4f} {row['recall']:>7.4f} "
+              f"{row['f1']:>7.4f} {row['support']:>8}")

@@ -1,0 +1,232 @@
+"""A folder of images with one sub-folder per class, read into a uint8 tensor.
+
+Every file is opened and decoded before anything is returned, so a zero-byte, truncated,
+mislabelled or oversized (decompression bomb) file is reported up front with its path rather
+than crashing an epoch. Images are converted consistently: one channel if every image is grey,
+else three; transparency is composited over white, palettes are applied and 16-bit grey is
+scaled to 8 bits. Each image is resized so its shorter side is ``size`` and centre-cropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from deepnotes.data.dataset import Dataset
+from deepnotes.errors import DeepnotesError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+IGNORED_NAMES = frozenset({"__MACOSX", ".ipynb_checkpoints", ".DS_Store", "Thumbs.db"})
+MAX_PIXELS = 89_478_485  # Pillow's default decompression-bomb limit (about 0.25 GB of RGBA)
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+WIDE_GREY_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
+SHOW_BAD = 3  # how many bad paths an error message names
+
+
+def load_image_folder(
+    path: str | os.PathLike, size: int, skip_bad: bool = False, progress: bool = False
+) -> Dataset:
+    """Read ``path/<class>/<image>`` into a Dataset of (m, n_C, size, size) uint8 images."""
+    size = _check_size(size)
+    root = _check_folder(path)
+    classes = _class_folders(root)
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        found = _image_files(root / name)
+        if not found:
+            raise DeepnotesError(
+                f"{root / name}: empty class folder; expected image files "
+                f"({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
+        files += found
+        labels += [label] * len(found)
+    arrays, keep, bad = _read_all(files, size, progress, root)
+    if bad and not skip_bad:
+        shown = "; ".join(f"{p} ({why})" for p, why in bad[:SHOW_BAD])
+        more = f" and {len(bad) - SHOW_BAD} more" if len(bad) > SHOW_BAD else ""
+        raise DeepnotesError(
+            f"{root}: {len(bad)} unreadable image files: {shown}{more}; fix or remove them "
+            "(--skip-bad trains without them)"
+        )
+    labels = [labels[i] for i in keep]
+    _check_no_empty_class(labels, classes, root)
+    if bad:
+        log.warning("%s: skipped %d unreadable image files", root, len(bad))
+    x = _stack(arrays)
+    y = torch.tensor(labels, dtype=torch.int64)
+    return Dataset(str(root), x, y, classes, skipped=[str(p) for p, _ in bad])
+
+
+def load_image(path: str | os.PathLike, size: int, channels: int) -> torch.Tensor:
+    """One image file as a (channels, size, size) uint8 tensor, converted as in a folder."""
+    size = _check_size(size)
+    if channels not in (1, 3):
+        raise DeepnotesError(f"channels={channels!r}; expected 1 (grey) or 3 (RGB)")
+    path = Path(path)
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise DeepnotesError(f"{path} {what}; expected an image file")
+    try:
+        array = _read(path, size)
+    except Exception as e:  # noqa: BLE001 - any decoder failure means a bad file
+        raise DeepnotesError(f"{path}: unreadable image ({_reason(e)})") from None
+    if channels == 3 and array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    elif channels == 1 and array.ndim == 3:
+        array = np.asarray(Image.fromarray(array).convert("L"))
+    return _chw(array[None])[0]
+
+
+def _check_size(size: int) -> int:
+    try:
+        value = operator.index(size)
+    except TypeError:
+        value = 0
+    if isinstance(size, bool) or value < 1:
+        raise DeepnotesError(f"size={size!r}; expected a positive integer number of pixels")
+    return value
+
+
+def _check_folder(path: str | os.PathLike) -> Path:
+    root = Path(path)
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise DeepnotesError(f"{root} {what}; expected a folder with one sub-folder per class")
+    return root
+
+
+def _ignored(name: str) -> bool:
+    return name.startswith(".") or name in IGNORED_NAMES
+
+
+def _class_folders(root: Path) -> list[str]:
+    """Sorted names of the class sub-folders, junk left out."""
+    entries = sorted(os.scandir(root), key=lambda e: e.name)
+    classes = [e.name for e in entries if e.is_dir() and not _ignored(e.name)]
+    stray = [e.name for e in entries if e.is_file() and not _ignored(e.name)]
+    if stray:
+        log.warning("%s: %d files outside any class folder ignored", root, len(stray))
+    if not classes:
+        raise DeepnotesError(f"{root}: no class sub-folders; expected one sub-folder per class")
+    if len(classes) < 2:
+        raise DeepnotesError(
+            f"{root}: need at least 2 classes, found 1 ({classes[0]!r}); expected one "
+            "sub-folder per class"
+        )
+    return classes
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively, sorted), hidden and junk entries left out."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
+        for name in sorted(filenames):
+            if not _ignored(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                found.append(Path(dirpath) / name)
+    return found
+
+
+def _read_all(
+    files: list[Path], size: int, progress: bool, root: Path
+) -> tuple[list[np.ndarray], list[int], list[tuple[Path, str]]]:
+    """Decode every file: the arrays read, their indices into ``files``, and the bad files."""
+    arrays, keep, bad = [], [], []
+    bar = tqdm(
+        files, desc=f"reading {root.name}", unit="img", file=sys.stderr, disable=not progress
+    )
+    for i, path in enumerate(bar):
+        try:
+            arrays.append(_read(path, size))
+            keep.append(i)
+        except Exception as e:  # noqa: BLE001 - any decoder failure means a bad file
+            bad.append((path, _reason(e)))
+    return arrays, keep, bad
+
+
+def _read(path: Path, size: int) -> np.ndarray:
+    """Decode, convert to L or RGB, resize and crop: (size, size) or (size, size, 3) uint8."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise Image.DecompressionBombError(
+                    f"{img.width}x{img.height} pixels is above the limit of {MAX_PIXELS}"
+                )
+            img.load()
+            return np.asarray(_resize_crop(_to_l_or_rgb(img), size))
+
+
+def _to_l_or_rgb(img: Image.Image) -> Image.Image:
+    """Grey modes to L (16-bit divided by 257), colour to RGB, alpha composited over white."""
+    mode = img.mode
+    if mode in WIDE_GREY_MODES:
+        wide = np.asarray(img).astype(np.float64)
+        return Image.fromarray(np.clip(np.rint(wide / 257), 0, 255).astype(np.uint8))
+    if mode in ("L", "RGB"):
+        if "transparency" not in img.info:
+            return img
+        img = img.convert(mode + "A")
+    elif mode in ("P", "PA", "RGBa"):
+        img = img.convert("RGBA")
+    elif mode == "La":
+        img = img.convert("LA")
+    if img.mode in ("LA", "RGBA"):
+        base = img.mode[:-1]
+        white = Image.new(base, img.size, (255,) * len(base) if base == "RGB" else 255)
+        return Image.composite(img.convert(base), white, img.getchannel("A"))
+    return img.convert("L" if mode in GREY_MODES else "RGB")
+
+
+def _resize_crop(img: Image.Image, size: int) -> Image.Image:
+    """Scale so the shorter side is ``size`` and keep the centre square (bilinear)."""
+    w, h = img.size
+    if (w, h) == (size, size):
+        return img
+    side = min(w, h)
+    left, top = (w - side) / 2, (h - side) / 2
+    box = (left, top, left + side, top + side)
+    return img.resize((size, size), Image.Resampling.BILINEAR, box=box)
+
+
+def _stack(arrays: list[np.ndarray]) -> torch.Tensor:
+    """Stack into (m, n_C, H, W): one channel if every image is grey, else three."""
+    if all(a.ndim == 2 for a in arrays):
+        return _chw(np.stack(arrays))
+    colour = [a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
+    return _chw(np.stack(colour))
+
+
+def _chw(batch: np.ndarray) -> torch.Tensor:
+    """(m, H, W) or (m, H, W, C) uint8 to a contiguous (m, C, H, W) tensor."""
+    if batch.ndim == 3:
+        batch = batch[:, None]
+    else:
+        batch = batch.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.uint8))
+
+
+def _check_no_empty_class(labels: list[int], classes: list[str], root: Path) -> None:
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    empty = [classes[i] for i in np.flatnonzero(counts == 0)]
+    if empty:
+        raise DeepnotesError(
+            f"{root / empty[0]}: no readable images left in this class folder after skipping "
+            "bad files; expected at least one"
+        )
+
+
+def _reason(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,83 @@
+"""Mini-batches from tensors in memory, by indexing: no per-example Python, no worker processes.
+
+Images stay uint8 until a batch is drawn; the batch is then converted to float and normalised,
+x_norm = (x - mu) / sigma per channel (per feature for tables), with mu and sigma from the training
+split only, so nothing about dev or test leaks into training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+
+class Normalizer:
+    """x -> (x * scale - mu) / sigma, per channel (images, scale 1/255) or feature (tables)."""
+
+    def __init__(self, mean: list[float], std: list[float], scale: float = 1.0):
+        self.mean, self.std, self.scale = list(mean), list(std), scale
+        std_t = torch.tensor(self.std, dtype=torch.float32).clamp_min(1e-8)
+        self._mul = scale / std_t
+        self._add = -torch.tensor(self.mean, dtype=torch.float32) / std_t
+
+    @classmethod
+    def fit(cls, x: torch.Tensor) -> Normalizer:
+        """Per-channel mean and std of uint8 images (m, n_C, n_H, n_W) or features (m, n_x)."""
+        scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
+        dims = [0, 2, 3] if x.dim() == 4 else [0]
+        xs = x.double() * scale
+        return cls(xs.mean(dims).tolist(), xs.std(dims).tolist(), scale)
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Normalizer:
+        return cls(d["mean"], d["std"], d["scale"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1, 1, 1) if x.dim() == 4 else (1, -1)
+        mul = self._mul.to(x.device).view(shape)
+        add = self._add.to(x.device).view(shape)
+        return torch.addcmul(add, x.float(), mul)
+
+
+class Batches:
+    """The examples ``indices`` of (x, y) in mini-batches of ``batch_size``.
+
+    With ``shuffle`` the order of epoch e is a permutation drawn from (seed, e) alone, so a resumed
+    run sees exactly the batches the uninterrupted run saw. ``drop_last`` drops a final short batch
+    (a batch of one breaks batch norm's sigma^2) unless it is the only batch.
+    """
+
+    def __init__(self, x, y, indices, batch_size: int, normalizer: Normalizer, *,
+                 shuffle: bool = False, drop_last: bool = False, seed: int = 0,
+                 device: torch.device | str = "cpu"):
+        self.x, self.y = x.to(device), y.to(device)
+        self.indices = indices.to(device)
+        self.batch_size, self.normalizer = batch_size, normalizer
+        self.shuffle, self.seed = shuffle, seed
+        self.drop_last = drop_last and len(indices) > batch_size
+
+    def __len__(self) -> int:
+        n, b = len(self.indices), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.indices)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if not self.shuffle:
+            return self.indices
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        perm = torch.randperm(len(self.indices), generator=generator).to(self.indices.device)
+        return self.indices[perm]
+
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (x, y) batches of ``epoch`` from batch number ``start`` on."""
+        order = self.order(epoch)
+        for b in range(start, len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield self.normalizer(self.x[idx]), self.y[idx]

@@ -1,0 +1,99 @@
+"""Train / dev / test splits, seeded and stratified.
+
+The notes: dev and test must come from the same distribution, the one you want to do well on.
+A stratified split keeps each class's share equal in every split; :func:`label_shift` measures how
+far two splits' label distributions are apart, so a mismatch is reported rather than trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from deepnotes.errors import DeepnotesError
+
+
+@dataclass
+class Splits:
+    """Index tensors into a data set's x and y; disjoint, sorted."""
+
+    train: torch.Tensor
+    dev: torch.Tensor
+    test: torch.Tensor
+
+    def sizes(self) -> dict:
+        return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
+
+
+def stratified_split(y: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int = 0,
+                     test_indices: torch.Tensor | None = None) -> Splits:
+    """Split indices 0..m-1 class by class in the proportions ``fractions`` (train, dev, test).
+
+    When the data set has its own test set (``test_indices``), it is kept as the test split and dev
+    is cut from the rest, a ``fractions[1]`` share of it. The same seed gives the same split.
+    """
+    check_fractions(fractions)
+    generator = torch.Generator().manual_seed(seed)
+    pool = torch.ones(len(y), dtype=torch.bool)
+    if test_indices is not None:
+        pool[test_indices] = False
+        dev_share, test_share = fractions[1], 0.0
+    else:
+        dev_share, test_share = fractions[1], fractions[2]
+    parts = {"train": [], "dev": [], "test": []}
+    for c in torch.unique(y[pool]):
+        members = (pool & (y == c)).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        n_dev, n_test = _counts(len(members), dev_share, test_share)
+        parts["dev"].append(members[:n_dev])
+        parts["test"].append(members[n_dev : n_dev + n_test])
+        parts["train"].append(members[n_dev + n_test :])
+    if test_indices is not None:
+        parts["test"] = [test_indices.to(torch.long)]
+    splits = Splits(*(torch.cat(parts[k]).sort().values for k in ("train", "dev", "test")))
+    for name, idx in vars(splits).items():
+        if len(idx) == 0:
+            raise DeepnotesError(
+                f"the {name} split is empty: {len(y)} examples are too few for fractions {fractions}"
+            )
+    return splits
+
+
+def _counts(n: int, dev_share: float, test_share: float) -> tuple[int, int]:
+    """Examples of one class for dev and test; at least one stays for training."""
+    n_dev, n_test = round(n * dev_share), round(n * test_share)
+    while n_dev + n_test >= n and n_dev + n_test > 0:
+        if n_test >= n_dev and n_test > 0:
+            n_test -= 1
+        else:
+            n_dev -= 1
+    return n_dev, n_test
+
+
+def check_fractions(fractions) -> None:
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise DeepnotesError(
+            f"split fractions {tuple(fractions)}: expected three shares (train, dev, test) "
+            "that are >= 0 and sum to 1"
+        )
+    if fractions[0] <= 0:
+        raise DeepnotesError(f"split fractions {tuple(fractions)}: the train share must be > 0")
+
+
+def label_shift(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, num_classes: int) -> float:
+    """Total variation distance between the label distributions of splits a and b (0 = same)."""
+    p = torch.bincount(y[a], minlength=num_classes).double() / max(1, len(a))
+    q = torch.bincount(y[b], minlength=num_classes).double() / max(1, len(b))
+    return float((p - q).abs().sum() / 2)
+
+
+def duplicates_across(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> list[tuple[int, int]]:
+    """Pairs (i in a, j in b) whose examples are byte-for-byte equal: leakage from train into test."""
+    seen = {x[i].numpy().tobytes(): int(i) for i in a}
+    pairs = []
+    for j in b:
+        i = seen.get(x[j].numpy().tobytes())
+        if i is not None:
+            pairs.append((i, int(j)))
+    return pairs

@@ -1,0 +1,162 @@
+"""A CSV file of numeric features and one label column, read into a table Dataset.
+
+The first row is the header. The label column is ``label_column`` if given, else the column named
+``label``, else the last one; every other column is a numeric feature. Labels may be any strings;
+the classes are the distinct labels, sorted numerically when all are numbers. Every fault (a
+ragged row, a non-numeric cell, NaN or inf, a single class) is reported with its line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepnotes.data.dataset import Dataset
+from deepnotes.errors import DeepnotesError
+
+DEFAULT_LABEL = "label"
+
+
+def read_header(path: str | os.PathLike) -> list[str]:
+    """The column names in the CSV file's first row (whitespace stripped)."""
+    path = _check_file(path)
+    with _open(path) as f:
+        header = next(csv.reader(f), None)
+    if not header or not any(cell.strip() for cell in header):
+        raise DeepnotesError(f"{path}: empty file; expected a header row and data rows")
+    return [cell.strip() for cell in header]
+
+
+def feature_names(path: str | os.PathLike, label_column: str | None = None) -> list[str]:
+    """The feature column names, in the order of the columns of ``load_csv(path).x``."""
+    header = read_header(path)
+    label = _label_index(header, label_column, Path(path))
+    return [name for i, name in enumerate(header) if i != label]
+
+
+def load_csv(path: str | os.PathLike, label_column: str | None = None) -> Dataset:
+    """Read features as float32 (m, n_x) and labels as int64 class indices (m,)."""
+    path = _check_file(path)
+    header = read_header(path)
+    label = _label_index(header, label_column, path)
+    if len(header) < 2:
+        raise DeepnotesError(
+            f"{path}: only one column ({header[0]!r}); expected feature columns and a label column"
+        )
+    cells, labels, lines = _read_rows(path, len(header), label)
+    if not labels:
+        raise DeepnotesError(f"{path}: header only, no data rows")
+    features = [name for i, name in enumerate(header) if i != label]
+    x = _to_floats(cells, features, lines, path)
+    classes = _sorted_classes(set(labels))
+    if len(classes) < 2:
+        raise DeepnotesError(
+            f"{path}: need at least 2 classes in column {header[label]!r}, found "
+            f"{len(classes)} ({classes[0]!r})"
+        )
+    index = {name: i for i, name in enumerate(classes)}
+    y = torch.tensor([index[s] for s in labels], dtype=torch.int64)
+    return Dataset(str(path), torch.from_numpy(x), y, classes)
+
+
+def _check_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise DeepnotesError(f"{path} {what}; expected a CSV file")
+    return path
+
+
+def _open(path: Path):
+    """Open as text, ignoring a UTF-8 byte-order mark (Excel writes one)."""
+    return open(path, newline="", encoding="utf-8-sig")
+
+
+def _label_index(header: list[str], label_column: str | None, path: Path) -> int:
+    if label_column is None:
+        return header.index(DEFAULT_LABEL) if DEFAULT_LABEL in header else len(header) - 1
+    if label_column not in header:
+        raise DeepnotesError(
+            f"{path}: label column {label_column!r} not in the header; columns: "
+            + ", ".join(header)
+        )
+    return header.index(label_column)
+
+
+def _read_rows(path: Path, width: int, label: int) -> tuple[list[list[str]], list[str], list[int]]:
+    """Feature cells, label strings and line numbers of the data rows; blank rows skipped."""
+    cells, labels, lines = [], [], []
+    with _open(path) as f:
+        reader = csv.reader(f)
+        try:
+            next(reader)
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) != width:
+                    raise DeepnotesError(
+                        f"{path} line {reader.line_num}: expected {width} cells, found {len(row)}"
+                    )
+                value = row[label].strip()
+                if not value:
+                    raise DeepnotesError(f"{path} line {reader.line_num}: empty label")
+                labels.append(value)
+                cells.append(row[:label] + row[label + 1 :])
+                lines.append(reader.line_num)
+        except UnicodeDecodeError as e:
+            raise DeepnotesError(
+                f"{path} after line {reader.line_num}: not UTF-8 text ({e.reason})"
+            ) from None
+        except csv.Error as e:
+            raise DeepnotesError(f"{path} line {reader.line_num}: bad CSV ({e})") from None
+    return cells, labels, lines
+
+
+def _to_floats(
+    cells: list[list[str]], features: list[str], lines: list[int], path: Path
+) -> np.ndarray:
+    """Parse the feature cells into float32, naming the first bad or non-finite cell."""
+    try:
+        x = np.array(cells, dtype=str).astype(np.float64)
+    except ValueError:
+        _raise_first_bad_cell(cells, features, lines, path)
+        x = np.array([[float(cell) for cell in row] for row in cells], dtype=np.float64)
+    with np.errstate(over="ignore"):
+        x = x.astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DeepnotesError(
+            f"{path}: {int(bad.sum())} NaN or infinite feature values (or beyond float32); "
+            f"first at line {lines[row]}, column {features[col]!r}"
+        )
+    return x
+
+
+def _raise_first_bad_cell(
+    cells: list[list[str]], features: list[str], lines: list[int], path: Path
+) -> None:
+    for row, line in zip(cells, lines, strict=True):
+        for name, cell in zip(features, row, strict=True):
+            try:
+                float(cell)
+            except ValueError:
+                raise DeepnotesError(
+                    f"{path} line {line}, column {name!r}: {cell!r} is not a number"
+                ) from None
+
+
+def _sorted_classes(labels: set[str]) -> list[str]:
+    """Numerically if every label is a finite number, else alphabetically."""
+    try:
+        numbers = {s: float(s) for s in labels}
+    except ValueError:
+        return sorted(labels)
+    if not all(math.isfinite(v) for v in numbers.values()):
+        return sorted(labels)
+    return sorted(labels, key=lambda s: (numbers[s], s))

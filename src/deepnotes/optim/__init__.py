@@ -1,0 +1,34 @@
+"""Optimisers by name: gradient descent, momentum, RMSprop, Adam; and learning-rate schedules.
+
+``create_optimizer("adam", model.parameters(), lr=3e-3)``. The notes' defaults: momentum
+beta = 0.9; Adam beta1 = 0.9, beta2 = 0.999, eps = 1e-8. The learning rate alpha must be tuned.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepnotes.errors import DeepnotesError, unknown_name
+from deepnotes.optim.schedules import SCHEDULES, learning_rate
+
+OPTIMIZERS = {
+    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
+    "momentum": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+    "rmsprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr, alpha=0.999, eps=1e-8),
+    "adam": lambda params, lr: torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8),
+}
+
+__all__ = ["OPTIMIZERS", "SCHEDULES", "create_optimizer", "learning_rate", "list_optimizers"]
+
+
+def list_optimizers() -> list[str]:
+    return sorted(OPTIMIZERS)
+
+
+def create_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """An optimiser by name with learning rate ``lr`` (alpha > 0)."""
+    if name not in OPTIMIZERS:
+        raise DeepnotesError(unknown_name("optimizer", name, list_optimizers()))
+    if not lr > 0:
+        raise DeepnotesError(f"--lr {lr}: the learning rate must be > 0")
+    return OPTIMIZERS[name](params, lr)

@@ -1,0 +1,62 @@
+"""Pictures a person would rather look at than read: learning curves and the confusion matrix."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from deepnotes import atomic
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _figure().close(fig)
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def learning_curves(history: list[dict], path: Path) -> None:
+    """Loss and accuracy per epoch, train beside dev: the gap is the variance, the level the bias."""
+    plt = _figure()
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for split, style in (("train", "-o"), ("dev", "--s")):
+        if history and history[0].get(f"{split}_loss") is not None:
+            ax_loss.plot(epochs, [r[f"{split}_loss"] for r in history], style, label=split)
+            ax_acc.plot(epochs, [r[f"{split}_accuracy"] for r in history], style, label=split)
+    ax_loss.set(title="loss (cross-entropy)", xlabel="epoch")
+    ax_acc.set(title="accuracy", xlabel="epoch")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(fig, path)
+
+
+def confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path,
+                     title: str = "confusion matrix (test)") -> None:
+    """Rows are the true class, columns the predicted one; the diagonal is what went right."""
+    plt = _figure()
+    k = len(classes)
+    size = min(14, 3 + 0.6 * k)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    if k <= 30:
+        ax.set_xticks(range(k), classes, rotation=45, ha="right")
+        ax.set_yticks(range(k), classes)
+        top = max(max(row) for row in matrix) or 1
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, matrix[i][j], ha="center", va="center", fontsize=8,
+                        color="white" if matrix[i][j] > top / 2 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    _save(fig, path)

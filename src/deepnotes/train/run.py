@@ -1,0 +1,152 @@
+"""A run folder: everything one training run needs to be rebuilt, resumed, evaluated and shown.
+
+config.json, model.safetensors, state.safetensors + state.json, history.csv, metrics.json,
+learning_curves.png, confusion_matrix.png; every file written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+import deepnotes
+from deepnotes import atomic, metrics
+from deepnotes.data import Batches, Dataset, Normalizer, load_dataset, stratified_split
+from deepnotes.errors import DeepnotesError
+from deepnotes.models import create_model, model_class
+from deepnotes.train.trainer import evaluate
+
+DEFAULTS = {
+    "model": None,  # lenet5 for images, mlp for tables
+    "data": "digits",
+    "data_dir": None,
+    "label_column": None,
+    "skip_bad": False,
+    "epochs": 20,
+    "batch_size": 64,
+    "lr": 3e-3,
+    "optimizer": "adam",
+    "schedule": "onecycle",
+    "seed": 0,
+    "fractions": [0.8, 0.1, 0.1],
+    "device": "auto",
+    "bf16": False,
+}
+
+
+def default_model(dataset: Dataset) -> str:
+    return "lenet5" if dataset.kind == "image" else "mlp"
+
+
+def build_data(config: dict, progress: bool = False):
+    """(dataset, splits) for a config; images are resized to the model's input size."""
+    size = model_class(config["model"]).input_size if config.get("model") else 32
+    dataset = load_dataset(config["data"], image_size=size, data_dir=config.get("data_dir"),
+                           skip_bad=config.get("skip_bad", False),
+                           label_column=config.get("label_column"), progress=progress)
+    splits = stratified_split(dataset.y, config["fractions"], config["seed"], dataset.test_indices)
+    return dataset, splits
+
+
+def check_model_fits(model_name: str, dataset: Dataset) -> None:
+    kind = model_class(model_name).input_kind
+    if kind != dataset.kind:
+        raise DeepnotesError(
+            f"--model {model_name} reads {kind}s but --data {dataset.name} holds {dataset.kind}s; "
+            f"try --model {default_model(dataset)}"
+        )
+
+
+def build_model(config: dict) -> torch.nn.Module:
+    return create_model(config["model"], num_classes=len(config["classes"]),
+                        in_channels=config["in_channels"])
+
+
+def batches(config: dict, dataset: Dataset, indices, device, train: bool = False) -> Batches:
+    normalizer = Normalizer.from_dict(config["normalize"])
+    size = config["batch_size"] if train else max(512, config["batch_size"])
+    return Batches(dataset.x, dataset.y, indices, size, normalizer, shuffle=train,
+                   drop_last=train, seed=config["seed"], device=device)
+
+
+def split_metrics(model, config: dict, dataset: Dataset, splits, device) -> dict:
+    """metrics.json: for each split, accuracy, loss, P/R/F1 and the confusion matrix."""
+    out = {}
+    for name, idx in vars(splits).items():
+        result = evaluate(model, batches(config, dataset, idx, device), bf16=config["bf16"])
+        report = metrics.classification_report(result["y_true"], result["y_pred"],
+                                               num_classes=len(config["classes"]),
+                                               class_names=config["classes"])
+        out[name] = {"accuracy": report.pop("accuracy"), "loss": result["loss"], **report}
+    return out
+
+
+def new_run_dir(out: str, name: str | None, default_name: str, overwrite: bool) -> Path:
+    """A fresh folder; an explicit --name that exists is refused unless ``overwrite``."""
+    root = Path(out)
+    if name:
+        run_dir = root / name
+        if run_dir.exists() and not overwrite:
+            raise DeepnotesError(
+                f"--name {name}: {run_dir} exists; use --resume {run_dir} to continue it "
+                "or --overwrite to replace it"
+            )
+    else:
+        run_dir, n = root / default_name, 1
+        while run_dir.exists():
+            n += 1
+            run_dir = root / f"{default_name}-{n}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DeepnotesError(f"--out {out}: cannot write there ({exc.strerror})") from None
+    return run_dir
+
+
+def read_config(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise DeepnotesError(f"{run_dir}: not a deepnotes run folder (no config.json)")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DeepnotesError(f"{path}: not valid JSON ({exc})") from None
+
+
+def write_json(path: Path, obj) -> None:
+    atomic.write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+def provenance() -> dict:
+    """Versions and the git commit, so a result can be traced to the code that made it."""
+    return {"deepnotes": deepnotes.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "git_commit": _git_commit(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=os.path.dirname(__file__))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def load_trained(run_dir: str | Path, config: dict) -> torch.nn.Module:
+    """The run's model with the weights of ``model.safetensors``."""
+    from deepnotes.train.checkpoint import load_model_state, load_weights
+
+    path = Path(run_dir) / "model.safetensors"
+    model = build_model(config)
+    load_model_state(model, load_weights(path), path)
+    return model.eval()

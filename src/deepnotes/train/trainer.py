@@ -1,0 +1,185 @@
+"""The training loop: mini-batch gradient descent with a schedule, checkpoints, and honest stops.
+
+Each step: forward, L = cross-entropy(softmax(z), y), backward, update. After each epoch the dev
+set is evaluated and a checkpoint is written. A NaN or infinite loss stops the run and keeps the
+last good checkpoint; SIGTERM / Ctrl-C stop at the next step boundary with a checkpoint, so
+``--resume`` continues exactly where the run left off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from deepnotes.data.loader import Batches
+from deepnotes.errors import DeepnotesError
+from deepnotes.optim import learning_rate
+from deepnotes.train import checkpoint
+from deepnotes.train.history import write_history
+
+log = logging.getLogger(__name__)
+
+
+class TrainingInterrupted(DeepnotesError):
+    """Stopped by SIGTERM or Ctrl-C after saving a checkpoint."""
+
+
+class Trainer:
+    """Train ``model`` with ``optimizer`` for ``epochs`` passes over the training batches.
+
+    With ``run_dir`` the trainer checkpoints after every epoch (and on SIGTERM / Ctrl-C) and writes
+    ``history.csv``; ``resume()`` loads the last checkpoint from it.
+    """
+
+    def __init__(self, model, optimizer, *, epochs: int, schedule: str = "onecycle",
+                 device: torch.device | str = "cpu", run_dir: Path | None = None,
+                 progress: bool = True, bf16: bool = False):
+        if epochs < 1:
+            raise DeepnotesError(f"--epochs {epochs}: expected at least 1")
+        self.model, self.optimizer = model.to(device), optimizer
+        self.epochs, self.schedule = epochs, schedule
+        self.device = torch.device(device)
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.progress, self.bf16 = progress, bf16
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.state = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "correct": 0,
+                      "seen": 0, "seconds": 0.0, "history": []}
+        self._stop_signal = None
+
+    @property
+    def history(self) -> list[dict]:
+        return self.state["history"]
+
+    def resume(self) -> None:
+        """Continue from ``run_dir/state.safetensors``."""
+        self.state = checkpoint.load(self.run_dir, self.model, self.optimizer)
+
+    def fit(self, train: Batches, dev: Batches | None = None) -> list[dict]:
+        """Run the remaining epochs; return the history (one dict per epoch)."""
+        total = self.epochs * len(train)
+        with self._signals():
+            while self.state["epoch"] < self.epochs:
+                self._train_epoch(train, total)
+                self._end_epoch(train, dev)
+        return self.history
+
+    def _train_epoch(self, train: Batches, total_steps: int) -> None:
+        st = self.state
+        self.model.train()
+        bar = tqdm(total=len(train), initial=st["step"], disable=not self.progress, leave=False,
+                   desc=f"epoch {st['epoch'] + 1}/{self.epochs}", unit="batch", dynamic_ncols=True)
+        start = time.perf_counter()
+        with bar:
+            for x, y in train.epoch(st["epoch"], start=st["step"]):
+                lr = self._set_lr(st["global_step"], total_steps)
+                loss, correct = self.train_step(x, y)
+                if not math.isfinite(loss):
+                    raise DeepnotesError(
+                        f"loss became {loss} at epoch {st['epoch'] + 1}, step {st['step'] + 1} "
+                        f"(lr {lr:.3g}); stopped, the last good checkpoint is kept; try a lower --lr"
+                    )
+                st["loss_sum"] += loss * len(y)
+                st["correct"] += correct
+                st["seen"] += len(y)
+                st["step"] += 1
+                st["global_step"] += 1
+                elapsed = st["seconds"] + time.perf_counter() - start
+                bar.set_postfix(loss=f"{st['loss_sum'] / st['seen']:.4f}",
+                                acc=f"{st['correct'] / st['seen']:.3f}",
+                                img_s=f"{st['seen'] / max(elapsed, 1e-9):.0f}", refresh=False)
+                bar.update()
+                if self._stop_signal is not None:
+                    st["seconds"] = elapsed
+                    self._interrupt()
+        st["seconds"] += time.perf_counter() - start
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        """One step of gradient descent on a mini-batch; returns (loss, correct predictions)."""
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+            z = self.model(x)  # logits: (B, K)
+            loss = F.cross_entropy(z, y)
+        value = loss.item()
+        if not math.isfinite(value):
+            return value, 0  # no update: the weights in memory stay those of the last good step
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return value, int((z.argmax(1) == y).sum())
+
+    def _set_lr(self, step: int, total_steps: int) -> float:
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = learning_rate(self.schedule, base, step, total_steps)
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _end_epoch(self, train: Batches, dev: Batches | None) -> None:
+        st = self.state
+        row = {"epoch": st["epoch"] + 1, "train_loss": st["loss_sum"] / max(1, st["seen"]),
+               "train_accuracy": st["correct"] / max(1, st["seen"])}
+        if dev is not None:
+            result = evaluate(self.model, dev, bf16=self.bf16)
+            row["dev_loss"] = result["loss"]
+            row["dev_accuracy"] = float((result["y_pred"] == result["y_true"]).float().mean())
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["seconds"] = st["seconds"]
+        st["history"].append(row)
+        st.update(epoch=st["epoch"] + 1, step=0, loss_sum=0.0, correct=0, seen=0, seconds=0.0)
+        if self.run_dir:
+            checkpoint.save(self.run_dir, self.model, self.optimizer, st)
+            write_history(self.run_dir / "history.csv", st["history"])
+        log.info("epoch %d: %s", row["epoch"], row)
+
+    def _interrupt(self) -> None:
+        st = self.state
+        where = f"epoch {st['epoch'] + 1}, step {st['step']}"
+        if self.run_dir:
+            checkpoint.save(self.run_dir, self.model, self.optimizer, st)
+            raise TrainingInterrupted(
+                f"interrupted at {where}; checkpoint saved, continue with --resume {self.run_dir}"
+            )
+        raise TrainingInterrupted(f"interrupted at {where}")
+
+    @contextlib.contextmanager
+    def _signals(self):
+        """SIGTERM and SIGINT only set a flag; the loop checkpoints at the next step boundary."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            self._stop_signal = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+@torch.inference_mode()
+def evaluate(model, batches: Batches, bf16: bool = False) -> dict:
+    """Mean cross-entropy, labels, predictions and softmax probabilities over ``batches``."""
+    model.eval()
+    losses, ys, probs = [], [], []
+    device_type = batches.x.device.type
+    for x, y in batches.epoch():
+        with torch.autocast(device_type, torch.bfloat16, enabled=bf16):
+            z = model(x)
+        z = z.float()
+        losses.append(F.cross_entropy(z, y, reduction="sum"))
+        ys.append(y)
+        probs.append(torch.softmax(z, dim=1))
+    model.train()
+    p = torch.cat(probs).cpu()
+    y_true = torch.cat(ys).cpu()
+    return {"loss": float(torch.stack(losses).sum()) / max(1, len(y_true)),
+            "y_true": y_true, "y_pred": p.argmax(1), "probs": p}
