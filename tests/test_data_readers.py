@@ -117,12 +117,12 @@ def test_read_idx_bad_header(tmp_path, data, pattern):
 def test_read_idx_corrupt_gzip(tmp_path):
     garbage = tmp_path / "t10k-images-idx3-ubyte.gz"
     garbage.write_bytes(b"this is not gzip at all")
-    with pytest.raises(DeepnotesError, match="t10k-images-idx3-ubyte.gz: corrupt gzip"):
+    with pytest.raises(DeepnotesError, match=r"t10k-images-idx3-ubyte.gz: corrupt gzip"):
         idx.read_idx(garbage)
     cut = tmp_path / "t10k-labels-idx1-ubyte.gz"
     whole = gzip.compress(idx_bytes(np.arange(200, dtype=np.uint8)))
     cut.write_bytes(whole[: len(whole) // 2])
-    with pytest.raises(DeepnotesError, match="t10k-labels-idx1-ubyte.gz: corrupt gzip"):
+    with pytest.raises(DeepnotesError, match=r"t10k-labels-idx1-ubyte.gz: corrupt gzip"):
         idx.read_idx(cut)
 
 
@@ -195,7 +195,7 @@ def test_system_folder_only_for_fashion_mnist(tmp_path, monkeypatch):
     monkeypatch.setattr(idx, "SYSTEM_DIRS", {"fashion-mnist": tmp_path / "system"})
     data = idx.load_idx_dataset("fashion-mnist")
     assert data.x.shape == (10, 1, 28, 28)
-    with pytest.raises(DeepnotesError, match="not found in .*mnist and downloading is off"):
+    with pytest.raises(DeepnotesError, match=r"not found in .*mnist and downloading is off"):
         idx.load_idx_dataset("mnist", download=False)
 
 
@@ -350,7 +350,7 @@ def test_load_image_folder_grey(tmp_path):
 def test_resize_shorter_side_then_centre_crop(tmp_path):
     root = tmp_path / "r"
     stripes = np.zeros((10, 30), dtype=np.uint8)
-    stripes[:, 10:20] = 255  # the middle third is white
+    stripes[:, 7:23] = 255  # a white band a little wider than the centre square
     save(root / "a" / "wide.png", Image.fromarray(stripes))
     save(root / "b" / "b.png", solid("L", (3, 3), 0))
     data = images.load_image_folder(root, size=5)
@@ -488,9 +488,9 @@ def test_load_image(tmp_path):
 def test_load_image_errors(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff garbage")
-    with pytest.raises(DeepnotesError, match="bad.jpg: unreadable image"):
+    with pytest.raises(DeepnotesError, match=r"bad.jpg: unreadable image"):
         images.load_image(bad, size=4, channels=3)
-    with pytest.raises(DeepnotesError, match="missing.png does not exist"):
+    with pytest.raises(DeepnotesError, match=r"missing.png does not exist"):
         images.load_image(tmp_path / "missing.png", size=4, channels=3)
     with pytest.raises(DeepnotesError, match="channels=2"):
         images.load_image(bad, size=4, channels=2)
@@ -525,9 +525,11 @@ def test_load_csv_last_column_and_explicit(tmp_path):
     assert data.classes == ["iris x", "setosa", "virginica"]
     assert data.y.tolist() == [1, 2, 0]
     assert tables.read_header(path) == ["a", "b", "species"]
-    data = tables.load_csv(str(path), label_column="a")
-    assert data.classes == ["1", "3", "5"]
-    assert data.x.shape == (3, 1)
+    numbers = write_csv(tmp_path, "a,b,c\n1,2.5,3\n4,5,6\n7,8,9\n", name="n.csv")
+    data = tables.load_csv(str(numbers), label_column="a")
+    assert data.classes == ["1", "4", "7"]
+    assert data.x.tolist() == [[2.5, 3.0], [5.0, 6.0], [8.0, 9.0]]
+    assert tables.feature_names(numbers, label_column="b") == ["a", "c"]
 
 
 @pytest.mark.parametrize(
@@ -568,7 +570,7 @@ def test_load_csv_errors(tmp_path, text, label_column, pattern):
 
 
 def test_load_csv_missing_or_folder(tmp_path):
-    with pytest.raises(DeepnotesError, match="nope.csv does not exist"):
+    with pytest.raises(DeepnotesError, match=r"nope.csv does not exist"):
         tables.load_csv(tmp_path / "nope.csv")
     with pytest.raises(DeepnotesError, match="is not a file"):
         tables.load_csv(tmp_path)
@@ -577,5 +579,5 @@ def test_load_csv_missing_or_folder(tmp_path):
 def test_load_csv_not_utf8(tmp_path):
     path = tmp_path / "data.csv"
     path.write_bytes(b"a,label\n1,0\n2,\xff\xfe\n")
-    with pytest.raises(DeepnotesError, match="data.csv.*not UTF-8"):
+    with pytest.raises(DeepnotesError, match=r"data.csv line 3: not UTF-8 text \(byte 0xff at col"):
         tables.load_csv(path)

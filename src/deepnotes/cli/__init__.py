@@ -33,14 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
+    _log_to_stderr(quiet=getattr(args, "quiet", False))
     if args.command is None:
         parser.print_help()
         return 0
     try:
-        return args.run(args) or 0
+        return args.handler(args) or 0
     except DeepnotesError as exc:
         from deepnotes.train import TrainingInterrupted
 
@@ -53,6 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record):
+        prefix = "warning: " if record.levelno >= logging.WARNING else ""
+        return prefix + record.getMessage()
+
+
+def _log_to_stderr(quiet: bool) -> None:
+    """The library logs; the CLI shows INFO (epoch lines) plainly and warnings as ``warning:``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger("deepnotes")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
 
 
 def _version() -> str:

@@ -8,7 +8,7 @@ def add_parser(sub) -> None:
                        description="List the CPU and the visible CUDA / MPS devices.")
     p.add_argument("--gpus", help="GPU indices to make visible first, e.g. 1,2 "
                    "(sets CUDA_VISIBLE_DEVICES)")
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def run(args) -> int:

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--split", default="test", choices=SPLITS, help="which split (test)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (auto)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def run(args) -> int:
@@ -37,8 +37,7 @@ def run(args) -> int:
         raise DeepnotesError(f"--data {data_config['data']}: {dataset.in_channels} input channels "
                              f"or features, the model reads {config['in_channels']}")
     check_labels(dataset.y, len(config["classes"]), f"--data {data_config['data']}")
-    chosen = type(splits)(**{k: (v if k == args.split else v[:0]) for k, v in vars(splits).items()})
-    result = {args.split: split_metrics(model.to(device), config, dataset, chosen, device)[args.split]}
+    result = split_metrics(model.to(device), config, dataset, splits, device, names=[args.split])
     if args.json:
         print(json.dumps(result, indent=1))
     else:

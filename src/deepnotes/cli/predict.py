@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("--top-k", type=int, default=3, help="how many classes to show (3)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (auto)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def run(args) -> int:

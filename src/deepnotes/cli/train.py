@@ -52,7 +52,7 @@ def add_parser(sub) -> None:
     p.add_argument("--allow-changes", action="store_true",
                    help="with --resume: accept options that differ from the run's (with a warning)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def run(args) -> int:

@@ -79,7 +79,7 @@ def load_image(path: str | os.PathLike, size: int, channels: int) -> torch.Tenso
         raise DeepnotesError(f"{path} {what}; expected an image file")
     try:
         array = _read(path, size)
-    except Exception as e:  # noqa: BLE001 - any decoder failure means a bad file
+    except Exception as e:  # any decoder failure means a bad file
         raise DeepnotesError(f"{path}: unreadable image ({_reason(e)})") from None
     if channels == 3 and array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
@@ -150,7 +150,7 @@ def _read_all(
         try:
             arrays.append(_read(path, size))
             keep.append(i)
-        except Exception as e:  # noqa: BLE001 - any decoder failure means a bad file
+        except Exception as e:  # any decoder failure means a bad file
             bad.append((path, _reason(e)))
     return arrays, keep, bad
 
@@ -214,7 +214,7 @@ def _chw(batch: np.ndarray) -> torch.Tensor:
         batch = batch[:, None]
     else:
         batch = batch.transpose(0, 3, 1, 2)
-    return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.uint8))
+    return torch.from_numpy(np.require(batch, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"]))
 
 
 def _check_no_empty_class(labels: list[int], classes: list[str], root: Path) -> None:

@@ -25,8 +25,11 @@ DEFAULT_LABEL = "label"
 def read_header(path: str | os.PathLike) -> list[str]:
     """The column names in the CSV file's first row (whitespace stripped)."""
     path = _check_file(path)
-    with _open(path) as f:
-        header = next(csv.reader(f), None)
+    try:
+        with _open(path) as f:
+            header = next(csv.reader(f), None)
+    except UnicodeDecodeError:
+        _raise_not_utf8(path)
     if not header or not any(cell.strip() for cell in header):
         raise DeepnotesError(f"{path}: empty file; expected a header row and data rows")
     return [cell.strip() for cell in header]
@@ -77,6 +80,19 @@ def _open(path: Path):
     return open(path, newline="", encoding="utf-8-sig")
 
 
+def _raise_not_utf8(path: Path) -> None:
+    """Name the first line that is not valid UTF-8."""
+    for number, line in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DeepnotesError(
+                f"{path} line {number}: not UTF-8 text (byte 0x{line[e.start]:02x} at column "
+                f"{e.start + 1}); save the file as UTF-8"
+            ) from None
+    raise DeepnotesError(f"{path}: not UTF-8 text; save the file as UTF-8")
+
+
 def _label_index(header: list[str], label_column: str | None, path: Path) -> int:
     if label_column is None:
         return header.index(DEFAULT_LABEL) if DEFAULT_LABEL in header else len(header) - 1
@@ -108,10 +124,8 @@ def _read_rows(path: Path, width: int, label: int) -> tuple[list[list[str]], lis
                 labels.append(value)
                 cells.append(row[:label] + row[label + 1 :])
                 lines.append(reader.line_num)
-        except UnicodeDecodeError as e:
-            raise DeepnotesError(
-                f"{path} after line {reader.line_num}: not UTF-8 text ({e.reason})"
-            ) from None
+        except UnicodeDecodeError:
+            _raise_not_utf8(path)
         except csv.Error as e:
             raise DeepnotesError(f"{path} line {reader.line_num}: bad CSV ({e})") from None
     return cells, labels, lines

@@ -75,10 +75,12 @@ def batches(config: dict, dataset: Dataset, indices, device, train: bool = False
                    drop_last=train, seed=config["seed"], device=device)
 
 
-def split_metrics(model, config: dict, dataset: Dataset, splits, device) -> dict:
+def split_metrics(model, config: dict, dataset: Dataset, splits, device,
+                  names=("train", "dev", "test")) -> dict:
     """metrics.json: for each split, accuracy, loss, P/R/F1 and the confusion matrix."""
     out = {}
-    for name, idx in vars(splits).items():
+    for name in names:
+        idx = getattr(splits, name)
         result = evaluate(model, batches(config, dataset, idx, device), bf16=config["bf16"])
         report = metrics.classification_report(result["y_true"], result["y_pred"],
                                                num_classes=len(config["classes"]),

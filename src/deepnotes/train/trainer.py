@@ -135,7 +135,11 @@ class Trainer:
         if self.run_dir:
             checkpoint.save(self.run_dir, self.model, self.optimizer, st)
             write_history(self.run_dir / "history.csv", st["history"])
-        log.info("epoch %d: %s", row["epoch"], row)
+        dev_text = (f" | dev loss {row['dev_loss']:.4f} acc {row['dev_accuracy']:.4f}"
+                    if dev is not None else "")
+        log.info("epoch %d/%d: train loss %.4f acc %.4f%s | %.0f img/s", row["epoch"], self.epochs,
+                 row["train_loss"], row["train_accuracy"], dev_text,
+                 train.num_examples / max(row["seconds"], 1e-9))
 
     def _interrupt(self) -> None:
         st = self.state
