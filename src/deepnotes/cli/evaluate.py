@@ -23,8 +23,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from deepnotes.data.dataset import check_labels
     from deepnotes.device import resolve_device
-    from deepnotes.train.run import build_data, load_trained, read_config, split_metrics
     from deepnotes.errors import DeepnotesError
+    from deepnotes.train.run import build_data, load_trained, read_config, split_metrics
 
     config = read_config(args.run)
     device = resolve_device(args.device)

@@ -174,8 +174,7 @@ def warn_about_data(dataset, splits) -> None:
 
 def train(session: dict, run_dir: Path, args, resuming: bool = False) -> int:
     from deepnotes.cli.evaluate import print_table
-    from deepnotes.train import Trainer
-    from deepnotes.train import plots
+    from deepnotes.train import Trainer, plots
     from deepnotes.train.run import batches, provenance, split_metrics, write_json
 
     config, dataset, splits, device = (session[k] for k in ("config", "dataset", "splits",

@@ -1,0 +1,101 @@
+"""Splits (seeded, stratified, disjoint) and in-memory batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deepnotes.data import Batches, Normalizer, label_shift, stratified_split
+from deepnotes.data.bundled import load_digits
+from deepnotes.data.splits import duplicates_across
+from deepnotes.errors import DeepnotesError
+
+
+def labels(counts):
+    return torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+
+
+def test_split_is_disjoint_complete_and_80_10_10():
+    y = labels([300, 200, 100])
+    s = stratified_split(y, seed=1)
+    together = torch.cat([s.train, s.dev, s.test])
+    assert sorted(together.tolist()) == list(range(len(y)))
+    assert s.sizes() == {"train": 480, "dev": 60, "test": 60}
+
+
+def test_split_is_stratified():
+    y = labels([300, 200, 100])
+    s = stratified_split(y, seed=2)
+    for part in (s.train, s.dev, s.test):
+        share = torch.bincount(y[part], minlength=3).double() / len(part)
+        assert torch.allclose(share, torch.tensor([0.5, 1 / 3, 1 / 6], dtype=torch.double),
+                              atol=0.01)
+    assert label_shift(y, s.dev, s.test, 3) < 0.01
+
+
+def test_same_seed_same_split_other_seed_other_split():
+    y = labels([50, 50])
+    a, b, c = (stratified_split(y, seed=k) for k in (5, 5, 6))
+    assert torch.equal(a.test, b.test) and torch.equal(a.dev, b.dev)
+    assert not torch.equal(a.test, c.test)
+
+
+def test_own_test_set_is_kept_and_dev_is_cut_from_train():
+    y = labels([100, 100])
+    test = torch.arange(150, 200)
+    s = stratified_split(y, (0.8, 0.1, 0.1), seed=0, test_indices=test)
+    assert torch.equal(s.test, test)
+    assert len(s.dev) == 15 and not set(s.dev.tolist()) & set(test.tolist())
+
+
+def test_tiny_classes_keep_a_training_example():
+    s = stratified_split(labels([1, 2, 30]), seed=0)
+    assert set(labels([1, 2, 30])[s.train].tolist()) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("fractions", [(0.5, 0.5), (0.8, 0.3, 0.1), (0, 0.5, 0.5), (1.2, -0.1, -0.1)])
+def test_bad_fractions_are_refused(fractions):
+    with pytest.raises(DeepnotesError, match="fractions"):
+        stratified_split(labels([10, 10]), fractions)
+
+
+def test_label_shift_measures_total_variation():
+    y = torch.tensor([0, 0, 1, 1, 0, 1, 1, 1])
+    assert label_shift(y, torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7]), 2) == 0.25
+
+
+def test_duplicates_across_splits_are_found():
+    x = torch.randint(0, 255, (6, 1, 4, 4), dtype=torch.uint8)
+    x[5] = x[1]
+    assert duplicates_across(x, torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])) == [(1, 5)]
+
+
+def test_batches_cover_each_example_once_per_epoch_in_a_seeded_order():
+    x = torch.arange(10, dtype=torch.float32).view(10, 1)
+    y = torch.arange(10)
+    norm = Normalizer([0.0], [1.0])
+    b = Batches(x, y, torch.arange(10), 4, norm, shuffle=True, seed=7)
+    first = torch.cat([yb for _, yb in b.epoch(0)])
+    assert sorted(first.tolist()) == list(range(10)) and len(b) == 3
+    assert torch.equal(first, torch.cat([yb for _, yb in b.epoch(0)]))
+    assert not torch.equal(first, torch.cat([yb for _, yb in b.epoch(1)]))
+    resumed = torch.cat([yb for _, yb in b.epoch(0, start=1)])
+    assert torch.equal(resumed, first[4:])
+
+
+def test_drop_last_drops_a_short_batch_unless_it_is_the_only_one():
+    norm = Normalizer([0.0], [1.0])
+    x, y = torch.zeros(9, 1), torch.zeros(9, dtype=torch.long)
+    assert [len(yb) for _, yb in Batches(x, y, torch.arange(9), 4, norm, drop_last=True).epoch()] \
+        == [4, 4]
+    assert [len(yb) for _, yb in Batches(x, y, torch.arange(3), 4, norm, drop_last=True).epoch()] \
+        == [3]
+
+
+def test_normalizer_gives_zero_mean_unit_std_on_the_data_it_saw():
+    digits = load_digits()
+    norm = Normalizer.fit(digits.x)
+    z = norm(digits.x)
+    assert abs(float(z.mean())) < 1e-4 and abs(float(z.std()) - 1) < 1e-3
+    again = Normalizer.from_dict(norm.to_dict())
+    assert torch.equal(again(digits.x[:5]), z[:5])
