@@ -95,7 +95,8 @@ def test_predict_gives_probabilities(default_run, tmp_path, capsys):
     config = read_config(default_run)
     dataset, _ = build_data(config)
     with torch.no_grad():
-        z = load_trained(default_run, config)(Normalizer.from_dict(config["normalize"])(dataset.x[:3]))
+        x = Normalizer.from_dict(config["normalize"])(dataset.x[:3])
+        z = load_trained(default_run, config)(x)
     paths = []
     for i in range(3):
         path = tmp_path / f"digit{i}.png"

@@ -61,7 +61,8 @@ def reference(tmp_path_factory):
 
 
 def assert_same_result(run: Path, reference: Path) -> None:
-    assert (run / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+    weights = "model.safetensors"
+    assert (run / weights).read_bytes() == (reference / weights).read_bytes()
     got, want = (json.loads((r / "metrics.json").read_text()) for r in (run, reference))
     assert got == want
 

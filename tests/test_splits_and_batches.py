@@ -53,7 +53,8 @@ def test_tiny_classes_keep_a_training_example():
     assert set(labels([1, 2, 30])[s.train].tolist()) == {0, 1, 2}
 
 
-@pytest.mark.parametrize("fractions", [(0.5, 0.5), (0.8, 0.3, 0.1), (0, 0.5, 0.5), (1.2, -0.1, -0.1)])
+@pytest.mark.parametrize("fractions",
+                         [(0.5, 0.5), (0.8, 0.3, 0.1), (0, 0.5, 0.5), (1.2, -0.1, -0.1)])
 def test_bad_fractions_are_refused(fractions):
     with pytest.raises(DeepnotesError, match="fractions"):
         stratified_split(labels([10, 10]), fractions)

@@ -15,9 +15,9 @@ from deepnotes.errors import DeepnotesError
 
 
 def set_visible_gpus(gpus: str) -> None:
-    """Set ``CUDA_VISIBLE_DEVICES`` from a list like ``"1,2"``; the chosen GPUs become cuda:0, cuda:1."""
+    """Set ``CUDA_VISIBLE_DEVICES`` from ``"1,2"``; the chosen GPUs become cuda:0, cuda:1."""
     if not re.fullmatch(r"\d+(,\d+)*", gpus.replace(" ", "")):
-        raise DeepnotesError(f"--gpus {gpus!r}: expected GPU indices separated by commas, like 0 or 1,2")
+        raise DeepnotesError(f"--gpus {gpus!r}: expected GPU indices and commas, like 0 or 1,2")
     if torch.cuda.is_initialized():
         raise DeepnotesError("--gpus: CUDA has already started; set it before any CUDA work")
     os.environ["CUDA_VISIBLE_DEVICES"] = gpus.replace(" ", "")
@@ -36,7 +36,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
         return torch.device("cpu")
     if spec == "mps":
         if not torch.backends.mps.is_available():
-            raise DeepnotesError("--device mps: Apple's MPS is not available here; use --device cpu")
+            raise DeepnotesError("--device mps: Apple's MPS is not available; use --device cpu")
         return torch.device("mps")
     match = re.fullmatch(r"cuda(?::(\d+))?", spec)
     if not match:

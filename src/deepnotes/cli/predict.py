@@ -1,4 +1,4 @@
-"""``deepnotes predict RUN IMAGE...``: the top-k classes of each image, with softmax probabilities."""
+"""``deepnotes predict RUN IMAGE...``: each image's top-k classes with softmax probabilities."""
 
 from __future__ import annotations
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sys
 from pathlib import Path
 
+from deepnotes.data import NAMED
 from deepnotes.errors import DeepnotesError
+
+log = logging.getLogger("deepnotes.cli")
 
 # option -> config key; every option defaults to None so an explicit choice can be told apart
 OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir",
@@ -40,7 +44,7 @@ def add_parser(sub) -> None:
     p.add_argument("--optimizer", help=f"{', '.join(list_optimizers())} ({D['optimizer']})")
     p.add_argument("--schedule", help=f"learning-rate schedule: {', '.join(SCHEDULES)} "
                    f"({D['schedule']})")
-    p.add_argument("--seed", type=int, help=f"seed for splits, initial weights, order ({D['seed']})")
+    p.add_argument("--seed", type=int, help=f"seed of splits, weights, order ({D['seed']})")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (auto)")
     p.add_argument("--gpus", help="GPU indices to use, e.g. 1,2 (sets CUDA_VISIBLE_DEVICES)")
     p.add_argument("--bf16", action="store_const", const=True,
@@ -74,8 +78,8 @@ def check_numbers(options: dict) -> None:
         raise DeepnotesError(f"--epochs {options['epochs']}: expected at least 1")
     if options.get("batch_size") is not None and options["batch_size"] < 1:
         raise DeepnotesError(f"--batch-size {options['batch_size']}: expected at least 1")
-    if options.get("lr") is not None and not options["lr"] > 0:
-        raise DeepnotesError(f"--lr {options['lr']}: the learning rate must be > 0")
+    if options.get("lr") is not None and not 0 < options["lr"] < float("inf"):
+        raise DeepnotesError(f"--lr {options['lr']}: the learning rate must be > 0 and finite")
 
 
 def start(args, explicit: dict) -> int:
@@ -83,7 +87,7 @@ def start(args, explicit: dict) -> int:
 
     config = {**DEFAULTS, **explicit}
     session = prepare(config, args, fresh=True)
-    data_name = Path(config["data"]).stem if ("/" in config["data"]) else config["data"]
+    data_name = config["data"] if config["data"] in NAMED else Path(config["data"]).stem
     run_dir = new_run_dir(args.out, args.name, f"{config['model']}-{data_name}", args.overwrite)
     try:
         return train(session, run_dir, args)
@@ -94,7 +98,7 @@ def start(args, explicit: dict) -> int:
 
 
 def resume(args, explicit: dict) -> int:
-    from deepnotes.train.run import read_config
+    from deepnotes.train.run import read_config, write_json
 
     run_dir = Path(args.resume)
     config = read_config(run_dir)
@@ -112,7 +116,15 @@ def resume(args, explicit: dict) -> int:
         print(f"warning: resuming with changed options: {listed}", file=sys.stderr)
         config.update(explicit)
     session = prepare(config, args, fresh=False)
-    return train(session, run_dir, args, resuming=True)
+    if not changed:
+        return train(session, run_dir, args, resuming=True)
+    state_file = run_dir / "state.safetensors"
+    before = state_file.stat().st_mtime_ns
+    try:
+        return train(session, run_dir, args, resuming=True)
+    finally:  # the new options are the run's once a checkpoint was made with them
+        if state_file.stat().st_mtime_ns != before:
+            write_json(run_dir / "config.json", config)
 
 
 def prepare(config: dict, args, fresh: bool) -> dict:
@@ -181,21 +193,19 @@ def train(session: dict, run_dir: Path, args, resuming: bool = False) -> int:
                                                               "device"))
     if not resuming:
         config["provenance"] = provenance()
-    write_json(run_dir / "config.json", config)
+        write_json(run_dir / "config.json", config)
     trainer = Trainer(session["model"], session["optimizer"], epochs=config["epochs"],
                       schedule=config["schedule"], device=device, run_dir=run_dir,
                       progress=not args.quiet, bf16=config["bf16"])
     if resuming:
         trainer.resume()
-        print(f"resuming {run_dir} at epoch {trainer.state['epoch'] + 1}, "
-              f"step {trainer.state['step']}", file=sys.stderr)
+        log.info("resuming %s at epoch %d, step %d", run_dir, trainer.state["epoch"] + 1,
+                 trainer.state["step"])
     train_batches = batches(config, dataset, splits.train, device, train=True)
     dev_batches = batches(config, dataset, splits.dev, device)
-    print(f"training {config['model']} on {config['data']} ({splits.sizes()}) "
-          f"on {device}; run folder {run_dir}", file=sys.stderr)
-    for row in trainer.fit(train_batches, dev_batches):
-        if not resuming or row["epoch"] > 0:
-            pass
+    log.info("training %s on %s (%s) on %s; run folder %s", config["model"], config["data"],
+             splits.sizes(), device, run_dir)
+    trainer.fit(train_batches, dev_batches)
     result = split_metrics(trainer.model, config, dataset, splits, device)
     write_json(run_dir / "metrics.json", result)
     plots.learning_curves(trainer.history, run_dir / "learning_curves.png")

@@ -47,6 +47,8 @@ def _load(spec, image_size, data_dir, skip_bad, label_column, progress) -> Datas
         from deepnotes.data.images import load_image_folder
 
         return load_image_folder(path, size=image_size or 64, skip_bad=skip_bad, progress=progress)
+    if path.is_file():
+        raise DeepnotesError(f"--data {spec}: expected a .csv file or a folder of images")
     if "/" in spec or "\\" in spec or path.suffix:
         raise DeepnotesError(f"--data {spec}: no such file or folder")
     raise DeepnotesError(

@@ -17,7 +17,7 @@ from deepnotes.errors import DeepnotesError
 
 @dataclass
 class Dataset:
-    """Examples ``x``, labels ``y`` and class names; ``test_indices`` marks a data set's own test set."""
+    """Examples ``x``, labels ``y``, class names; ``test_indices``: a data set's own test set."""
 
     name: str
     x: torch.Tensor
@@ -29,7 +29,8 @@ class Dataset:
     def __post_init__(self):
         if len(self.x) != len(self.y):
             raise DeepnotesError(
-                f"{self.name}: {len(self.x)} examples but {len(self.y)} labels; expected one label each"
+                f"{self.name}: {len(self.x)} examples but {len(self.y)} labels; "
+                "expected one label each"
             )
         if len(self.y) == 0:
             raise DeepnotesError(f"{self.name}: no examples found")

@@ -55,7 +55,8 @@ def stratified_split(y: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int = 0,
     for name, idx in vars(splits).items():
         if len(idx) == 0:
             raise DeepnotesError(
-                f"the {name} split is empty: {len(y)} examples are too few for fractions {fractions}"
+                f"the {name} split is empty: {len(y)} examples are too few for "
+                f"fractions {fractions}"
             )
     return splits
 
@@ -89,7 +90,7 @@ def label_shift(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, num_classes: 
 
 
 def duplicates_across(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> list[tuple[int, int]]:
-    """Pairs (i in a, j in b) whose examples are byte-for-byte equal: leakage from train into test."""
+    """Pairs (i in a, j in b) of byte-for-byte equal examples: leakage from train into test."""
     seen = {x[i].numpy().tobytes(): int(i) for i in a}
     pairs = []
     for j in b:

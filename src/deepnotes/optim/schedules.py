@@ -1,7 +1,7 @@
 """Learning-rate schedules as pure functions of the step, so a resumed run needs only the step.
 
 ``constant``: alpha stays alpha_0.
-``onecycle``: alpha rises linearly from alpha_0 / 25 to alpha_0 over the first ``warmup`` fraction of
+``onecycle``: alpha rises linearly from alpha_0 / 25 to alpha_0 over the first ``warmup`` share of
 the steps, then falls along a half cosine to ~0: big steps once the network is on its way, small
 ones at the end where the notes' learning-rate decay helps it settle into the minimum.
 """

@@ -53,7 +53,8 @@ def load(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
     """Restore model, optimizer and RNG from ``state.safetensors``; return the trainer's state."""
     tensors, meta = _read(run_dir / "state.safetensors")
     if STATE_KEY not in meta:
-        raise DeepnotesError(f"corrupt checkpoint {run_dir / 'state.safetensors'}: no trainer state")
+        path = run_dir / "state.safetensors"
+        raise DeepnotesError(f"corrupt checkpoint {path}: no trainer state")
     state = json.loads(meta[STATE_KEY])
     model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     load_model_state(model, model_sd, run_dir / "state.safetensors")

@@ -25,7 +25,7 @@ def _save(fig, path: Path) -> None:
 
 
 def learning_curves(history: list[dict], path: Path) -> None:
-    """Loss and accuracy per epoch, train beside dev: the gap is the variance, the level the bias."""
+    """Loss and accuracy per epoch, train beside dev: the level shows bias, the gap variance."""
     plt = _figure()
     epochs = [row["epoch"] for row in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,7 +51,11 @@ def build_data(config: dict, progress: bool = False):
     dataset = load_dataset(config["data"], image_size=size, data_dir=config.get("data_dir"),
                            skip_bad=config.get("skip_bad", False),
                            label_column=config.get("label_column"), progress=progress)
-    splits = stratified_split(dataset.y, config["fractions"], config["seed"], dataset.test_indices)
+    try:
+        splits = stratified_split(dataset.y, config["fractions"], config["seed"],
+                                  dataset.test_indices)
+    except DeepnotesError as exc:
+        raise DeepnotesError(f"--data {config['data']}: {exc}") from None
     return dataset, splits
 
 
@@ -99,6 +104,10 @@ def new_run_dir(out: str, name: str | None, default_name: str, overwrite: bool) 
                 f"--name {name}: {run_dir} exists; use --resume {run_dir} to continue it "
                 "or --overwrite to replace it"
             )
+        if run_dir.exists():
+            if not (run_dir / "config.json").exists() and any(run_dir.iterdir()):
+                raise DeepnotesError(f"--overwrite: {run_dir} is not a run folder; not removing it")
+            shutil.rmtree(run_dir)
     else:
         run_dir, n = root / default_name, 1
         while run_dir.exists():
@@ -114,14 +123,22 @@ def new_run_dir(out: str, name: str | None, default_name: str, overwrite: bool) 
     return run_dir
 
 
+RUN_KEYS = [*DEFAULTS, "classes", "in_channels", "input_shape", "kind", "normalize"]
+
+
 def read_config(run_dir: str | Path) -> dict:
+    """A run's config.json, checked to hold everything needed to rebuild model and data."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise DeepnotesError(f"{run_dir}: not a deepnotes run folder (no config.json)")
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DeepnotesError(f"{path}: not valid JSON ({exc})") from None
+    missing = [k for k in RUN_KEYS if k not in config] if isinstance(config, dict) else RUN_KEYS
+    if missing:
+        raise DeepnotesError(f"{path}: incomplete run config, missing {', '.join(missing)}")
+    return config
 
 
 def write_json(path: Path, obj) -> None:

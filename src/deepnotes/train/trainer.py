@@ -85,7 +85,7 @@ class Trainer:
                 if not math.isfinite(loss):
                     raise DeepnotesError(
                         f"loss became {loss} at epoch {st['epoch'] + 1}, step {st['step'] + 1} "
-                        f"(lr {lr:.3g}); stopped, the last good checkpoint is kept; try a lower --lr"
+                        f"(lr {lr:.3g}); stopped, {self._kept()}; try a lower --lr"
                     )
                 st["loss_sum"] += loss * len(y)
                 st["correct"] += correct
@@ -140,6 +140,11 @@ class Trainer:
         log.info("epoch %d/%d: train loss %.4f acc %.4f%s | %.0f img/s", row["epoch"], self.epochs,
                  row["train_loss"], row["train_accuracy"], dev_text,
                  train.num_examples / max(row["seconds"], 1e-9))
+
+    def _kept(self) -> str:
+        if self.run_dir and (self.run_dir / "state.safetensors").exists():
+            return "the last good checkpoint is kept"
+        return "no checkpoint had been written yet"
 
     def _interrupt(self) -> None:
         st = self.state
