@@ -37,6 +37,7 @@ def run(args) -> int:
         raise DeepnotesError(f"--data {data_config['data']}: {dataset.in_channels} input channels "
                              f"or features, the model reads {config['in_channels']}")
     check_labels(dataset.y, len(config["classes"]), f"--data {data_config['data']}")
+    dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)
     result = split_metrics(model.to(device), config, dataset, splits, device, names=[args.split])
     if args.json:
         print(json.dumps(result, indent=1))

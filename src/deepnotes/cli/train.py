@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import sys
@@ -29,7 +28,7 @@ def add_parser(sub) -> None:
         "train", help="train a network and report dev/test metrics",
         description="Train a network end to end. With no options: LeNet-5 on scikit-learn's "
         "handwritten digits, shown at 32x32, in well under a minute on a CPU.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, argument_default=None)
+        argument_default=None)
     p.add_argument("--model", help=f"network: {', '.join(list_models())} "
                    "(default: lenet5 for images, mlp for tables)")
     p.add_argument("--data", help="digits, breast-cancer, fashion-mnist, mnist, a folder with one "
@@ -199,8 +198,13 @@ def train(session: dict, run_dir: Path, args, resuming: bool = False) -> int:
                       progress=not args.quiet, bf16=config["bf16"])
     if resuming:
         trainer.resume()
-        log.info("resuming %s at epoch %d, step %d", run_dir, trainer.state["epoch"] + 1,
-                 trainer.state["step"])
+        if trainer.state["epoch"] >= config["epochs"]:
+            log.info("%s finished all %d epochs already; recomputing its metrics", run_dir,
+                     config["epochs"])
+        else:
+            log.info("resuming %s at epoch %d, step %d", run_dir, trainer.state["epoch"] + 1,
+                     trainer.state["step"])
+    dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)  # once, for every split
     train_batches = batches(config, dataset, splits.train, device, train=True)
     dev_batches = batches(config, dataset, splits.dev, device)
     log.info("training %s on %s (%s) on %s; run folder %s", config["model"], config["data"],
