@@ -21,6 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import run_cli
 from deepnotes.cli import main
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible here")
@@ -32,12 +33,7 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is vi
 def call(capsys, *argv) -> tuple[int, str, str]:
     """``deepnotes ARGV`` in-process with capsys: (exit status, stdout, stderr)."""
     capsys.readouterr()  # drop anything printed before
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse
-        rc = exc.code
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
+    return run_cli(capsys, *argv)
 
 
 def call_quietly(*argv) -> tuple[int, str, str]:
