@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepnotes.nn import AvgPool2d, Conv2d, MaxPool2d
+
 
 class LeNet5(nn.Module):
     """LeNet-5 for (B, n_C, 32, 32) input; 61,706 parameters for one channel and 10 classes."""
@@ -21,10 +23,10 @@ class LeNet5(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, activation: str = "tanh"):
         super().__init__()
         act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
-        pool = nn.AvgPool2d if activation == "tanh" else nn.MaxPool2d
+        pool = AvgPool2d if activation == "tanh" else MaxPool2d
         self.conv = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5), act(), pool(2, 2),  # (B, 6, 14, 14)
-            nn.Conv2d(6, 16, 5), act(), pool(2, 2),  # (B, 16, 5, 5)
+            Conv2d(in_channels, 6, 5), act(), pool(2, 2),  # (B, 6, 14, 14)
+            Conv2d(6, 16, 5), act(), pool(2, 2),  # (B, 16, 5, 5)
         )
         self.fc = nn.Sequential(
             nn.Flatten(), nn.Linear(16 * 5 * 5, 120), act(), nn.Linear(120, 84), act()

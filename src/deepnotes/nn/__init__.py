@@ -1,0 +1,13 @@
+"""Layers from the notes: convolution, pooling, batch norm, softmax, edge filters.
+
+Each keeps torch's parameter names, so state_dicts match torch's (and torchvision's) layers.
+"""
+
+from deepnotes.nn.batchnorm import BatchNorm1d, BatchNorm2d
+from deepnotes.nn.conv import Conv2d, conv_output_size, same_padding
+from deepnotes.nn.edges import FILTERS, detect_edges, edge_filter
+from deepnotes.nn.pooling import AvgPool2d, MaxPool2d
+from deepnotes.nn.softmax import softmax
+
+__all__ = ["FILTERS", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "MaxPool2d",
+           "conv_output_size", "detect_edges", "edge_filter", "same_padding", "softmax"]
