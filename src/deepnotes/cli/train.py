@@ -16,7 +16,8 @@ log = logging.getLogger("deepnotes.cli")
 OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir",
            "label_column": "label_column", "skip_bad": "skip_bad", "epochs": "epochs",
            "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
-           "schedule": "schedule", "seed": "seed", "device": "device", "bf16": "bf16"}
+           "schedule": "schedule", "seed": "seed", "device": "device", "bf16": "bf16",
+           "augment": "augment"}
 
 
 def add_parser(sub) -> None:
@@ -43,6 +44,8 @@ def add_parser(sub) -> None:
     p.add_argument("--optimizer", help=f"{', '.join(list_optimizers())} ({D['optimizer']})")
     p.add_argument("--schedule", help=f"learning-rate schedule: {', '.join(SCHEDULES)} "
                    f"({D['schedule']})")
+    p.add_argument("--augment", help="image augmentation while training: crop, flip or "
+                   "crop,flip (random shifts, mirror images; none by default)")
     p.add_argument("--seed", type=int, help=f"seed of splits, weights, order ({D['seed']})")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (auto)")
     p.add_argument("--gpus", help="GPU indices to use, e.g. 1,2 (sets CUDA_VISIBLE_DEVICES)")
@@ -128,16 +131,20 @@ def resume(args, explicit: dict) -> int:
 
 def prepare(config: dict, args, fresh: bool) -> dict:
     """Load and check data, complete the config, build model and optimizer; no files written."""
-    from deepnotes.data import Normalizer
+    from deepnotes.data import Normalizer, augment
     from deepnotes.device import resolve_device
     from deepnotes.optim import create_optimizer, learning_rate
     from deepnotes.train.run import build_data, build_model, check_model_fits, default_model
 
     device = resolve_device(config["device"])
     learning_rate(config["schedule"], 1.0, 0, 1)  # an unknown schedule fails here, early
+    augment.parse(config.get("augment"))  # and so does an unknown augmentation
     dataset, splits = build_data(config, progress=not args.quiet)
     config["model"] = config["model"] or default_model(dataset)
     check_model_fits(config["model"], dataset)
+    if config.get("augment") and dataset.kind != "image":
+        raise DeepnotesError(f"--augment {config['augment']}: augmentation is for images, and "
+                             f"--data {config['data']} is a table")
     if fresh:
         config.update(classes=dataset.classes, in_channels=dataset.in_channels,
                       input_shape=list(dataset.x.shape[1:]), kind=dataset.kind,

@@ -46,15 +46,17 @@ class Normalizer:
 class Batches:
     """The examples ``indices`` of (x, y) in mini-batches of ``batch_size``.
 
-    With ``shuffle`` the order of epoch e is a permutation drawn from (seed, e) alone, so a resumed
-    run sees exactly the batches the uninterrupted run saw. ``drop_last`` drops a final short batch
+    With ``shuffle`` the order of epoch e is a permutation drawn from (seed, e) alone, and an
+    ``augment`` of batch b draws from (seed, e, b), so a resumed run sees exactly the batches the
+    uninterrupted run saw. ``drop_last`` drops a final short batch
     (a batch of one breaks batch norm's sigma^2) unless it is the only batch.
     """
 
     def __init__(self, x, y, indices, batch_size: int, normalizer: Normalizer, *,
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", augment=None):
         self.x, self.y = x.to(device), y.to(device)
+        self.augment = augment  # called as augment(x_batch, generator) before normalising
         self.indices = indices.to(device)
         self.batch_size, self.normalizer = batch_size, normalizer
         self.shuffle, self.seed = shuffle, seed
@@ -80,4 +82,8 @@ class Batches:
         order = self.order(epoch)
         for b in range(start, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield self.normalizer(self.x[idx]), self.y[idx]
+            x = self.x[idx]
+            if self.augment is not None:
+                seed = (self.seed * 100_003 + epoch) * 1_000_003 + b
+                x = self.augment(x, torch.Generator().manual_seed(seed))
+            yield self.normalizer(x), self.y[idx]

@@ -18,7 +18,7 @@ import torch
 
 import deepnotes
 from deepnotes import atomic, metrics
-from deepnotes.data import Batches, Dataset, Normalizer, load_dataset, stratified_split
+from deepnotes.data import Batches, Dataset, Normalizer, augment, load_dataset, stratified_split
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import create_model, model_class
 from deepnotes.train.trainer import evaluate
@@ -36,6 +36,7 @@ DEFAULTS = {
     "schedule": "onecycle",
     "seed": 0,
     "fractions": [0.8, 0.1, 0.1],
+    "augment": None,  # "crop", "flip" or "crop,flip"
     "device": "auto",
     "bf16": False,
 }
@@ -74,10 +75,13 @@ def build_model(config: dict) -> torch.nn.Module:
 
 
 def batches(config: dict, dataset: Dataset, indices, device, train: bool = False) -> Batches:
+    """Training batches (shuffled, augmented, no short last batch) or evaluation batches."""
     normalizer = Normalizer.from_dict(config["normalize"])
     size = config["batch_size"] if train else max(512, config["batch_size"])
+    kinds = augment.parse(config.get("augment")) if train else ()
     return Batches(dataset.x, dataset.y, indices, size, normalizer, shuffle=train,
-                   drop_last=train, seed=config["seed"], device=device)
+                   drop_last=train, seed=config["seed"], device=device,
+                   augment=augment.Augment(kinds) if kinds else None)
 
 
 def split_metrics(model, config: dict, dataset: Dataset, splits, device,
