@@ -42,7 +42,8 @@ class _BatchNorm(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() not in self.ndim or z.shape[1] != self.num_features:
-            raise DeepnotesError(f"{self}: expected input of {self.ndim[0]} dims with "
+            dims = " or ".join(map(str, self.ndim))
+            raise DeepnotesError(f"{self}: expected input of {dims} dims with "
                                  f"{self.num_features} features on dim 1, got {tuple(z.shape)}")
         if self.training:
             self.num_batches_tracked.add_(1)

@@ -53,6 +53,9 @@ class Conv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride, torch_padding,
                          bias=bias, groups=groups)
 
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", padding=same" if self.same else "")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)  # x: (B, n_C[l-1], n_H, n_W)
         if not self.same:

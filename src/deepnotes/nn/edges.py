@@ -31,6 +31,11 @@ def edge_filter(name: str = "vertical", transpose: bool = False) -> torch.Tensor
 def detect_edges(image: torch.Tensor, name: str = "vertical", transpose: bool = False,
                  padding: str | int = "valid") -> torch.Tensor:
     """Convolve an (n_H, n_W) grey image with an edge filter: (n_H - 2, n_W - 2) for "valid"."""
-    f = edge_filter(name, transpose).to(image.dtype)
-    x = image.float()[None, None] if image.dim() == 2 else image.float()
-    return F.conv2d(x, f.to(x.dtype)[None, None], padding=padding)[0, 0]
+    from deepnotes.errors import DeepnotesError
+
+    if image.dim() != 2:
+        raise DeepnotesError(f"detect_edges: expected one (n_H, n_W) grey image, got shape "
+                             f"{tuple(image.shape)}")
+    x = image.double() if image.dtype == torch.float64 else image.float()
+    f = edge_filter(name, transpose).to(x.dtype)  # in x's float type: -1 must stay -1
+    return F.conv2d(x[None, None], f[None, None], padding=padding)[0, 0]
