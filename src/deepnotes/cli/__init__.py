@@ -21,13 +21,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deepnotes.cli import devices, evaluate, predict, train
+    from deepnotes.cli import devices, evaluate, predict, summary, train
 
     parser = _Parser(prog="deepnotes",
                      description="Deep learning from the course notes: train, evaluate, predict.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (train, evaluate, predict, devices):
+    for module in (train, evaluate, predict, devices, summary):
         module.add_parser(sub)
     return parser
 
