@@ -9,13 +9,33 @@ from __future__ import annotations
 from torch import nn
 
 from deepnotes.errors import DeepnotesError, unknown_name
+from deepnotes.models.alexnet import AlexNet
+from deepnotes.models.inception import GoogLeNet
 from deepnotes.models.lenet import LeNet5
 from deepnotes.models.mlp import MLP
+from deepnotes.models.resnet import ResNet
+from deepnotes.models.vgg import VGG
+from deepnotes.models.weights import load_weights  # noqa: F401 (deepnotes.models.load_weights)
 
 MODELS = {
     "lenet5": (LeNet5, {"activation": "tanh"}),
     "lenet5_relu": (LeNet5, {"activation": "relu"}),
     "mlp": (MLP, {}),
+    "alexnet": (AlexNet, {}),
+    "vgg11": (VGG, {"depth": 11}),
+    "vgg13": (VGG, {"depth": 13}),
+    "vgg16": (VGG, {"depth": 16}),
+    "vgg19": (VGG, {"depth": 19}),
+    "vgg11_bn": (VGG, {"depth": 11, "batch_norm": True}),
+    "vgg13_bn": (VGG, {"depth": 13, "batch_norm": True}),
+    "vgg16_bn": (VGG, {"depth": 16, "batch_norm": True}),
+    "vgg19_bn": (VGG, {"depth": 19, "batch_norm": True}),
+    "resnet18": (ResNet, {"block": "basic", "layers": (2, 2, 2, 2)}),
+    "resnet34": (ResNet, {"block": "basic", "layers": (3, 4, 6, 3)}),
+    "resnet50": (ResNet, {"block": "bottleneck", "layers": (3, 4, 6, 3)}),
+    "resnet101": (ResNet, {"block": "bottleneck", "layers": (3, 4, 23, 3)}),
+    "resnet152": (ResNet, {"block": "bottleneck", "layers": (3, 8, 36, 3)}),
+    "googlenet": (GoogLeNet, {}),
 }
 
 

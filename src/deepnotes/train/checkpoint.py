@@ -19,6 +19,7 @@ from safetensors.torch import save as st_save
 
 from deepnotes import atomic
 from deepnotes.errors import DeepnotesError
+from deepnotes.models.weights import check_state_dict
 
 STATE_KEY = "deepnotes_state"
 
@@ -69,21 +70,8 @@ def load(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 
 def load_model_state(model: torch.nn.Module, state_dict: dict, path: Path) -> None:
     """load_state_dict with a one-line account of missing/unexpected keys and shape mismatches."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    if missing or unexpected:
-        raise DeepnotesError(
-            f"{path}: weights of another architecture: {len(missing)} missing keys "
-            f"{missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}"
-        )
-    for k, v in own.items():
-        if v.shape != state_dict[k].shape:
-            raise DeepnotesError(
-                f"{path}: weights of another architecture: {k} has shape "
-                f"{tuple(state_dict[k].shape)}, the model expects {tuple(v.shape)}"
-            )
-    model.load_state_dict(state_dict)
+    check_state_dict(model, state_dict, path)
+    model.load_state_dict(state_dict, strict=False)  # checked: at most num_batches_tracked lacks
 
 
 def _read(path: Path) -> tuple[dict, dict]:
