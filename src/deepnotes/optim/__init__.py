@@ -11,11 +11,23 @@ import torch
 from deepnotes.errors import DeepnotesError, unknown_name
 from deepnotes.optim.schedules import SCHEDULES, learning_rate
 
+def _fast(cls, params, **options) -> torch.optim.Optimizer:
+    """torch's fused kernel (one kernel updates each tensor) where this torch has one for the
+    optimiser, else the multi-tensor path: the same update rule with less Python per step."""
+    params = list(params)
+    try:
+        return cls(params, fused=True, **options)
+    except (RuntimeError, TypeError, ValueError):
+        return cls(params, foreach=True, **options)
+
+
 OPTIMIZERS = {
-    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
-    "momentum": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
-    "rmsprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr, alpha=0.999, eps=1e-8),
-    "adam": lambda params, lr: torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8),
+    "sgd": lambda params, lr: _fast(torch.optim.SGD, params, lr=lr),
+    "momentum": lambda params, lr: _fast(torch.optim.SGD, params, lr=lr, momentum=0.9),
+    "rmsprop": lambda params, lr: _fast(torch.optim.RMSprop, params, lr=lr, alpha=0.999,
+                                        eps=1e-8),
+    "adam": lambda params, lr: _fast(torch.optim.Adam, params, lr=lr, betas=(0.9, 0.999),
+                                     eps=1e-8),
 }
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "create_optimizer", "learning_rate", "list_optimizers"]
