@@ -100,3 +100,20 @@ def test_normalizer_gives_zero_mean_unit_std_on_the_data_it_saw():
     assert abs(float(z.mean())) < 1e-4 and abs(float(z.std()) - 1) < 1e-3
     again = Normalizer.from_dict(norm.to_dict())
     assert torch.equal(again(digits.x[:5]), z[:5])
+
+
+def test_data_warnings_name_imbalance_and_leakage():
+    from deepnotes.data import Dataset
+    from deepnotes.data.splits import data_warnings
+
+    y = labels([200, 10])
+    x = torch.randint(0, 255, (len(y), 1, 4, 4), dtype=torch.uint8)
+    dataset = Dataset("toy", x, y, ["a", "b"])
+    splits = stratified_split(y, seed=0)
+    x[splits.test[0]] = x[splits.train[0]]
+    warnings = data_warnings(dataset, splits)
+    assert any("imbalanced (8 to 160" in w for w in warnings)
+    assert any("1 test examples also appear in train" in w for w in warnings)
+    balanced = Dataset("toy", torch.randint(0, 255, (40, 1, 4, 4), dtype=torch.uint8),
+                       labels([20, 20]), ["a", "b"])
+    assert data_warnings(balanced, stratified_split(balanced.y, seed=0)) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 from pathlib import Path
 
 from deepnotes.data import NAMED
@@ -115,7 +114,7 @@ def resume(args, explicit: dict) -> int:
         if not args.allow_changes:
             raise DeepnotesError(f"--resume {run_dir}: options differ from the run's ({listed}); "
                                  "drop them, or pass --allow-changes")
-        print(f"warning: resuming with changed options: {listed}", file=sys.stderr)
+        log.warning("resuming with changed options: %s", listed)
         config.update(explicit)
     session = prepare(config, args, fresh=False)
     if not changed:
@@ -132,6 +131,7 @@ def resume(args, explicit: dict) -> int:
 def prepare(config: dict, args, fresh: bool) -> dict:
     """Load and check data, complete the config, build model and optimizer; no files written."""
     from deepnotes.data import Normalizer, augment
+    from deepnotes.data.splits import data_warnings
     from deepnotes.device import resolve_device
     from deepnotes.optim import create_optimizer, learning_rate
     from deepnotes.train.run import build_data, build_model, check_model_fits, default_model
@@ -153,7 +153,8 @@ def prepare(config: dict, args, fresh: bool) -> dict:
     elif config["classes"] != dataset.classes:
         raise DeepnotesError(f"--resume: the data's classes changed since the run started "
                              f"({len(config['classes'])} then, {len(dataset.classes)} now)")
-    warn_about_data(dataset, splits)
+    for warning in data_warnings(dataset, splits):
+        log.warning(warning)
     import torch
 
     torch.manual_seed(config["seed"])
@@ -161,33 +162,6 @@ def prepare(config: dict, args, fresh: bool) -> dict:
     optimizer = create_optimizer(config["optimizer"], model.parameters(), config["lr"])
     return {"config": config, "dataset": dataset, "splits": splits, "device": device,
             "model": model, "optimizer": optimizer}
-
-
-def warn_about_data(dataset, splits) -> None:
-    """The notes' checks on data: dev and test alike, balanced classes, no test image in train."""
-    import torch
-
-    from deepnotes.data import label_shift
-    from deepnotes.data.splits import duplicates_across
-
-    def warn(msg):
-        print(f"warning: {msg}", file=sys.stderr)
-
-    if dataset.skipped:
-        warn(f"skipped {len(dataset.skipped)} unreadable files (--skip-bad)")
-    shift = label_shift(dataset.y, splits.dev, splits.test, dataset.num_classes)
-    if shift > 0.1:
-        warn(f"dev and test label distributions differ (total variation {shift:.2f}); the notes: "
-             "dev and test should come from the same distribution")
-    counts = torch.bincount(dataset.y[splits.train], minlength=dataset.num_classes)
-    if counts.min() * 10 < counts.max():
-        warn(f"classes are imbalanced ({int(counts.min())} to {int(counts.max())} training "
-             "examples); judge by macro F1, not accuracy")
-    if dataset.kind == "image" and len(dataset.y) <= 200_000:
-        pairs = duplicates_across(dataset.x, splits.train, splits.test)
-        if pairs:
-            warn(f"{len(pairs)} test examples also appear in train (leakage), e.g. train "
-                 f"#{pairs[0][0]} = test #{pairs[0][1]}")
 
 
 def train(session: dict, run_dir: Path, args, resuming: bool = False) -> int:

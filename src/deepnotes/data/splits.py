@@ -98,3 +98,22 @@ def duplicates_across(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> list
         if i is not None:
             pairs.append((i, int(j)))
     return pairs
+
+
+def data_warnings(dataset, splits: Splits) -> list[str]:
+    """The notes' checks on data: dev and test alike, classes balanced, no test example in train."""
+    out = []
+    shift = label_shift(dataset.y, splits.dev, splits.test, dataset.num_classes)
+    if shift > 0.1:
+        out.append(f"dev and test label distributions differ (total variation {shift:.2f}); "
+                   "the notes: dev and test should come from the same distribution")
+    counts = torch.bincount(dataset.y[splits.train], minlength=dataset.num_classes)
+    if counts.min() * 10 < counts.max():
+        out.append(f"classes are imbalanced ({int(counts.min())} to {int(counts.max())} training "
+                   "examples); judge by macro F1, not accuracy")
+    if dataset.kind == "image" and len(dataset.y) <= 200_000:
+        pairs = duplicates_across(dataset.x, splits.train, splits.test)
+        if pairs:
+            out.append(f"{len(pairs)} test examples also appear in train (leakage), e.g. train "
+                       f"#{pairs[0][0]} = test #{pairs[0][1]}")
+    return out

@@ -11,6 +11,7 @@ import torch
 from deepnotes.errors import DeepnotesError, unknown_name
 from deepnotes.optim.schedules import SCHEDULES, learning_rate
 
+
 def _fast(cls, params, **options) -> torch.optim.Optimizer:
     """torch's fused kernel (one kernel updates each tensor) where this torch has one for the
     optimiser, else the multi-tensor path: the same update rule with less Python per step."""
