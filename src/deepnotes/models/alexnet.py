@@ -16,14 +16,13 @@ Shape comments are for a 224x224 input.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from deepnotes.models.weights import fresh_linear
+from deepnotes.models.classifier import ConvClassifier
 from deepnotes.nn import Conv2d, MaxPool2d
 
 
-class AlexNet(nn.Module):
+class AlexNet(ConvClassifier):
     """``features`` (keys ``features.N``) is the convolution stack, reached as ``self.body``
     because ``features(x)`` is the method every model of ours has; ``classifier[-1]`` is the head.
     """
@@ -51,22 +50,3 @@ class AlexNet(nn.Module):
             nn.Dropout(dropout), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
             nn.Linear(4096, num_classes),
         )
-
-    @property
-    def body(self) -> nn.Sequential:
-        return self._modules["features"]
-
-    @property
-    def head(self) -> nn.Linear:
-        return self.classifier[-1]
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, n_C, n_H, n_W) -> (B, 4096), the activations of the second FC layer."""
-        x = self.avgpool(self.body(x))  # (B, 256, 6, 6)
-        return self.classifier[:-1](torch.flatten(x, 1))  # (B, 9216) -> (B, 4096)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))  # logits z: (B, num_classes)
-
-    def reset_head(self, num_classes: int) -> None:
-        self.classifier[-1] = fresh_linear(self.classifier[-1], num_classes)

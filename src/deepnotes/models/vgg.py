@@ -19,11 +19,10 @@ to 7x7), hence ``input_size = 32``: small images are resized to it.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from deepnotes.errors import DeepnotesError
-from deepnotes.models.weights import fresh_linear
+from deepnotes.models.classifier import ConvClassifier
 from deepnotes.nn import BatchNorm2d, Conv2d, MaxPool2d
 
 CONFIGS = {
@@ -50,7 +49,7 @@ def conv_layers(config: list, in_channels: int, batch_norm: bool) -> nn.Sequenti
     return nn.Sequential(*layers)
 
 
-class VGG(nn.Module):
+class VGG(ConvClassifier):
     """VGG-``depth`` (11, 13, 16 or 19 weight layers), with or without batch norm.
 
     ``features`` (the attribute, keys ``features.N``) is the convolution stack; it lives in
@@ -85,22 +84,3 @@ class VGG(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
-
-    @property
-    def body(self) -> nn.Sequential:
-        return self._modules["features"]
-
-    @property
-    def head(self) -> nn.Linear:
-        return self.classifier[-1]
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, n_C, n_H, n_W) -> (B, 4096), the activations of the second FC layer."""
-        x = self.avgpool(self.body(x))  # (B, 512, 7, 7)
-        return self.classifier[:-1](torch.flatten(x, 1))  # (B, 25088) -> (B, 4096)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))  # logits z: (B, num_classes)
-
-    def reset_head(self, num_classes: int) -> None:
-        self.classifier[-1] = fresh_linear(self.classifier[-1], num_classes)

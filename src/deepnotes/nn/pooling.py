@@ -10,27 +10,22 @@ from torch import nn
 from deepnotes.nn.conv import check_input
 
 
-class MaxPool2d(nn.MaxPool2d):
+class _Pool:
+    """The notes' defaults (f = 2, s = f) and a clear error for an input too small to pool."""
+
+    def __init__(self, kernel_size: int = 2, stride: int | None = None, padding: int = 0,
+                 ceil_mode: bool = False):
+        super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode)
+
+    def forward(self, x):
+        if not self.ceil_mode:
+            check_input(self, x)
+        return super().forward(x)
+
+
+class MaxPool2d(_Pool, nn.MaxPool2d):
     """The largest value in each f x f window: keeps a feature if it was found anywhere in it."""
 
-    def __init__(self, kernel_size: int = 2, stride: int | None = None, padding: int = 0,
-                 ceil_mode: bool = False):
-        super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode)
 
-    def forward(self, x):
-        if not self.ceil_mode:
-            check_input(self, x)
-        return super().forward(x)
-
-
-class AvgPool2d(nn.AvgPool2d):
+class AvgPool2d(_Pool, nn.AvgPool2d):
     """The mean of each f x f window (LeNet-5's subsampling)."""
-
-    def __init__(self, kernel_size: int = 2, stride: int | None = None, padding: int = 0,
-                 ceil_mode: bool = False):
-        super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode)
-
-    def forward(self, x):
-        if not self.ceil_mode:
-            check_input(self, x)
-        return super().forward(x)

@@ -1,0 +1,37 @@
+"""The layout AlexNet and VGG share (torchvision's): ``features`` (convolutions and pools), an
+adaptive ``avgpool``, then a fully connected ``classifier`` whose last Linear is the head.
+
+torchvision's attribute ``features`` clashes with our ``features(x)`` method, so the convolution
+stack is registered under that name (its state_dict keys stay ``features.N.*``) and reached as
+``body``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deepnotes.models.weights import fresh_linear
+
+
+class ConvClassifier(nn.Module):
+    """body -> avgpool -> flatten -> classifier[:-1] -> head (classifier[-1])."""
+
+    @property
+    def body(self) -> nn.Sequential:
+        return self._modules["features"]
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.classifier[-1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n_C, n_H, n_W) -> (B, 4096), the activations of the second FC layer."""
+        x = self.avgpool(self.body(x))  # (B, n_C, 6, 6) for AlexNet, (B, 512, 7, 7) for VGG
+        return self.classifier[:-1](torch.flatten(x, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))  # logits z: (B, num_classes)
+
+    def reset_head(self, num_classes: int) -> None:
+        self.classifier[-1] = fresh_linear(self.classifier[-1], num_classes)
