@@ -118,3 +118,19 @@ def test_predict_prints_top_k(default_run, tmp_path, capsys):
     assert main(["predict", str(default_run), str(path), "--top-k", "2"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(str(path)) and len(line.split()) == 5  # path, 2 x (class, p)
+
+
+def test_python_dash_m_and_the_devices_command():
+    import subprocess
+    import sys
+
+    import deepnotes
+
+    version = subprocess.run([sys.executable, "-m", "deepnotes", "--version"],
+                             capture_output=True, text=True, timeout=120)
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"deepnotes {deepnotes.__version__}"
+    devices = subprocess.run([sys.executable, "-m", "deepnotes", "devices"],
+                             capture_output=True, text=True, timeout=120)
+    assert devices.returncode == 0
+    assert devices.stdout.splitlines()[0].startswith("cpu")
