@@ -6,6 +6,8 @@ import logging
 import shutil
 from pathlib import Path
 
+import torch
+
 from deepnotes.data import NAMED
 from deepnotes.errors import DeepnotesError
 
@@ -79,8 +81,10 @@ def check_numbers(options: dict) -> None:
         raise DeepnotesError(f"--epochs {options['epochs']}: expected at least 1")
     if options.get("batch_size") is not None and options["batch_size"] < 1:
         raise DeepnotesError(f"--batch-size {options['batch_size']}: expected at least 1")
-    if options.get("lr") is not None and not 0 < options["lr"] < float("inf"):
-        raise DeepnotesError(f"--lr {options['lr']}: the learning rate must be > 0 and finite")
+    if options.get("lr") is not None:
+        from deepnotes.optim import check_lr
+
+        check_lr(options["lr"])
 
 
 def start(args, explicit: dict) -> int:
@@ -155,8 +159,6 @@ def prepare(config: dict, args, fresh: bool) -> dict:
                              f"({len(config['classes'])} then, {len(dataset.classes)} now)")
     for warning in data_warnings(dataset, splits):
         log.warning(warning)
-    import torch
-
     torch.manual_seed(config["seed"])
     model = build_model(config)
     optimizer = create_optimizer(config["optimizer"], model.parameters(), config["lr"])

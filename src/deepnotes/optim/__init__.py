@@ -31,7 +31,8 @@ OPTIMIZERS = {
                                      eps=1e-8),
 }
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "create_optimizer", "learning_rate", "list_optimizers"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "check_lr", "create_optimizer", "learning_rate",
+           "list_optimizers"]
 
 
 def list_optimizers() -> list[str]:
@@ -42,6 +43,11 @@ def create_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     """An optimiser by name with learning rate ``lr`` (alpha > 0)."""
     if name not in OPTIMIZERS:
         raise DeepnotesError(unknown_name("optimizer", name, list_optimizers()))
-    if not lr > 0:
-        raise DeepnotesError(f"--lr {lr}: the learning rate must be > 0")
+    check_lr(lr)
     return OPTIMIZERS[name](params, lr)
+
+
+def check_lr(lr: float) -> None:
+    """alpha must be a positive, finite number."""
+    if not 0 < lr < float("inf"):
+        raise DeepnotesError(f"--lr {lr}: the learning rate must be > 0 and finite")

@@ -48,7 +48,7 @@ def default_model(dataset: Dataset) -> str:
 
 def build_data(config: dict, progress: bool = False):
     """(dataset, splits) for a config; images are resized to the model's input size."""
-    size = model_class(config["model"]).input_size if config.get("model") else 32
+    size = model_class(config.get("model") or "lenet5").input_size  # lenet5: the default for images
     dataset = load_dataset(config["data"], image_size=size, data_dir=config.get("data_dir"),
                            skip_bad=config.get("skip_bad", False),
                            label_column=config.get("label_column"), progress=progress)
