@@ -253,7 +253,7 @@ def test_csv_too_small_to_split_names_the_file(capsys, tmp_path):
 @pytest.mark.parametrize("args, needles", [
     (["--model", "lenet"], ["'lenet'", "'lenet5'", "mlp"]),  # the valid names, a suggestion
     (["--optimizer", "adm"], ["'adm'", "'adam'", "sgd"]),
-    (["--schedule", "cosine"], ["schedule", "'cosine'", "onecycle"]),
+    (["--schedule", "cosin"], ["schedule", "'cosin'", "cosine"]),
 ], ids=["model", "optimizer", "schedule"])
 def test_unknown_names(capsys, tmp_path, args, needles):
     runs = tmp_path / "runs"

@@ -6,8 +6,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import torch
-
 from deepnotes.data import NAMED
 from deepnotes.errors import DeepnotesError
 
@@ -89,9 +87,10 @@ def check_numbers(options: dict) -> None:
 
 def start(args, explicit: dict) -> int:
     from deepnotes.train.run import DEFAULTS, new_run_dir
+    from deepnotes.train.session import prepare
 
     config = {**DEFAULTS, **explicit}
-    session = prepare(config, args, fresh=True)
+    session = prepare(config, progress=not args.quiet, fresh=True)
     data_name = config["data"] if config["data"] in NAMED else Path(config["data"]).stem
     run_dir = new_run_dir(args.out, args.name, f"{config['model']}-{data_name}", args.overwrite)
     try:
@@ -104,6 +103,7 @@ def start(args, explicit: dict) -> int:
 
 def resume(args, explicit: dict) -> int:
     from deepnotes.train.run import read_config, write_json
+    from deepnotes.train.session import prepare
 
     run_dir = Path(args.resume)
     config = read_config(run_dir)
@@ -120,7 +120,7 @@ def resume(args, explicit: dict) -> int:
                                  "drop them, or pass --allow-changes")
         log.warning("resuming with changed options: %s", listed)
         config.update(explicit)
-    session = prepare(config, args, fresh=False)
+    session = prepare(config, progress=not args.quiet, fresh=False)
     if not changed:
         return train(session, run_dir, args, resuming=True)
     state_file = run_dir / "state.safetensors"
@@ -132,72 +132,11 @@ def resume(args, explicit: dict) -> int:
             write_json(run_dir / "config.json", config)
 
 
-def prepare(config: dict, args, fresh: bool) -> dict:
-    """Load and check data, complete the config, build model and optimizer; no files written."""
-    from deepnotes.data import Normalizer, augment
-    from deepnotes.data.splits import data_warnings
-    from deepnotes.device import resolve_device
-    from deepnotes.optim import create_optimizer, learning_rate
-    from deepnotes.train.run import build_data, build_model, check_model_fits, default_model
-
-    device = resolve_device(config["device"])
-    learning_rate(config["schedule"], 1.0, 0, 1)  # an unknown schedule fails here, early
-    augment.parse(config.get("augment"))  # and so does an unknown augmentation
-    dataset, splits = build_data(config, progress=not args.quiet)
-    config["model"] = config["model"] or default_model(dataset)
-    check_model_fits(config["model"], dataset)
-    if config.get("augment") and dataset.kind != "image":
-        raise DeepnotesError(f"--augment {config['augment']}: augmentation is for images, and "
-                             f"--data {config['data']} is a table")
-    if fresh:
-        config.update(classes=dataset.classes, in_channels=dataset.in_channels,
-                      input_shape=list(dataset.x.shape[1:]), kind=dataset.kind,
-                      normalize=Normalizer.fit(dataset.x[splits.train]).to_dict(),
-                      splits=splits.sizes())
-    elif config["classes"] != dataset.classes:
-        raise DeepnotesError(f"--resume: the data's classes changed since the run started "
-                             f"({len(config['classes'])} then, {len(dataset.classes)} now)")
-    for warning in data_warnings(dataset, splits):
-        log.warning(warning)
-    torch.manual_seed(config["seed"])
-    model = build_model(config)
-    optimizer = create_optimizer(config["optimizer"], model.parameters(), config["lr"])
-    return {"config": config, "dataset": dataset, "splits": splits, "device": device,
-            "model": model, "optimizer": optimizer}
-
-
 def train(session: dict, run_dir: Path, args, resuming: bool = False) -> int:
     from deepnotes.cli.evaluate import print_table
-    from deepnotes.train import Trainer, plots
-    from deepnotes.train.run import batches, provenance, split_metrics, write_json
+    from deepnotes.train.session import fit
 
-    config, dataset, splits, device = (session[k] for k in ("config", "dataset", "splits",
-                                                              "device"))
-    if not resuming:
-        config["provenance"] = provenance()
-        write_json(run_dir / "config.json", config)
-    trainer = Trainer(session["model"], session["optimizer"], epochs=config["epochs"],
-                      schedule=config["schedule"], device=device, run_dir=run_dir,
-                      progress=not args.quiet, bf16=config["bf16"])
-    if resuming:
-        trainer.resume()
-        if trainer.state["epoch"] >= config["epochs"]:
-            log.info("%s finished all %d epochs already; recomputing its metrics", run_dir,
-                     config["epochs"])
-        else:
-            log.info("resuming %s at epoch %d, step %d", run_dir, trainer.state["epoch"] + 1,
-                     trainer.state["step"])
-    dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)  # once, for every split
-    train_batches = batches(config, dataset, splits.train, device, train=True)
-    dev_batches = batches(config, dataset, splits.dev, device)
-    log.info("training %s on %s (%s) on %s; run folder %s", config["model"], config["data"],
-             splits.sizes(), device, run_dir)
-    trainer.fit(train_batches, dev_batches)
-    result = split_metrics(trainer.model, config, dataset, splits, device)
-    write_json(run_dir / "metrics.json", result)
-    plots.learning_curves(trainer.history, run_dir / "learning_curves.png")
-    plots.confusion_matrix(result["test"]["confusion_matrix"], config["classes"],
-                           run_dir / "confusion_matrix.png")
+    _, result = fit(session, run_dir, progress=not args.quiet, resuming=resuming)
     print_table(result)
     print(f"run folder: {run_dir}")
     return 0

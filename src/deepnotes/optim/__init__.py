@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from deepnotes.errors import DeepnotesError, unknown_name
-from deepnotes.optim.schedules import SCHEDULES, learning_rate
+from deepnotes.optim.schedules import SCHEDULES, check_schedule, lambda_lr, learning_rate
 
 
 def _fast(cls, params, **options) -> torch.optim.Optimizer:
@@ -31,7 +31,7 @@ OPTIMIZERS = {
                                      eps=1e-8),
 }
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "check_lr", "create_optimizer", "learning_rate",
+__all__ = ["OPTIMIZERS", "SCHEDULES", "check_lr", "create_optimizer", "learning_rate", "check_schedule", "lambda_lr",
            "list_optimizers"]
 
 

@@ -42,14 +42,15 @@ class Trainer:
 
     def __init__(self, model, optimizer, *, epochs: int, schedule: str = "onecycle",
                  device: torch.device | str = "cpu", run_dir: Path | None = None,
-                 progress: bool = True, bf16: bool = False):
+                 progress: bool = True, bf16: bool = False, on_epoch=None):
         if epochs < 1:
             raise DeepnotesError(f"--epochs {epochs}: expected at least 1")
         self.model, self.optimizer = model.to(device), optimizer
         self.epochs, self.schedule = epochs, schedule
         self.device = torch.device(device)
         self.run_dir = Path(run_dir) if run_dir else None
-        self.progress, self.bf16 = progress, bf16
+        self.progress, self.bf16, self.on_epoch = progress, bf16, on_epoch
+        self.step_losses: list[float] = []  # this process's steps only; not part of a checkpoint
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self.state = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "correct": 0,
                       "seen": 0, "seconds": 0.0, "history": []}
@@ -68,11 +69,11 @@ class Trainer:
         total = self.epochs * len(train)
         with self._signals():
             while self.state["epoch"] < self.epochs:
-                self._train_epoch(train, total)
+                self._train_epoch(train, total, len(train))
                 self._end_epoch(train, dev)
         return self.history
 
-    def _train_epoch(self, train: Batches, total_steps: int) -> None:
+    def _train_epoch(self, train: Batches, total_steps: int, steps_per_epoch: int) -> None:
         st = self.state
         self.model.train()
         bar = tqdm(total=len(train), initial=st["step"], disable=not self.progress, leave=False,
@@ -80,13 +81,14 @@ class Trainer:
         start = time.perf_counter()
         with bar:
             for x, y in train.epoch(st["epoch"], start=st["step"]):
-                lr = self._set_lr(st["global_step"], total_steps)
+                lr = self._set_lr(st["global_step"], total_steps, steps_per_epoch)
                 loss, correct = self.train_step(x, y)
                 if not math.isfinite(loss):
                     raise DeepnotesError(
                         f"loss became {loss} at epoch {st['epoch'] + 1}, step {st['step'] + 1} "
                         f"(lr {lr:.3g}); stopped, {self._kept()}; try a lower --lr"
                     )
+                self.step_losses.append(loss)
                 st["loss_sum"] += loss * len(y)
                 st["correct"] += correct
                 st["seen"] += len(y)
@@ -115,9 +117,9 @@ class Trainer:
         self.optimizer.step()
         return value, int((z.argmax(1) == y).sum())
 
-    def _set_lr(self, step: int, total_steps: int) -> float:
+    def _set_lr(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = learning_rate(self.schedule, base, step, total_steps)
+            group["lr"] = learning_rate(self.schedule, base, step, total_steps, steps_per_epoch)
         return self.optimizer.param_groups[0]["lr"]
 
     def _end_epoch(self, train: Batches, dev: Batches | None) -> None:
@@ -140,6 +142,8 @@ class Trainer:
         log.info("epoch %d/%d: train loss %.4f acc %.4f%s | %.0f img/s", row["epoch"], self.epochs,
                  row["train_loss"], row["train_accuracy"], dev_text,
                  train.num_examples / max(row["seconds"], 1e-9))
+        if self.on_epoch is not None:
+            self.on_epoch(row)
 
     def _kept(self) -> str:
         if self.run_dir and (self.run_dir / "state.safetensors").exists():
