@@ -13,8 +13,6 @@ from deepnotes.optim.schedules import SCHEDULES, check_schedule, lambda_lr, lear
 
 
 def _fast(cls, params, **options) -> torch.optim.Optimizer:
-    """torch's fused kernel (one kernel updates each tensor) where this torch has one for the
-    optimiser, else the multi-tensor path: the same update rule with less Python per step."""
     params = list(params)
     try:
         return cls(params, fused=True, **options)
@@ -22,29 +20,34 @@ def _fast(cls, params, **options) -> torch.optim.Optimizer:
         return cls(params, foreach=True, **options)
 
 
-OPTIMIZERS = {
-    "sgd": lambda params, lr: _fast(torch.optim.SGD, params, lr=lr),
-    "momentum": lambda params, lr: _fast(torch.optim.SGD, params, lr=lr, momentum=0.9),
-    "rmsprop": lambda params, lr: _fast(torch.optim.RMSprop, params, lr=lr, alpha=0.999,
-                                        eps=1e-8),
-    "adam": lambda params, lr: _fast(torch.optim.Adam, params, lr=lr, betas=(0.9, 0.999),
-                                     eps=1e-8),
+OPTIMIZERS = {  # replaced by the notes' own classes (being written)
+    "sgd": lambda params, lr, **kw: _fast(torch.optim.SGD, params, lr=lr),
+    "momentum": lambda params, lr, beta=0.9: _fast(torch.optim.SGD, params, lr=lr,
+                                                   momentum=beta, dampening=beta),
+    "rmsprop": lambda params, lr, beta=0.9: _fast(torch.optim.RMSprop, params, lr=lr, alpha=beta,
+                                                  eps=1e-8),
+    "adam": lambda params, lr, beta1=0.9, beta2=0.999: _fast(torch.optim.Adam, params, lr=lr,
+                                                             betas=(beta1, beta2), eps=1e-8),
 }
+# a learning rate that trains the default models well; alpha still has to be tuned
+DEFAULT_LRS = {"sgd": 0.1, "momentum": 0.1, "rmsprop": 1e-3, "adam": 3e-3}
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "check_lr", "create_optimizer", "learning_rate", "check_schedule", "lambda_lr",
-           "list_optimizers"]
+__all__ = ["DEFAULT_LRS", "OPTIMIZERS", "SCHEDULES", "check_lr", "check_schedule",
+           "create_optimizer", "lambda_lr", "learning_rate", "list_optimizers"]
 
 
 def list_optimizers() -> list[str]:
     return sorted(OPTIMIZERS)
 
 
-def create_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    """An optimiser by name with learning rate ``lr`` (alpha > 0)."""
+def create_optimizer(name: str, params, lr: float | None = None,
+                     **hyperparameters) -> torch.optim.Optimizer:
+    """An optimiser by name with learning rate ``lr`` (alpha > 0; default ``DEFAULT_LRS``)."""
     if name not in OPTIMIZERS:
         raise DeepnotesError(unknown_name("optimizer", name, list_optimizers()))
+    lr = DEFAULT_LRS[name] if lr is None else lr
     check_lr(lr)
-    return OPTIMIZERS[name](params, lr)
+    return OPTIMIZERS[name](params, lr, **hyperparameters)
 
 
 def check_lr(lr: float) -> None:
