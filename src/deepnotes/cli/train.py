@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -15,13 +16,14 @@ log = logging.getLogger("deepnotes.cli")
 OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir",
            "label_column": "label_column", "skip_bad": "skip_bad", "epochs": "epochs",
            "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
-           "schedule": "schedule", "seed": "seed", "device": "device", "bf16": "bf16",
+           "schedule": "schedule", "beta": "beta", "weight_decay": "weight_decay",
+           "seed": "seed", "device": "device", "bf16": "bf16",
            "augment": "augment"}
 
 
 def add_parser(sub) -> None:
     from deepnotes.models import list_models
-    from deepnotes.optim import SCHEDULES, list_optimizers
+    from deepnotes.optim import DEFAULT_LRS, SCHEDULES, list_optimizers
     from deepnotes.train.run import DEFAULTS as D
 
     p = sub.add_parser(
@@ -39,10 +41,16 @@ def add_parser(sub) -> None:
                    help="train without unreadable images instead of stopping")
     p.add_argument("--epochs", type=int, help=f"passes over the training set ({D['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"mini-batch size ({D['batch_size']})")
-    p.add_argument("--lr", type=float, help=f"peak learning rate alpha ({D['lr']})")
-    p.add_argument("--optimizer", help=f"{', '.join(list_optimizers())} ({D['optimizer']})")
-    p.add_argument("--schedule", help=f"learning-rate schedule: {', '.join(SCHEDULES)} "
-                   f"({D['schedule']})")
+    p.add_argument("--optimizer", help=f"update rule: {', '.join(list_optimizers())} "
+                   f"({D['optimizer']})")
+    p.add_argument("--lr", type=float, help="peak learning rate alpha (by optimizer: "
+                   + ", ".join(f"{k} {v:g}" for k, v in sorted(DEFAULT_LRS.items())) + ")")
+    p.add_argument("--beta", type=float, help="averaging weight beta of momentum and rmsprop, "
+                   "beta1 of adam (0.9)")
+    p.add_argument("--weight-decay", type=float, metavar="LAMBDA",
+                   help="L2 regularisation: dW += LAMBDA W (0)")
+    p.add_argument("--schedule", help=f"learning-rate decay: {', '.join(SCHEDULES)}, some with an "
+                   f"argument, e.g. inverse:0.5 or step:10:0.1 ({D['schedule']})")
     p.add_argument("--augment", help="image augmentation while training: crop, flip or "
                    "crop,flip (random shifts, mirror images; none by default)")
     p.add_argument("--seed", type=int, help=f"seed of splits, weights, order ({D['seed']})")
@@ -83,6 +91,11 @@ def check_numbers(options: dict) -> None:
         from deepnotes.optim import check_lr
 
         check_lr(options["lr"])
+    if options.get("beta") is not None and not 0 <= options["beta"] < 1:
+        raise DeepnotesError(f"--beta {options['beta']}: expected a number in [0, 1)")
+    if options.get("weight_decay") is not None and not 0 <= options["weight_decay"] < math.inf:
+        raise DeepnotesError(f"--weight-decay {options['weight_decay']}: expected a finite "
+                             "number >= 0")
 
 
 def start(args, explicit: dict) -> int:

@@ -1,7 +1,11 @@
-"""Optimisers by name: gradient descent, momentum, RMSprop, Adam; and learning-rate schedules.
+"""The notes' update rules as ``torch.optim.Optimizer`` classes, and learning-rate decay.
 
-``create_optimizer("adam", model.parameters(), lr=3e-3)``. The notes' defaults: momentum
-beta = 0.9; Adam beta1 = 0.9, beta2 = 0.999, eps = 1e-8. The learning rate alpha must be tuned.
+``GradientDescent``: W := W - alpha dW. ``Momentum``: v = beta v + (1 - beta) dW; W := W - alpha v.
+``RMSprop``: S = beta S + (1 - beta) dW^2; W := W - alpha dW / (sqrt(S) + eps). ``Adam``: both, with
+bias correction. The notes' defaults: beta = 0.9; Adam beta1 = 0.9, beta2 = 0.999, eps = 1e-8.
+The learning rate alpha must be tuned (``deepnotes tune``).
+
+By name: ``create_optimizer("adam", model.parameters(), lr=3e-3)``.
 """
 
 from __future__ import annotations
@@ -9,44 +13,43 @@ from __future__ import annotations
 import torch
 
 from deepnotes.errors import DeepnotesError, unknown_name
+from deepnotes.optim.adam import Adam
+from deepnotes.optim.gradient_descent import GradientDescent
+from deepnotes.optim.momentum import Momentum
+from deepnotes.optim.rmsprop import RMSprop
 from deepnotes.optim.schedules import SCHEDULES, check_schedule, lambda_lr, learning_rate
 
-
-def _fast(cls, params, **options) -> torch.optim.Optimizer:
-    params = list(params)
-    try:
-        return cls(params, fused=True, **options)
-    except (RuntimeError, TypeError, ValueError):
-        return cls(params, foreach=True, **options)
-
-
-OPTIMIZERS = {  # replaced by the notes' own classes (being written)
-    "sgd": lambda params, lr, **kw: _fast(torch.optim.SGD, params, lr=lr),
-    "momentum": lambda params, lr, beta=0.9: _fast(torch.optim.SGD, params, lr=lr,
-                                                   momentum=beta, dampening=beta),
-    "rmsprop": lambda params, lr, beta=0.9: _fast(torch.optim.RMSprop, params, lr=lr, alpha=beta,
-                                                  eps=1e-8),
-    "adam": lambda params, lr, beta1=0.9, beta2=0.999: _fast(torch.optim.Adam, params, lr=lr,
-                                                             betas=(beta1, beta2), eps=1e-8),
-}
+OPTIMIZERS = {"sgd": GradientDescent, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam}
 # a learning rate that trains the default models well; alpha still has to be tuned
 DEFAULT_LRS = {"sgd": 0.1, "momentum": 0.1, "rmsprop": 1e-3, "adam": 3e-3}
+# the beta a user tunes first: the average of the gradients (Adam's beta1)
+BETA_NAMES = {"momentum": "beta", "rmsprop": "beta", "adam": "beta1"}
 
-__all__ = ["DEFAULT_LRS", "OPTIMIZERS", "SCHEDULES", "check_lr", "check_schedule",
-           "create_optimizer", "lambda_lr", "learning_rate", "list_optimizers"]
+__all__ = ["BETA_NAMES", "DEFAULT_LRS", "OPTIMIZERS", "SCHEDULES", "Adam", "GradientDescent",
+           "Momentum", "RMSprop", "check_lr", "check_schedule", "create_optimizer", "lambda_lr",
+           "learning_rate", "list_optimizers"]
 
 
 def list_optimizers() -> list[str]:
     return sorted(OPTIMIZERS)
 
 
-def create_optimizer(name: str, params, lr: float | None = None,
+def create_optimizer(name: str, params, lr: float | None = None, beta: float | None = None,
                      **hyperparameters) -> torch.optim.Optimizer:
-    """An optimiser by name with learning rate ``lr`` (alpha > 0; default ``DEFAULT_LRS``)."""
+    """An optimiser by name with learning rate ``lr`` (alpha > 0; default ``DEFAULT_LRS[name]``).
+
+    ``beta`` is the rule's averaging weight: beta of momentum and RMSprop, beta1 of Adam (gradient
+    descent has none). Other keywords go to the class (``weight_decay``, ``eps``, ...).
+    """
     if name not in OPTIMIZERS:
         raise DeepnotesError(unknown_name("optimizer", name, list_optimizers()))
     lr = DEFAULT_LRS[name] if lr is None else lr
     check_lr(lr)
+    if beta is not None:
+        if name not in BETA_NAMES:
+            raise DeepnotesError(f"--beta {beta}: {name} has no beta (momentum, rmsprop and adam "
+                                 "do)")
+        hyperparameters[BETA_NAMES[name]] = beta
     return OPTIMIZERS[name](params, lr, **hyperparameters)
 
 

@@ -31,8 +31,10 @@ DEFAULTS = {
     "skip_bad": False,
     "epochs": 20,
     "batch_size": 64,
-    "lr": 3e-3,
+    "lr": None,  # the optimizer's default alpha (deepnotes.optim.DEFAULT_LRS)
     "optimizer": "adam",
+    "beta": None,  # the optimizer's default beta (beta1 for Adam)
+    "weight_decay": 0.0,
     "schedule": "onecycle",
     "seed": 0,
     "fractions": [0.8, 0.1, 0.1],
@@ -127,7 +129,9 @@ def new_run_dir(out: str, name: str | None, default_name: str, overwrite: bool) 
     return run_dir
 
 
-RUN_KEYS = [*DEFAULTS, "classes", "in_channels", "input_shape", "kind", "normalize"]
+OPTIONAL_KEYS = {"beta": None, "weight_decay": 0.0}  # added after the first release
+RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
+            "input_shape", "kind", "normalize"]
 
 
 def read_config(run_dir: str | Path) -> dict:
@@ -142,7 +146,7 @@ def read_config(run_dir: str | Path) -> dict:
     missing = [k for k in RUN_KEYS if k not in config] if isinstance(config, dict) else RUN_KEYS
     if missing:
         raise DeepnotesError(f"{path}: incomplete run config, missing {', '.join(missing)}")
-    return config
+    return {**OPTIONAL_KEYS, **config}
 
 
 def write_json(path: Path, obj) -> None:

@@ -45,7 +45,10 @@ def prepare(config: dict, progress: bool = True, fresh: bool = True) -> dict:
         log.warning(warning)
     torch.manual_seed(config["seed"])
     model = build_model(config)
-    optimizer = create_optimizer(config["optimizer"], model.parameters(), config["lr"])
+    optimizer = create_optimizer(config["optimizer"], model.parameters(), config["lr"],
+                                 beta=config.get("beta"),
+                                 weight_decay=config.get("weight_decay", 0.0))
+    config["lr"] = optimizer.defaults["lr"]  # the rule's default alpha when none was given
     return {"config": config, "dataset": dataset, "splits": splits, "device": device,
             "model": model, "optimizer": optimizer}
 

@@ -1,0 +1,62 @@
+"""RMSprop: S = beta S + (1 - beta) dW^2; W := W - alpha dW / (sqrt(S) + eps)."""
+
+from __future__ import annotations
+
+import torch
+
+from deepnotes.optim.rule import NotesRule, check_range, no_bias_correction_step, with_weight_decay
+
+
+class RMSprop(NotesRule):
+    """Root mean square prop: divide each step by the recent size of its gradient,
+
+        S_dW = beta S_dW + (1 - beta) dW^2,    W := W - alpha dW / (sqrt(S_dW) + eps).
+
+    The notes write dW / sqrt(S_dW); eps keeps the division finite where S_dW is 0. This is
+    ``torch.optim.RMSprop(lr, alpha=beta, eps)``: torch calls beta "alpha".
+
+    The fused path runs torch's fused Adam kernel with beta1 = 0 (so its first moment is dW) and
+    its bias correction switched off, which is exactly this rule, in one pass over memory.
+    """
+
+    def __init__(self, params, lr: float, beta: float = 0.9, eps: float = 1e-8,
+                 weight_decay: float = 0.0, implementation: str = "auto"):
+        super().__init__(params, {"lr": lr, "beta": beta, "eps": eps,
+                                  "weight_decay": weight_decay}, implementation)
+        self._first_moment: dict = {}  # the fused path's scratch when weight decay is on
+
+    def _check(self, group):
+        check_range("beta", group["beta"], 0.0, 1.0)
+        check_range("eps", group["eps"], 0.0)
+
+    def _new_state(self, p):
+        return {"s": torch.zeros_like(p, memory_format=torch.preserve_format)}
+
+    def _reference(self, group, p, dW, state):
+        beta, S = group["beta"], state["s"]
+        if group["weight_decay"]:
+            dW = dW + group["weight_decay"] * p
+        S.mul_(beta).addcmul_(dW, dW, value=1 - beta)
+        p -= group["lr"] * dW / (S.sqrt() + group["eps"])
+
+    def _foreach(self, group, params, grads, states):
+        beta, Ss = group["beta"], [st["s"] for st in states]
+        grads = with_weight_decay(grads, params, group["weight_decay"])
+        torch._foreach_mul_(Ss, beta)
+        torch._foreach_addcmul_(Ss, grads, grads, value=1 - beta)
+        denom = torch._foreach_sqrt(Ss)
+        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_addcdiv_(params, grads, denom, value=-group["lr"])
+
+    def _fused(self, group, params, grads, states):
+        # Adam's first moment with beta1 = 0 is dW itself. Without weight decay the kernel may
+        # write it over the gradient (the same values); with it, dW + lambda W needs a buffer.
+        if group["weight_decay"]:
+            firsts = [self._first_moment.setdefault(p, torch.empty_like(p)) for p in params]
+        else:
+            firsts = grads
+        steps = [no_bias_correction_step(params[0].device)] * len(params)
+        torch._fused_adam_(params, grads, firsts, [st["s"] for st in states], [], steps,
+                           lr=group["lr"], beta1=0.0, beta2=group["beta"],
+                           weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False,
+                           maximize=False)
