@@ -28,6 +28,8 @@ class Adam(NotesRule):
     no bias correction it runs the kernel at a step count where beta^t is exactly 0.
     """
 
+    _kernel = "adam"
+
     def __init__(self, params, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, weight_decay: float = 0.0, bias_correction: bool = True,
                  eps_inside_sqrt: bool = False, implementation: str = "auto"):

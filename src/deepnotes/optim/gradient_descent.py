@@ -12,6 +12,8 @@ class GradientDescent(NotesRule):
     dW := dW + lambda W first). The same as ``torch.optim.SGD(lr)`` with no momentum.
     """
 
+    _kernel = "sgd"
+
     def __init__(self, params, lr: float, weight_decay: float = 0.0,
                  implementation: str = "auto"):
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay}, implementation)

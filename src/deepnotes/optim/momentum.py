@@ -19,6 +19,8 @@ class Momentum(NotesRule):
     scale of plain gradient descent, so a rate tuned for one carries over to the other.
     """
 
+    _kernel = "sgd"
+
     def __init__(self, params, lr: float, beta: float = 0.9, weight_decay: float = 0.0,
                  implementation: str = "auto"):
         super().__init__(params, {"lr": lr, "beta": beta, "weight_decay": weight_decay},

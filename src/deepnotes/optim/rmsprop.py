@@ -19,6 +19,8 @@ class RMSprop(NotesRule):
     its bias correction switched off, which is exactly this rule, in one pass over memory.
     """
 
+    _kernel = "adam"
+
     def __init__(self, params, lr: float, beta: float = 0.9, eps: float = 1e-8,
                  weight_decay: float = 0.0, implementation: str = "auto"):
         super().__init__(params, {"lr": lr, "beta": beta, "eps": eps,

@@ -12,6 +12,7 @@ The tests hold all three to the reference and the reference to a NumPy transcrip
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -45,6 +46,7 @@ class NotesRule(torch.optim.Optimizer):
     """
 
     _fused = None
+    _kernel = ""  # the torch fused kernel the fused path calls: "sgd" or "adam"
 
     def __init__(self, params, defaults: dict, implementation: str = "auto"):
         if implementation not in IMPLEMENTATIONS:
@@ -106,7 +108,7 @@ class NotesRule(torch.optim.Optimizer):
 
     def _how(self, group: dict, p: torch.Tensor) -> str:
         fusable = (self._can_fuse(group) and p.device.type in _FUSED_DEVICES
-                   and p.dtype in _FUSED_DTYPES)
+                   and p.dtype in _FUSED_DTYPES and fused_kernel_runs(self._kernel, p.device.type))
         if self.implementation == "auto":
             return "fused" if fusable else "foreach"
         if self.implementation == "fused" and not fusable:
@@ -114,6 +116,26 @@ class NotesRule(torch.optim.Optimizer):
                                  f"for {p.dtype} on {p.device.type} with these settings; "
                                  "use 'auto' or 'foreach'")
         return self.implementation
+
+
+@functools.cache
+def fused_kernel_runs(kernel: str, device_type: str) -> bool:
+    """Whether this torch build has the fused ``kernel`` on ``device_type`` (older releases have
+    fused kernels on CUDA only): tried once, on one number."""
+    one = [torch.zeros(1, device=device_type)]
+    try:
+        if kernel == "sgd":
+            torch._fused_sgd_(one, [torch.ones_like(one[0])], [], weight_decay=0.0, momentum=0.0,
+                              lr=0.1, dampening=0.0, nesterov=False, maximize=False,
+                              is_first_step=False)
+        else:
+            torch._fused_adam_(one, [torch.ones_like(one[0])], [torch.zeros_like(one[0])],
+                               [torch.zeros_like(one[0])], [], [torch.ones((), device=device_type)],
+                               lr=0.1, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
+                               amsgrad=False, maximize=False)
+    except (AttributeError, NotImplementedError, RuntimeError):
+        return False
+    return True
 
 
 def _by_device_and_dtype(params: list[torch.Tensor]) -> list[list[torch.Tensor]]:
