@@ -8,6 +8,7 @@ dW / sqrt(S) would turn rounding differences into different paths.)
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 
 from deepnotes.errors import DeepnotesError
 from deepnotes.optim import (
+    DEFAULT_LRS,
     Adam,
     GradientDescent,
     Momentum,
@@ -401,3 +403,52 @@ def test_lambda_lr_drives_any_torch_loop():
         opt.step()
         sched.step()
     assert seen[::10] == pytest.approx([0.5, 0.25, 0.5 / 3, 0.125])
+
+
+# ------------------------------------------------------------------ from the command line
+
+CLI_ARGS = ["train", "--data", "breast-cancer", "--batch-size", "32", "--quiet",
+            "--schedule", "inverse:0.5"]
+
+
+@pytest.mark.parametrize("name, extra", [
+    ("sgd", ["--weight-decay", "1e-3"]),
+    ("momentum", ["--beta", "0.8"]),
+    ("rmsprop", []),
+    ("adam", ["--beta", "0.85", "--weight-decay", "1e-4"]),
+])
+def test_each_rule_trains_and_resumes_bit_exactly_from_the_cli(cli, tmp_path, name, extra):
+    """Two epochs straight equal one epoch, then --resume for a second (the inverse decay depends
+    on the epoch only, so the longer run is the same run)."""
+    args = [*CLI_ARGS, "--optimizer", name, *extra, "--out", tmp_path]
+    rc, out, err = cli(*args, "--epochs", 2, "--name", "straight")
+    assert rc == 0, err
+    rc, _, err = cli(*args, "--epochs", 1, "--name", "halves")
+    assert rc == 0, err
+    rc, _, err = cli("train", "--resume", tmp_path / "halves", "--epochs", 2, "--allow-changes",
+                     "--quiet")
+    assert rc == 0, err
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    assert (straight / "model.safetensors").read_bytes() == (
+        halves / "model.safetensors").read_bytes()
+    config = json.loads((straight / "config.json").read_text())
+    assert config["optimizer"] == name and config["lr"] == DEFAULT_LRS[name]
+    assert config["schedule"] == "inverse:0.5"
+    history = (straight / "history.csv").read_text().splitlines()
+    lrs = [float(row.split(",")[-2]) for row in history[1:]]
+    assert lrs == pytest.approx([DEFAULT_LRS[name], DEFAULT_LRS[name] / 1.5])
+    assert json.loads((straight / "metrics.json").read_text())["test"]["accuracy"] > 0.8
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--beta", "1"], "--beta 1.0"),
+    (["--optimizer", "sgd", "--beta", "0.9"], "sgd has no beta"),
+    (["--weight-decay", "-1"], "--weight-decay -1.0"),
+    (["--weight-decay", "inf"], "--weight-decay inf"),
+    (["--schedule", "inverse:abc"], "inverse:abc"),
+    (["--schedule", "warmup:2"], "below 1"),
+])
+def test_bad_optimizer_options_are_one_line_and_leave_nothing(cli, tmp_path, args, needle):
+    rc, out, err = cli(*CLI_ARGS, "--epochs", 1, "--out", tmp_path, "--name", "r", *args)
+    assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and not (tmp_path / "r").exists()
