@@ -1,8 +1,125 @@
-"""``deepnotes compare``: (being written)."""
+"""``deepnotes compare-optimizers``: gradient descent, momentum, RMSprop and Adam on one model,
+from the same initial weights; one plot of the loss curves and one table."""
 
 from __future__ import annotations
 
+import logging
+import shutil
+from pathlib import Path
+
+from deepnotes.data import NAMED
+from deepnotes.errors import DeepnotesError
+
+log = logging.getLogger("deepnotes.cli")
+
+# option -> config key, as in ``deepnotes train``; every option defaults to None
+OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir", "epochs": "epochs",
+           "batch_size": "batch_size", "schedule": "schedule", "seed": "seed", "device": "device"}
+EPOCHS = 5  # enough for the curves to part; `deepnotes train` defaults to more
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("compare-optimizers", help="(being written)")
-    p.set_defaults(handler=lambda args: 0)
+    from deepnotes.models import list_models
+    from deepnotes.optim import DEFAULT_LRS, SCHEDULES
+    from deepnotes.optim.compare import ORDER
+    from deepnotes.train.run import DEFAULTS as D
+
+    defaults = ", ".join(f"{k} {DEFAULT_LRS[k]:g}" for k in ORDER)
+    p = sub.add_parser(
+        "compare-optimizers", help="train one model with sgd, momentum, rmsprop and adam",
+        description="Train the same model from the same initial weights, on the same mini-batches "
+        "in the same order, with gradient descent, momentum, RMSprop and Adam. Writes a run folder "
+        "per optimizer (RUN/adam, ...), loss_curves.png (training loss per step, dev accuracy per "
+        "epoch) and comparison.csv / comparison.json (final dev accuracy, F1, loss, time).",
+        argument_default=None)
+    p.add_argument("--model", help=f"network: {', '.join(list_models())} "
+                   "(default: lenet5 for images, mlp for tables)")
+    p.add_argument("--data", help="digits, breast-cancer, fashion-mnist, mnist, a folder with one "
+                   f"sub-folder per class, or a .csv file (default: {D['data']})")
+    p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
+    p.add_argument("--epochs", type=int, help=f"passes over the training set ({EPOCHS})")
+    p.add_argument("--batch-size", type=int, help=f"mini-batch size ({D['batch_size']})")
+    p.add_argument("--optimizers", default=",".join(ORDER),
+                   help=f"comma-separated optimizers to compare ({','.join(ORDER)})")
+    p.add_argument("--lr", metavar="ALPHA|NAME=ALPHA,...",
+                   help="learning rate alpha: one number for every optimizer (--lr 0.01), or per "
+                   "optimizer (--lr sgd=0.05,adam=1e-3; the others keep their default), or both "
+                   f"(--lr 0.01,adam=1e-3). Defaults: {defaults}")
+    p.add_argument("--schedule", help=f"learning-rate schedule: {', '.join(SCHEDULES)} "
+                   f"({D['schedule']}), the same for every optimizer")
+    p.add_argument("--seed", type=int, help=f"seed of splits, weights, order ({D['seed']})")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (auto)")
+    p.add_argument("--out", default="runs", help="folder for run folders (runs)")
+    p.add_argument("--name", help="run folder name (default: compare-MODEL-DATA, numbered if "
+                   "taken)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --name folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from deepnotes.cli.train import check_numbers
+    from deepnotes.optim.compare import learning_rates, parse_lrs, parse_names, run_comparison
+    from deepnotes.train.run import DEFAULTS
+    from deepnotes.train.session import prepare
+
+    explicit = {key: getattr(args, opt) for opt, key in OPTIONS.items()
+                if getattr(args, opt) is not None}
+    check_numbers(explicit)
+    names = parse_names(args.optimizers)
+    lrs = learning_rates(names, parse_lrs(args.lr) if args.lr is not None else None)
+    config = {**DEFAULTS, "epochs": EPOCHS, **explicit}
+    session = prepare(config, progress=not args.quiet, fresh=True)
+    run_dir = make_run_dir(args, config)
+    try:
+        rows = run_comparison(session, names, run_dir, lrs, progress=not args.quiet)
+    except BaseException:
+        if not any(run_dir.glob("*/state.safetensors")):
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave nothing
+        else:
+            log.warning("the comparison stopped; the runs it made are kept in %s", run_dir)
+        raise
+    print_rows(rows)
+    print(f"run folder: {run_dir}  (plot: {run_dir / 'loss_curves.png'})")
+    return 0
+
+
+def make_run_dir(args, config: dict) -> Path:
+    """``--out/--name``, or ``compare-MODEL-DATA`` numbered if taken; ``--overwrite`` replaces
+    an earlier comparison (and nothing else)."""
+    from deepnotes.optim.compare import is_comparison
+    from deepnotes.train.run import new_run_dir
+
+    if args.name:
+        existing = Path(args.out) / args.name
+        if existing.exists() and not args.overwrite:
+            raise DeepnotesError(f"--name {args.name}: {existing} exists; use --overwrite to "
+                                 "replace it")
+        if existing.exists():
+            if not (existing.is_dir() and (is_comparison(existing)
+                                           or not any(existing.iterdir()))):
+                raise DeepnotesError(f"--overwrite: {existing} is not a comparison folder; "
+                                     "not removing it")
+            shutil.rmtree(existing)
+    data_name = config["data"] if config["data"] in NAMED else Path(config["data"]).stem
+    return new_run_dir(args.out, args.name, f"compare-{config['model']}-{data_name}", False)
+
+
+def print_rows(rows: list[dict]) -> None:
+    """One aligned row per optimizer, then which reached the best dev accuracy."""
+    from deepnotes.optim.compare import best
+
+    print(f"{'optimizer':<10} {'alpha':>8} {'dev acc':>8} {'dev F1':>7} {'train loss':>10} "
+          f"{'seconds':>8}")
+    for r in rows:
+        if r.get("diverged"):
+            print(f"{r['optimizer']:<10} {r['lr']:>8.3g}   diverged: the loss became NaN or "
+                  "infinite; try a lower alpha")
+            continue
+        print(f"{r['optimizer']:<10} {r['lr']:>8.3g} {r['dev_accuracy']:>8.4f} {r['dev_f1']:>7.4f} "
+              f"{r['train_loss']:>10.4f} {r['seconds']:>8.1f}")
+    winners = best(rows)
+    if winners:
+        top = max(r["dev_accuracy"] for r in rows if r["dev_accuracy"] is not None)
+        tied = " (tied)" if len(winners) > 1 else ""
+        print(f"best dev accuracy: {', '.join(winners)} {top:.4f}{tied}")

@@ -200,9 +200,10 @@ def train_one(session: dict, name: str, lr: float, initial: dict, run_dir: Path,
         trainer, metrics = fit({**session, "config": config, "model": model,
                                 "optimizer": optimizer}, run_dir, progress=progress)
     except DeepnotesError as exc:
-        if isinstance(exc, TrainingInterrupted):
+        if isinstance(exc, TrainingInterrupted) or "loss became" not in str(exc):
             raise
-        raise DeepnotesError(f"optimizer {name} (alpha {lr:g}): {exc}") from None
+        log.warning("optimizer %s (alpha %g): %s", name, lr, exc)
+        return diverged(name, lr, str(exc), fingerprint)
     history = trainer.history
     final = metrics["dev"]["accuracy"]  # the last epoch's, in full precision
     dev_accuracy = [r["dev_accuracy"] for r in history[:-1]] + [final]
@@ -216,20 +217,28 @@ def train_one(session: dict, name: str, lr: float, initial: dict, run_dir: Path,
             "steps_per_epoch": len(trainer.step_losses) // max(1, len(history))}
 
 
+def diverged(name: str, lr: float, why: str, fingerprint: str) -> dict:
+    """The row and (empty) curves of a rule whose loss became NaN or infinite: a result too."""
+    row = {"optimizer": name, "lr": lr, **{k: None for k in COLUMNS[2:]}, "run": name,
+           "diverged": why, "initial_weights_sha256": fingerprint}
+    return {"row": row, "step_losses": [], "epochs": [], "dev_accuracy": [], "steps_per_epoch": 1}
+
+
 def weights_fingerprint(state_dict: dict) -> str:
     """SHA-256 of a state dict's names, shapes, dtypes and values: equal weights, equal hash."""
     digest = hashlib.sha256()
     for key in sorted(state_dict):
         tensor = state_dict[key].detach().to("cpu").contiguous()
         digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
 def best(rows: list[dict], key: str = "dev_accuracy") -> list[str]:
-    """The rule(s) with the highest ``key`` (ties all named)."""
-    top = max(row[key] for row in rows)
-    return [row["optimizer"] for row in rows if row[key] == top]
+    """The rule(s) with the highest ``key`` (ties all named; none if every rule diverged)."""
+    finished = [row for row in rows if row[key] is not None]
+    top = max((row[key] for row in finished), default=None)
+    return [row["optimizer"] for row in finished if row[key] == top]
 
 
 # ---------------------------------------------------------------- files
@@ -292,7 +301,7 @@ def plot_curves(curves: dict, path: Path, title: str | None = None) -> None:
         ax_loss.plot(steps, losses, color=color, alpha=0.25, linewidth=0.8)
         alpha = curve["row"]["lr"]
         ax_loss.plot(steps, moving_average(losses, window), color=color, linewidth=1.6,
-                     label=f"{name} (alpha {alpha:g})")
+                     label=f"{name} (alpha {alpha:g})" + (", diverged" if not losses else ""))
         ax_acc.plot(curve["epochs"], curve["dev_accuracy"], "-o", color=color, markersize=4,
                     label=name)
     ax_loss.set_yscale("log")
