@@ -27,10 +27,9 @@ from optuna.trial import TrialState
 
 from deepnotes import atomic
 from deepnotes.errors import DeepnotesError
+from deepnotes.optim import BETA_NAMES
 
 STUDY = "deepnotes-tune"
-# the keyword of each optimiser's beta; sgd has none
-BETA_NAMES = {"adam": "beta1", "momentum": "beta", "rmsprop": "beta"}
 FINE_FACTOR = 10 ** 0.5  # the fine range: half a decade either side of the best alpha, 1 - beta
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 CSV_FIELDS = ["number", "state", "phase", "lr", "beta", "dev_accuracy", "seconds", "note"]
@@ -138,10 +137,14 @@ def coarse_trials(n_trials: int, coarse_share: float) -> int:
 
 
 def search_ranges(study: optuna.Study, number: int, settings: dict, n_trials: int):
-    """(phase, ranges, center trial) for trial ``number``: coarse, the whole range; fine, a window
-    around the best trial finished so far (the whole range while there is none)."""
+    """(phase, ranges, center trial) for trial ``number``. Coarse: the whole range, for the first
+    ceil(coarse_share * n_trials) trials (failed, i.e. interrupted, ones not counted). Fine: a
+    window of half a decade either side of the best trial so far, on the log scale (the whole
+    range while there is none)."""
     full = full_ranges(settings)
-    if number < coarse_trials(n_trials, settings["coarse_share"]):
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    earlier = number - sum(t.number < number for t in failed)  # an interrupted trial is redone
+    if earlier < coarse_trials(n_trials, settings["coarse_share"]):
         return "coarse", full, None
     best = best_trial(study, before=number)
     if best is None:
@@ -303,20 +306,22 @@ def best_summary(study: optuna.Study, settings: dict) -> dict | None:
             "trials_finished": len(finished(study)), "optimizer": settings["optimizer"]}
 
 
-def plot_tune(study: optuna.Study, path: Path) -> None:
-    """Dev accuracy against alpha on a log axis, coarse and fine trials in two colours; a second
-    panel against 1 - beta (log axis) when beta is tuned. The best trial is ringed."""
+def plot_tune(study: optuna.Study, path: Path, settings: dict) -> None:
+    """Dev accuracy against alpha on a log axis spanning --lr-range, coarse and fine trials in two
+    colours; a second panel against 1 - beta (log axis) when beta is tuned. The best is ringed."""
+    from matplotlib.ticker import NullFormatter
+
     from deepnotes.train.plots import _figure, _save
 
     trials = [t for t in finished(study) if t.value is not None]
-    with_beta = any("one_minus_beta" in t.params for t in trials)
-    axes_for = [("lr", "alpha (learning rate)")]
-    if with_beta:
-        axes_for.append(("one_minus_beta", "1 - beta  (beta = 1 - 10^r)"))
+    full = full_ranges(settings)
+    panels = [("lr", "alpha (learning rate), log scale")]
+    if "one_minus_beta" in full:
+        panels.append(("one_minus_beta", "1 - beta, log scale (beta = 1 - 10^r)"))
     plt = _figure()
-    fig, axes = plt.subplots(1, len(axes_for), figsize=(5.5 * len(axes_for), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     best = best_trial(study)
-    for ax, (param, label) in zip(axes[0], axes_for):
+    for ax, (param, label) in zip(axes[0], panels):
         for phase, colour in (("coarse", "tab:blue"), ("fine", "tab:orange")):
             points = [(t.params[param], t.value) for t in trials
                       if t.user_attrs.get("phase") == phase and param in t.params]
@@ -326,8 +331,12 @@ def plot_tune(study: optuna.Study, path: Path) -> None:
         if best is not None and param in best.params:
             ax.scatter([best.params[param]], [best.value], s=160, facecolors="none",
                        edgecolors="red", label=f"best (trial {best.number})")
+        low, high = full[param]
         ax.set_xscale("log")
-        ax.set(xlabel=label, ylabel="best dev accuracy", title=f"dev accuracy against {label}")
-        ax.grid(alpha=0.3, which="both")
+        ax.set_xlim(low / 10 ** 0.1, high * 10 ** 0.1)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set(xlabel=label, ylabel="best dev accuracy")
+        ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.suptitle(f"random search, coarse to fine: {len(trials)} trials")
     _save(fig, path)
