@@ -23,9 +23,15 @@ class Adam(NotesRule):
     gradients around 1e-4 and below, which the inside form damps more. ``bias_correction=False``
     uses V and S as they are (the first steps are then small: V starts at 0).
 
-    The fused path is torch's fused Adam kernel. For eps inside the root it runs the kernel with
-    eps = 0 on S + eps (1 - beta2^t), whose bias-corrected root is sqrt(S_corrected + eps); for
-    no bias correction it runs the kernel at a step count where beta^t is exactly 0.
+    With eps inside the root, S_dW is kept with eps folded in: the state "s" is the average of
+    dW^2 + eps, S~ = beta2 S~ + (1 - beta2)(dW^2 + eps). As eps = beta2 eps + (1 - beta2) eps,
+    S~ = S_dW + eps (1 - beta2^t) (S~ starts at 0), so S~ / (1 - beta2^t) = S_corrected + eps:
+    the notes' denominator with one division. (Without bias correction S~ starts at eps and
+    S~ = S_dW + eps.)
+
+    The fused path is torch's fused Adam kernel. With eps inside it adds eps (1 - beta2) / beta2
+    to S~ and runs the kernel with eps = 0 (beta2 (S~ + that) = beta2 S~ + (1 - beta2) eps); for no
+    bias correction it runs the kernel at a step count where beta^t is exactly 0.
     """
 
     _kernel = "adam"
@@ -43,9 +49,10 @@ class Adam(NotesRule):
         check_range("beta2", group["beta2"], 0.0, 1.0)
         check_range("eps", group["eps"], 0.0)
 
-    def _new_state(self, p):
+    def _new_state(self, group, p):
         zeros = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return {"step": 0, "v": zeros, "s": zeros.clone()}
+        s0 = group["eps"] if group["eps_inside_sqrt"] and not group["bias_correction"] else 0.0
+        return {"step": 0, "v": zeros, "s": torch.full_like(zeros, s0)}
 
     def _can_fuse(self, group):
         return not (group["eps_inside_sqrt"] and group["beta2"] == 0)
@@ -66,10 +73,11 @@ class Adam(NotesRule):
         V.mul_(b1).add_(dW, alpha=1 - b1)
         S.mul_(b2).addcmul_(dW, dW, value=1 - b2)
         c1, c2 = self._corrections(group, state["step"])
-        V_corrected, S_corrected = V / c1, S / c2
         if group["eps_inside_sqrt"]:
-            p -= group["lr"] * V_corrected / (S_corrected + eps).sqrt()
+            S.add_((1 - b2) * eps)  # S~, the average of dW^2 + eps: S~ / c2 = S_corrected + eps
+            p -= group["lr"] * (V / c1) / (S / c2).sqrt()
         else:
+            V_corrected, S_corrected = V / c1, S / c2
             p -= group["lr"] * V_corrected / (S_corrected.sqrt() + eps)
 
     def _foreach(self, group, params, grads, states):
@@ -84,8 +92,8 @@ class Adam(NotesRule):
             st["step"] += 1
         corrections = [self._corrections(group, st["step"]) for st in states]
         if group["eps_inside_sqrt"]:
+            torch._foreach_add_(Ss, (1 - b2) * eps)  # S~: see the class docstring
             denom = torch._foreach_div(Ss, [c2 for _, c2 in corrections])
-            torch._foreach_add_(denom, eps)
             torch._foreach_sqrt_(denom)
         else:
             denom = torch._foreach_sqrt(Ss)
@@ -105,12 +113,9 @@ class Adam(NotesRule):
         else:
             steps = [no_bias_correction_step(device)] * len(states)
         inside = group["eps_inside_sqrt"]
-        if inside:  # run the kernel on S + eps (1 - beta2^t): see the class docstring
-            shifts = [group["eps"] * self._corrections(group, st["step"])[1] for st in states]
-            torch._foreach_add_(Ss, [c / group["beta2"] for c in shifts])
+        if inside:  # S~ + eps (1 - beta2) / beta2, so the kernel's average is that of dW^2 + eps
+            torch._foreach_add_(Ss, group["eps"] * (1 - group["beta2"]) / group["beta2"])
         torch._fused_adam_(params, grads, [st["v"] for st in states], Ss, [], steps,
                            lr=group["lr"], beta1=group["beta1"], beta2=group["beta2"],
                            weight_decay=group["weight_decay"], eps=0.0 if inside else group["eps"],
                            amsgrad=False, maximize=False)
-        if inside:
-            torch._foreach_sub_(Ss, shifts)

@@ -29,7 +29,7 @@ class Momentum(NotesRule):
     def _check(self, group):
         check_range("beta", group["beta"], 0.0, 1.0)
 
-    def _new_state(self, p):
+    def _new_state(self, group, p):
         return {"v": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
     def _can_fuse(self, group):

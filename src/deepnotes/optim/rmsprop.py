@@ -31,7 +31,7 @@ class RMSprop(NotesRule):
         check_range("beta", group["beta"], 0.0, 1.0)
         check_range("eps", group["eps"], 0.0)
 
-    def _new_state(self, p):
+    def _new_state(self, group, p):
         return {"s": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
     def _reference(self, group, p, dW, state):

@@ -40,7 +40,7 @@ def check_range(name: str, value, low: float, high: float = math.inf,
 class NotesRule(torch.optim.Optimizer):
     """Base of GradientDescent, Momentum, RMSprop and Adam (a ``torch.optim.Optimizer``).
 
-    A subclass gives ``_check(group)``, ``_new_state(p)`` and the rule three times:
+    A subclass gives ``_check(group)``, ``_new_state(group, p)`` and the rule three times:
     ``_reference(group, p, dW, state)``, ``_foreach(group, params, grads, states)`` and
     ``_fused(group, params, grads, states)`` (or ``_fused = None`` where no torch kernel fits).
     """
@@ -65,7 +65,7 @@ class NotesRule(torch.optim.Optimizer):
     def _check(self, group: dict) -> None:
         """Refuse a group's impossible hyperparameters (beyond lr and weight_decay)."""
 
-    def _new_state(self, p: torch.Tensor) -> dict:
+    def _new_state(self, group: dict, p: torch.Tensor) -> dict:
         return {}
 
     def _can_fuse(self, group: dict) -> bool:
@@ -80,16 +80,8 @@ class NotesRule(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            for p in params:
-                if p.grad.is_sparse:
-                    raise DeepnotesError(
-                        f"{type(self).__name__} does not take sparse gradients (from "
-                        "nn.Embedding(sparse=True) or nn.EmbeddingBag(sparse=True)); "
-                        "use sparse=False")
-            for same in _by_device_and_dtype(params):
-                grads = [p.grad for p in same]
-                states = [self._state(p) for p in same]
+            for same, grads in _with_gradients(group["params"], type(self).__name__):
+                states = [self._state(group, p) for p in same]
                 how = self._how(group, same[0])
                 if how == "reference":
                     for p, g, st in zip(same, grads, states):
@@ -98,10 +90,11 @@ class NotesRule(torch.optim.Optimizer):
                     getattr(self, f"_{how}")(group, same, grads, states)
         return loss
 
-    def _state(self, p: torch.Tensor) -> dict:
-        if p in self.state:
-            return self.state[p]
-        state = self._new_state(p)
+    def _state(self, group: dict, p: torch.Tensor) -> dict:
+        state = self.state.get(p)
+        if state is not None:
+            return state
+        state = self._new_state(group, p)
         if state:  # a rule without state (gradient descent) keeps none
             self.state[p] = state
         return state
@@ -138,11 +131,21 @@ def fused_kernel_runs(kernel: str, device_type: str) -> bool:
     return True
 
 
-def _by_device_and_dtype(params: list[torch.Tensor]) -> list[list[torch.Tensor]]:
-    """Lists of tensors that one foreach or fused call can take together."""
+def _with_gradients(params: list[torch.Tensor], rule: str) -> list[tuple[list, list]]:
+    """(parameters, their gradients) for each device and dtype (one foreach or fused call takes
+    each pair of lists); parameters without a gradient are left out, sparse ones refused."""
     groups: dict = {}
     for p in params:
-        groups.setdefault((p.device, p.dtype), []).append(p)
+        g = p.grad
+        if g is None:
+            continue
+        if g.is_sparse:
+            raise DeepnotesError(f"{rule} does not take sparse gradients (from "
+                                 "nn.Embedding(sparse=True) or nn.EmbeddingBag(sparse=True)); "
+                                 "use sparse=False")
+        same, grads = groups.setdefault((p.device, p.dtype), ([], []))
+        same.append(p)
+        grads.append(g)
     return list(groups.values())
 
 
