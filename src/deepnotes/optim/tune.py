@@ -206,10 +206,8 @@ def trial_run(session: dict, lr: float, beta: float | None, origin: dict) -> dic
     config = {**session["config"], "lr": lr, "beta": beta, "trial": origin}
     torch.manual_seed(config["seed"])
     model = build_model(config)
-    hyper = {beta_name(config["optimizer"]): beta} if beta is not None else {}
-    if config.get("weight_decay"):
-        hyper["weight_decay"] = config["weight_decay"]
-    optimizer = create_optimizer(config["optimizer"], model.parameters(), lr, **hyper)
+    optimizer = create_optimizer(config["optimizer"], model.parameters(), lr, beta=beta,
+                                 weight_decay=config.get("weight_decay", 0.0))
     return {**session, "config": config, "model": model, "optimizer": optimizer}
 
 
