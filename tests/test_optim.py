@@ -287,7 +287,7 @@ def test_the_closure_is_called_and_its_loss_returned():
         loss.backward()
         return loss
 
-    assert opt.step(closure).item() == 9.0
+    assert opt.step(closure).detach().item() == 9.0
     assert float(w) == 3.0 - 0.25 * 6.0
 
 
