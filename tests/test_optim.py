@@ -288,7 +288,7 @@ def test_the_closure_is_called_and_its_loss_returned():
         return loss
 
     assert opt.step(closure).detach().item() == 9.0
-    assert float(w) == 3.0 - 0.25 * 6.0
+    assert w.detach().item() == 3.0 - 0.25 * 6.0
 
 
 def test_parameters_without_gradients_are_left_alone():
