@@ -3,6 +3,12 @@
 Images are kept as uint8 volumes ``(m, n_C, n_H, n_W)`` and tables as float32 feature matrices
 ``(m, n_x)``; labels are int64 class indices ``(m,)``. Everything downstream (splits, batching,
 metrics) works on index tensors into these, never on per-example Python objects.
+
+Sequences are int64 token ids ``(m, T)`` padded with 0, with a ``vocab`` (index 0 ``<pad>``, 1
+``<unk>``) and a ``task``: ``"tokens"`` (one label a sequence, y ``(m,)``), ``"lm"`` (y ``(m, T)``:
+the next character at each step), ``"tags"`` (y ``(m, T)``: a tag a token) or ``"pairs"`` (y
+``(m, T_y)``: the target sequence). In y ``(m, T)``, IGNORE marks padded steps; ``classes`` names
+the outputs (labels, tags, or the output vocabulary).
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from deepnotes.errors import DeepnotesError
+
+IGNORE = -100  # a padded step of y (m, T): no loss, no metric (torch's cross-entropy default)
+SEQUENCE_TASKS = ("tokens", "lm", "tags", "pairs")
 
 
 @dataclass
@@ -25,6 +34,8 @@ class Dataset:
     classes: list[str]
     test_indices: torch.Tensor | None = None
     skipped: list[str] = field(default_factory=list)
+    task: str | None = None  # a sequence task (SEQUENCE_TASKS); None: images or a table
+    vocab: list[str] | None = None  # the input tokens of a sequence task, by id
 
     def __post_init__(self):
         if len(self.x) != len(self.y):
@@ -36,13 +47,17 @@ class Dataset:
             raise DeepnotesError(f"{self.name}: no examples found")
         if len(self.classes) < 2:
             raise DeepnotesError(f"{self.name}: need at least 2 classes, found {len(self.classes)}")
-        check_labels(self.y, len(self.classes), self.name)
+        labels = self.y[self.y != IGNORE] if self.y.dim() > 1 else self.y
+        check_labels(labels, len(self.classes), self.name)
         if self.x.is_floating_point():
             check_finite(self.x, self.name)
 
     @property
     def kind(self) -> str:
-        """``"image"`` for (m, n_C, n_H, n_W) volumes, ``"table"`` for (m, n_x) features."""
+        """``"image"`` for (m, n_C, n_H, n_W) volumes, ``"table"`` for (m, n_x) features, else
+        the sequence task."""
+        if self.task is not None:
+            return self.task
         return "image" if self.x.dim() == 4 else "table"
 
     @property
@@ -51,8 +66,9 @@ class Dataset:
 
     @property
     def in_channels(self) -> int:
-        """n_C for images, n_x (the number of features) for tables."""
-        return self.x.shape[1]
+        """n_C for images, n_x (the number of features) for tables, the vocabulary's size for
+        sequences."""
+        return len(self.vocab) if self.vocab is not None else self.x.shape[1]
 
 
 def check_labels(y: torch.Tensor, num_classes: int, where: str) -> None:
