@@ -1,7 +1,9 @@
 """Data specs -> in-memory data sets -> splits -> mini-batches.
 
 A spec is a bundled name (``digits``, ``breast-cancer``), an IDX data set (``fashion-mnist``,
-``mnist``), a folder of images with one sub-folder per class, or a CSV file.
+``mnist``), the generated ``dates`` translation pairs, a folder of images with one sub-folder per
+class, a CSV file (a table, or texts and labels when its header has a ``text`` column), a ``.txt``
+text (a character language model), a ``.conll`` file (tags) or a ``.tsv`` file of pairs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from deepnotes.data.loader import Batches, Normalizer
 from deepnotes.data.splits import Splits, label_shift, stratified_split
 from deepnotes.errors import DeepnotesError, unknown_name
 
-NAMED = ("digits", "breast-cancer", "fashion-mnist", "mnist")
+NAMED = ("digits", "breast-cancer", "fashion-mnist", "mnist", "dates")
+
+FILES = "a .csv, .txt, .conll or .tsv file"
 
 __all__ = ["NAMED", "Batches", "Dataset", "Normalizer", "Splits", "label_shift", "load_dataset",
            "stratified_split"]
@@ -21,16 +25,25 @@ __all__ = ["NAMED", "Batches", "Dataset", "Normalizer", "Splits", "label_shift",
 
 def load_dataset(spec: str, *, image_size: int | None = None, data_dir: str | None = None,
                  skip_bad: bool = False, label_column: str | None = None,
-                 progress: bool = False) -> Dataset:
-    """Load a data set by spec; images are resized to ``image_size`` x ``image_size``."""
-    dataset = _load(spec, image_size, data_dir, skip_bad, label_column, progress)
+                 progress: bool = False, max_len: int | None = None, errors: str = "strict",
+                 seq_len: int = 64) -> Dataset:
+    """Load a data set by spec; images are resized to ``image_size`` x ``image_size``.
+
+    Text files: ``max_len`` cuts longer sequences, ``errors`` (``strict`` or ``replace``) says
+    what an undecodable byte does, ``seq_len`` is a language model's window.
+    """
+    from deepnotes.data.text import check_errors
+
+    check_errors(errors)
+    options = {"max_len": max_len, "errors": errors, "seq_len": seq_len}
+    dataset = _load(spec, image_size, data_dir, skip_bad, label_column, progress, options)
     if dataset.kind == "image" and image_size is not None:
         dataset.x = resize_images(dataset.x, image_size)
     return dataset
 
 
-def _load(spec, image_size, data_dir, skip_bad, label_column, progress) -> Dataset:
-    from deepnotes.data import bundled, idx
+def _load(spec, image_size, data_dir, skip_bad, label_column, progress, options) -> Dataset:
+    from deepnotes.data import bundled, idx, text
 
     if spec == "digits":
         return bundled.load_digits()
@@ -38,19 +51,33 @@ def _load(spec, image_size, data_dir, skip_bad, label_column, progress) -> Datas
         return bundled.load_breast_cancer()
     if spec in ("fashion-mnist", "mnist"):
         return idx.load_idx_dataset(spec, data_dir=data_dir)
+    if spec == "dates":
+        from deepnotes.data.dates import load_dates
+
+        return load_dates()
     path = Path(spec)
-    if path.suffix.lower() == ".csv":
+    max_len, errors = options["max_len"], options["errors"]
+    suffix = path.suffix.lower()
+    if suffix == ".csv" and text.has_text_column(path):
+        return text.load_text_csv(path, max_len, errors, label_column=label_column)
+    if suffix == ".csv":
         from deepnotes.data.tables import load_csv
 
         return load_csv(path, label_column=label_column)
+    if suffix == ".txt":
+        return text.load_text_lm(path, options["seq_len"], errors)
+    if suffix == ".conll":
+        return text.load_conll(path, max_len, errors)
+    if suffix == ".tsv":
+        return text.load_pairs(path, max_len, errors)
     if path.is_dir():
         from deepnotes.data.images import load_image_folder
 
         return load_image_folder(path, size=image_size or 64, skip_bad=skip_bad, progress=progress)
     if path.is_file():
-        raise DeepnotesError(f"--data {spec}: expected a .csv file or a folder of images")
+        raise DeepnotesError(f"--data {spec}: expected {FILES} or a folder of images")
     if "/" in spec or "\\" in spec or path.suffix:
         raise DeepnotesError(f"--data {spec}: no such file or folder")
     raise DeepnotesError(
-        unknown_name("data set", spec, list(NAMED)) + ", a folder of images or a .csv file"
+        unknown_name("data set", spec, list(NAMED)) + f", a folder of images or {FILES}"
     )

@@ -23,7 +23,10 @@ class Normalizer:
 
     @classmethod
     def fit(cls, x: torch.Tensor) -> Normalizer:
-        """Per-channel mean and std of uint8 images (m, n_C, n_H, n_W) or features (m, n_x)."""
+        """Per-channel mean and std of uint8 images (m, n_C, n_H, n_W) or features (m, n_x); token
+        ids (int64) are left as they are."""
+        if x.dtype == torch.int64:
+            return cls([], [], 1.0)
         scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
         dims = [0, 2, 3] if x.dim() == 4 else [0]
         xs = x.double() * scale
@@ -37,6 +40,8 @@ class Normalizer:
         return cls(d["mean"], d["std"], d["scale"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.mean:  # token ids
+            return x
         shape = (1, -1, 1, 1) if x.dim() == 4 else (1, -1)
         mul = self._mul.to(x.device).view(shape)
         add = self._add.to(x.device).view(shape)

@@ -32,8 +32,11 @@ def stratified_split(y: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int = 0,
 
     When the data set has its own test set (``test_indices``), it is kept as the test split and dev
     is cut from the rest, a ``fractions[1]`` share of it. The same seed gives the same split.
+    Targets that are sequences (y of shape (m, T)) are split at random, as one stratum.
     """
     check_fractions(fractions)
+    if y.dim() > 1:
+        y = y.new_zeros(len(y))
     generator = torch.Generator().manual_seed(seed)
     pool = torch.ones(len(y), dtype=torch.bool)
     if test_indices is not None:
@@ -103,6 +106,8 @@ def duplicates_across(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> list
 def data_warnings(dataset, splits: Splits) -> list[str]:
     """The notes' checks on data: dev and test alike, classes balanced, no test example in train."""
     out = []
+    if dataset.y.dim() > 1:  # one target per step: no class counts to compare
+        return out
     shift = label_shift(dataset.y, splits.dev, splits.test, dataset.num_classes)
     if shift > 0.1:
         out.append(f"dev and test label distributions differ (total variation {shift:.2f}); "
