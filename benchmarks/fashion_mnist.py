@@ -10,6 +10,7 @@ the target.
 
     python benchmarks/fashion_mnist.py                  # LeNet-5 to 0.89, ~2 minutes on 2 cores
     python benchmarks/fashion_mnist.py --arch resnet18 --target 0.92 --epochs 8 ...
+    python benchmarks/fashion_mnist.py --arch lstm --target 0.88 ...   # sequential (rows)
 """
 
 from __future__ import annotations
@@ -30,9 +31,28 @@ from deepnotes.optim import create_optimizer
 from deepnotes.train import Trainer
 
 
+class RowRNN(nn.Module):
+    """Sequential Fashion-MNIST as a user writes it: torch.nn's LSTM / GRU / RNN over the 28 rows
+    of 28 pixels, a linear layer on the last step's output (deepnotes' defaults: 128 units)."""
+
+    def __init__(self, cell: str, hidden: int = 128):
+        super().__init__()
+        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](28, hidden,
+                                                                         batch_first=True)
+        self.fc = nn.Linear(hidden, 10)
+
+    def forward(self, x):
+        out, _ = self.rnn(x.squeeze(1))
+        return self.fc(out[:, -1])
+
+
 def peer_model(arch: str) -> nn.Module:
     """LeNet-5 as a user writes it (classic: tanh and average pooling, or ReLU and max pooling);
-    for the larger models the same class as deepnotes' (torchvision is not installed here)."""
+    torch.nn's recurrent layers for lstm / gru / rnn; for the larger models the same class as
+    deepnotes' (torchvision is not installed here)."""
+    if arch in ("lstm", "gru", "rnn"):
+        torch.manual_seed(0)
+        return RowRNN(arch)
     if not arch.startswith("lenet5"):
         torch.manual_seed(0)
         return create_model(arch, num_classes=10, in_channels=1)

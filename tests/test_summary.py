@@ -67,7 +67,15 @@ def recorded_shapes(model: nn.Module, shape: tuple[int, ...]):
 # ---------------------------------------------------------------- every registered model
 
 
-@pytest.mark.parametrize("name", list_models())
+LAYERED = [n for n in list_models() if not getattr(model_class(n), "sequence", False)]
+
+
+def test_sequence_models_are_refused_in_one_line(capsys):
+    rc, _, err = run_cli(capsys, "summary", "lstm")
+    assert rc == 2 and "a sequence model" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", LAYERED)
 def test_rows_agree_with_a_forward_pass(name):
     shape = default_shape(name)
     with torch.device(device_for(name, shape)):

@@ -56,11 +56,17 @@ def print_table(result: dict) -> None:
         print(f"{name:<6} {n:>8} {m['accuracy']:>9.4f} {m['loss']:>8.4f} {m['precision']:>10.4f} "
               f"{m['recall']:>7.4f} {m['f1']:>7.4f} {m['f1_micro']:>9.4f} {m['f1_weighted']:>7.4f}")
     print("(precision, recall and F1 are macro averages over the classes)")
+    for key, what in (("exact_match", "exact match (whole outputs, greedy decoding)"),
+                      ("perplexity", "perplexity exp(loss)")):
+        if any(key in m for m in result.values()):
+            print(f"{what}: " + ", ".join(f"{name} {m[key]:.4f}" for name, m in result.items()))
 
 
 def print_per_class(m: dict) -> None:
     width = max(8, *(len(str(row["class"])) for row in m["per_class"]))
     print(f"\n{'class':<{width}} {'precision':>10} {'recall':>7} {'F1':>7} {'support':>8}")
     for row in m["per_class"]:
+        if row["support"] == 0 and str(row["class"]) in ("<pad>", "<unk>", "<bos>"):
+            continue  # a vocabulary's specials, never a target
         print(f"{row['class']!s:<{width}} {row['precision']:>10.4f} {row['recall']:>7.4f} "
               f"{row['f1']:>7.4f} {row['support']:>8}")

@@ -28,8 +28,10 @@ def run(args) -> int:
 
     config = read_config(args.run)
     if config.get("kind") != "image":
-        raise DeepnotesError(f"{args.run}: this run was trained on a table, not images; "
-                             "use deepnotes evaluate RUN --data FILE.csv")
+        instead = {"lm": "deepnotes generate RUN", "pairs": "deepnotes translate RUN TEXT"}.get(
+            config.get("kind"), "deepnotes evaluate RUN --data FILE")
+        raise DeepnotesError(f"{args.run}: this run was trained on {config.get('kind')} data, "
+                             f"not images; use {instead}")
     if args.top_k < 1:
         raise DeepnotesError(f"--top-k {args.top_k}: expected at least 1")
     device = resolve_device(args.device)

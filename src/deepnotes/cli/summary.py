@@ -29,6 +29,9 @@ def run(args) -> int:
     from deepnotes.models.summary import format_table, notation, summarize, totals
 
     cls = model_class(args.model)
+    if getattr(cls, "sequence", False):
+        raise DeepnotesError(f"summary {args.model}: a sequence model; summary covers the image "
+                             "and table models (layer shapes as n_H x n_W x n_C)")
     shape = input_shape(args.model, cls, args.input)
     model = create_model(args.model, num_classes=args.num_classes, in_channels=shape[0])
     rows = summarize(model, shape)

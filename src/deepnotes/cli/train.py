@@ -17,7 +17,8 @@ OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir",
            "label_column": "label_column", "skip_bad": "skip_bad", "epochs": "epochs",
            "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
            "schedule": "schedule", "beta": "beta", "weight_decay": "weight_decay",
-           "seed": "seed", "device": "device", "bf16": "bf16",
+           "max_len": "max_len", "errors": "errors", "seq_len": "seq_len", "seed": "seed",
+           "device": "device", "bf16": "bf16",
            "augment": "augment"}
 
 
@@ -33,8 +34,10 @@ def add_parser(sub) -> None:
         argument_default=None)
     p.add_argument("--model", help=f"network: {', '.join(list_models())} "
                    "(default: lenet5 for images, mlp for tables)")
-    p.add_argument("--data", help="digits, breast-cancer, fashion-mnist, mnist, a folder with one "
-                   f"sub-folder per class, or a .csv file (default: {D['data']})")
+    p.add_argument("--data", help="digits, breast-cancer, fashion-mnist, mnist, dates, a folder "
+                   "with one sub-folder per class, a .csv file (a table, or text,label), a .txt "
+                   "(character language model), a .conll (tagger) or a .tsv of pairs "
+                   f"(encoder-decoder) (default: {D['data']})")
     p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
     p.add_argument("--label-column", help="label column of a CSV (default: 'label', else the last)")
     p.add_argument("--skip-bad", action="store_const", const=True,
@@ -53,6 +56,12 @@ def add_parser(sub) -> None:
                    f"argument, e.g. inverse:0.5 or step:10:0.1 ({D['schedule']})")
     p.add_argument("--augment", help="image augmentation while training: crop, flip or "
                    "crop,flip (random shifts, mirror images; none by default)")
+    p.add_argument("--max-len", type=int, help="sequences: cut longer ones to this many tokens "
+                   "(with a warning; default: keep all)")
+    p.add_argument("--seq-len", type=int, help="character language model: characters a training "
+                   "sequence (64)")
+    p.add_argument("--errors", choices=("strict", "replace"),
+                   help="text: stop at undecodable bytes, or replace them with U+FFFD (strict)")
     p.add_argument("--seed", type=int, help=f"seed of splits, weights, order ({D['seed']})")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (auto)")
     p.add_argument("--gpus", help="GPU indices to use, e.g. 1,2 (sets CUDA_VISIBLE_DEVICES)")
@@ -85,8 +94,9 @@ def check_numbers(options: dict) -> None:
     """Refuse impossible numbers before any work."""
     if options.get("epochs") is not None and options["epochs"] < 1:
         raise DeepnotesError(f"--epochs {options['epochs']}: expected at least 1")
-    if options.get("batch_size") is not None and options["batch_size"] < 1:
-        raise DeepnotesError(f"--batch-size {options['batch_size']}: expected at least 1")
+    for key in ("batch_size", "max_len", "seq_len"):
+        if options.get(key) is not None and options[key] < 1:
+            raise DeepnotesError(f"--{key.replace('_', '-')} {options[key]}: expected at least 1")
     if options.get("lr") is not None:
         from deepnotes.optim import check_lr
 

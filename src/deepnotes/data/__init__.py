@@ -42,6 +42,14 @@ def load_dataset(spec: str, *, image_size: int | None = None, data_dir: str | No
     return dataset
 
 
+def _count(spec: str) -> int:
+    """``dates:5000`` -> 5000 pairs."""
+    text = spec.split(":", 1)[1]
+    if not text.isdigit() or int(text) < 10:
+        raise DeepnotesError(f"--data {spec}: expected dates or dates:N with N >= 10 pairs")
+    return int(text)
+
+
 def _load(spec, image_size, data_dir, skip_bad, label_column, progress, options) -> Dataset:
     from deepnotes.data import bundled, idx, text
 
@@ -51,10 +59,10 @@ def _load(spec, image_size, data_dir, skip_bad, label_column, progress, options)
         return bundled.load_breast_cancer()
     if spec in ("fashion-mnist", "mnist"):
         return idx.load_idx_dataset(spec, data_dir=data_dir)
-    if spec == "dates":
+    if spec == "dates" or spec.startswith("dates:"):
         from deepnotes.data.dates import load_dates
 
-        return load_dates()
+        return load_dates(_count(spec) if ":" in spec else 20000)
     path = Path(spec)
     max_len, errors = options["max_len"], options["errors"]
     suffix = path.suffix.lower()

@@ -1,7 +1,9 @@
 """The model zoo: ``create_model(name, num_classes=, in_channels=)`` and ``list_models()``.
 
 Every model has ``features(x)``, a ``head`` layer and ``reset_head(num_classes)``, and says what it
-reads: ``input_kind`` ("image" or "table") and ``input_size`` (n_H = n_W, or None for any).
+reads: ``input_kind`` ("image" or "table", or a tuple of the sequence tasks it takes) and
+``input_size`` (n_H = n_W, or None for any). Sequence models (``sequence = True``) also take
+``task=``, the kind of data (see :mod:`deepnotes.models.sequence`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from deepnotes.models.inception import GoogLeNet
 from deepnotes.models.lenet import LeNet5
 from deepnotes.models.mlp import MLP
 from deepnotes.models.resnet import ResNet
+from deepnotes.models.sequence import CharLM, Seq2Seq, SequenceClassifier, Tagger
 from deepnotes.models.vgg import VGG
 from deepnotes.models.weights import load_weights  # noqa: F401 (deepnotes.models.load_weights)
 
@@ -36,6 +39,12 @@ MODELS = {
     "resnet101": (ResNet, {"block": "bottleneck", "layers": (3, 4, 23, 3)}),
     "resnet152": (ResNet, {"block": "bottleneck", "layers": (3, 8, 36, 3)}),
     "googlenet": (GoogLeNet, {}),
+    "rnn": (SequenceClassifier, {"cell": "rnn"}),
+    "gru": (SequenceClassifier, {"cell": "gru"}),
+    "lstm": (SequenceClassifier, {"cell": "lstm"}),
+    "charlm": (CharLM, {}),
+    "tagger": (Tagger, {}),
+    "seq2seq": (Seq2Seq, {}),
 }
 
 

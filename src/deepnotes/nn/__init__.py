@@ -7,7 +7,9 @@ from deepnotes.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from deepnotes.nn.conv import Conv2d, conv_output_size, same_padding
 from deepnotes.nn.edges import FILTERS, detect_edges, edge_filter
 from deepnotes.nn.pooling import AvgPool2d, MaxPool2d
+from deepnotes.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from deepnotes.nn.softmax import softmax
 
-__all__ = ["FILTERS", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "MaxPool2d",
-           "conv_output_size", "detect_edges", "edge_filter", "same_padding", "softmax"]
+__all__ = ["FILTERS", "GRU", "LSTM", "RNN", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d",
+           "GRUCell", "LSTMCell", "MaxPool2d", "RNNCell", "conv_output_size", "detect_edges",
+           "edge_filter", "same_padding", "softmax"]

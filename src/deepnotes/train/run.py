@@ -35,6 +35,9 @@ DEFAULTS = {
     "optimizer": "adam",
     "beta": None,  # the optimizer's default beta (beta1 for Adam)
     "weight_decay": 0.0,
+    "max_len": None,  # sequences: cut longer ones (with a warning)
+    "errors": "strict",  # text: undecodable bytes stop ("strict") or become U+FFFD ("replace")
+    "seq_len": None,  # character language model: steps a training sequence (64)
     "schedule": "onecycle",
     "seed": 0,
     "fractions": [0.8, 0.1, 0.1],
@@ -44,8 +47,12 @@ DEFAULTS = {
 }
 
 
+DEFAULT_MODELS = {"image": "lenet5", "table": "mlp", "tokens": "lstm", "lm": "charlm",
+                  "tags": "tagger", "pairs": "seq2seq"}
+
+
 def default_model(dataset: Dataset) -> str:
-    return "lenet5" if dataset.kind == "image" else "mlp"
+    return DEFAULT_MODELS[dataset.kind]
 
 
 def build_data(config: dict, progress: bool = False):
@@ -53,7 +60,9 @@ def build_data(config: dict, progress: bool = False):
     size = model_class(config.get("model") or "lenet5").input_size  # lenet5: the default for images
     dataset = load_dataset(config["data"], image_size=size, data_dir=config.get("data_dir"),
                            skip_bad=config.get("skip_bad", False),
-                           label_column=config.get("label_column"), progress=progress)
+                           label_column=config.get("label_column"), progress=progress,
+                           max_len=config.get("max_len"), errors=config.get("errors", "strict"),
+                           seq_len=config.get("seq_len") or 64)
     try:
         splits = stratified_split(dataset.y, config["fractions"], config["seed"],
                                   dataset.test_indices)
@@ -63,17 +72,20 @@ def build_data(config: dict, progress: bool = False):
 
 
 def check_model_fits(model_name: str, dataset: Dataset) -> None:
-    kind = model_class(model_name).input_kind
-    if kind != dataset.kind:
+    kinds = model_class(model_name).input_kind
+    kinds = (kinds,) if isinstance(kinds, str) else kinds
+    if dataset.kind not in kinds:
         raise DeepnotesError(
-            f"--model {model_name} reads {kind}s but --data {dataset.name} holds {dataset.kind}s; "
-            f"try --model {default_model(dataset)}"
+            f"--model {model_name} reads {' or '.join(kinds)} data but --data {dataset.name} "
+            f"holds {dataset.kind} data; try --model {default_model(dataset)}"
         )
 
 
 def build_model(config: dict) -> torch.nn.Module:
+    extra = {"task": config["kind"]} if getattr(model_class(config["model"]), "sequence",
+                                                False) else {}
     return create_model(config["model"], num_classes=len(config["classes"]),
-                        in_channels=config["in_channels"])
+                        in_channels=config["in_channels"], **extra)
 
 
 def batches(config: dict, dataset: Dataset, indices, device, train: bool = False) -> Batches:
@@ -96,8 +108,36 @@ def split_metrics(model, config: dict, dataset: Dataset, splits, device,
         report = metrics.classification_report(result["y_true"], result["y_pred"],
                                                num_classes=len(config["classes"]),
                                                class_names=config["classes"])
+        if config["kind"] in ("lm", "pairs"):
+            macro_over_present(report)
         out[name] = {"accuracy": report.pop("accuracy"), "loss": result["loss"], **report}
+        out[name].update(sequence_metrics(model, config, dataset, idx, result["loss"]))
     return out
+
+
+def sequence_metrics(model, config: dict, dataset: Dataset, idx, loss: float) -> dict:
+    """What a sequence task is judged by besides per-token accuracy: a language model's
+    perplexity exp(L), an encoder-decoder's exact match of whole greedy outputs."""
+    import math
+
+    if config["kind"] == "lm":
+        return {"perplexity": math.exp(min(loss, 700.0))}
+    if config["kind"] == "pairs":
+        from deepnotes.models.sequence import exact_match
+
+        return {"exact_match": exact_match(model, dataset.x[idx], dataset.y[idx])}
+    return {}
+
+
+def macro_over_present(report: dict) -> None:
+    """A vocabulary's macro P/R/F1 over the tokens that occur (as targets or predictions): the
+    specials <pad>, <unk>, <bos> are never targets and would count as zeros."""
+    import numpy as np
+
+    cm = np.asarray(report["confusion_matrix"])
+    present = [row for row, n in zip(report["per_class"], cm.sum(0) + cm.sum(1)) if n > 0]
+    for key in ("precision", "recall", "f1"):
+        report[key] = float(np.mean([row[key] for row in present])) if present else 0.0
 
 
 def new_run_dir(out: str, name: str | None, default_name: str, overwrite: bool) -> Path:
@@ -129,7 +169,9 @@ def new_run_dir(out: str, name: str | None, default_name: str, overwrite: bool) 
     return run_dir
 
 
-OPTIONAL_KEYS = {"beta": None, "weight_decay": 0.0}  # added after the first release
+# added after the first release
+OPTIONAL_KEYS = {"beta": None, "weight_decay": 0.0, "max_len": None, "errors": "strict",
+                 "seq_len": None}
 RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
             "input_shape", "kind", "normalize"]
 

@@ -32,7 +32,7 @@ def prepare(config: dict, progress: bool = True, fresh: bool = True) -> dict:
     check_model_fits(config["model"], dataset)
     if config.get("augment") and dataset.kind != "image":
         raise DeepnotesError(f"--augment {config['augment']}: augmentation is for images, and "
-                             f"--data {config['data']} is a table")
+                             f"--data {config['data']} holds {dataset.kind} data")
     if fresh:
         config.update(classes=dataset.classes, in_channels=dataset.in_channels,
                       input_shape=list(dataset.x.shape[1:]), kind=dataset.kind,
@@ -68,6 +68,9 @@ def fit(session: dict, run_dir: Path, *, progress: bool = True, resuming: bool =
     if not resuming:
         config["provenance"] = provenance()
         write_json(run_dir / "config.json", config)
+        if dataset.vocab is not None:  # the ids a sequence model reads and writes
+            write_json(run_dir / "vocab.json", {"input": dataset.vocab,
+                                                "output": config["classes"]})
     trainer = Trainer(session["model"], session["optimizer"], epochs=config["epochs"],
                       schedule=config["schedule"], device=device, run_dir=run_dir,
                       progress=progress, bf16=config["bf16"], on_epoch=on_epoch)

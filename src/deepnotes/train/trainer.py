@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from deepnotes.data.dataset import IGNORE
 from deepnotes.data.loader import Batches
 from deepnotes.errors import DeepnotesError
 from deepnotes.optim import learning_rate
@@ -82,16 +83,16 @@ class Trainer:
         with bar:
             for x, y in train.epoch(st["epoch"], start=st["step"]):
                 lr = self._set_lr(st["global_step"], total_steps, steps_per_epoch)
-                loss, correct = self.train_step(x, y)
+                loss, correct, counted = self.train_step(x, y)
                 if not math.isfinite(loss):
                     raise DeepnotesError(
                         f"loss became {loss} at epoch {st['epoch'] + 1}, step {st['step'] + 1} "
                         f"(lr {lr:.3g}); stopped, {self._kept()}; try a lower --lr"
                     )
                 self.step_losses.append(loss)
-                st["loss_sum"] += loss * len(y)
+                st["loss_sum"] += loss * counted
                 st["correct"] += correct
-                st["seen"] += len(y)
+                st["seen"] += counted
                 st["step"] += 1
                 st["global_step"] += 1
                 elapsed = st["seconds"] + time.perf_counter() - start
@@ -104,18 +105,20 @@ class Trainer:
                     self._interrupt()
         st["seconds"] += time.perf_counter() - start
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-        """One step of gradient descent on a mini-batch; returns (loss, correct predictions)."""
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
+        """One step of gradient descent on a mini-batch; returns (loss, correct predictions,
+        predictions made)."""
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
-            z = self.model(x)  # logits: (B, K)
-            loss = F.cross_entropy(z, y)
+            z, y = forward(self.model, x, y)
+            loss = F.cross_entropy(z, y, ignore_index=IGNORE)
         value = loss.item()
         if not math.isfinite(value):
-            return value, 0  # no update: the weights in memory stay those of the last good step
+            return value, 0, 1  # no update: the weights in memory stay those of the last good step
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return value, int((z.argmax(1) == y).sum())
+        counted = y != IGNORE
+        return value, int(((z.argmax(1) == y) & counted).sum()), int(counted.sum())
 
     def _set_lr(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
@@ -178,6 +181,17 @@ class Trainer:
                 signal.signal(s, h)
 
 
+def forward(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits z (N, K), targets (N,)) of a batch. A sequence model's outputs (B, T, K) and targets
+    (B, T) are laid out as (B, K, T) and (B, T), which cross-entropy reads step by step; an
+    encoder-decoder is fed y<0..T-1> (teacher forcing) and predicts y<1..T>."""
+    if getattr(model, "teacher_forcing", False):
+        z, y = model(x, y[:, :-1]), y[:, 1:]
+    else:
+        z = model(x)
+    return (z.transpose(1, 2), y) if z.dim() == 3 else (z, y)
+
+
 @torch.inference_mode()
 def evaluate(model, batches: Batches, bf16: bool = False) -> dict:
     """Mean cross-entropy, labels and predictions (the argmax of the logits) over ``batches``."""
@@ -186,10 +200,12 @@ def evaluate(model, batches: Batches, bf16: bool = False) -> dict:
     device_type = batches.x.device.type
     for x, y in batches.epoch():
         with torch.autocast(device_type, torch.bfloat16, enabled=bf16):
-            z = model(x).float()  # logits: (B, K)
-        losses.append(F.cross_entropy(z, y, reduction="sum"))
-        ys.append(y)
-        preds.append(z.argmax(1))
+            z, y = forward(model, x, y)
+        z = z.float()
+        losses.append(F.cross_entropy(z, y, ignore_index=IGNORE, reduction="sum"))
+        counted = y != IGNORE
+        ys.append(y[counted])
+        preds.append(z.argmax(1)[counted])
     model.train()
     y_true = torch.cat(ys).cpu()
     return {"loss": float(torch.stack(losses).sum()) / max(1, len(y_true)),

@@ -1,0 +1,264 @@
+"""The notes' RNN shapes as models (one-to-one is the MLP for tables).
+
+``rnn`` / ``gru`` / ``lstm``  many-to-one: read a sequence, one label at the end: x<1..Tx> -> y.
+                              The data decides the input: image rows (28 steps of 28 pixels for
+                              Fashion-MNIST) or tokens of a text CSV.
+``charlm``                    one-to-many: a character language model; fed y<t-1> it predicts
+                              y<t>, so sampling from it writes text.
+``tagger``                    many-to-many, Tx = Ty: one tag a token, from a bidirectional LSTM.
+``seq2seq``                   many-to-many, Tx != Ty: an encoder reads x<1..Tx>, a decoder writes
+                              y<1..Ty> (with attention over the encoder's a<t>).
+
+Token id 0 is padding everywhere; a sequence's length is its number of non-zero ids.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def LSTM(*args, **kwargs):  # noqa: N802 (temporary: until deepnotes.nn.recurrent lands)
+    from deepnotes.nn.recurrent import LSTM
+
+    return LSTM(*args, **kwargs)
+
+
+def _layer(cell: str):
+    from deepnotes.nn import recurrent
+
+    return {"rnn": recurrent.RNN, "gru": recurrent.GRU, "lstm": recurrent.LSTM}[cell]
+
+BOS, EOS = 2, 3  # in an output vocabulary: <pad> 0, <unk> 1, <bos> 2, <eos> 3
+
+
+def lengths_of(x: torch.Tensor) -> torch.Tensor:
+    """Tx of each padded sequence of ids (B, T): its count of non-pad ids, at least 1."""
+    return (x != 0).sum(1).clamp_min(1)
+
+
+class SequenceClassifier(nn.Module):
+    """Many-to-one: a<t> = RNN(a<t-1>, x<t>) over the sequence, y_hat = softmax(W_y a<Tx> + b_y).
+
+    For images, step t reads row t of the image (n_C * n_W numbers); for text, step t reads the
+    embedding of token t. Bidirectional: the forward a<Tx> and the backward a<1> side by side.
+    """
+
+    input_kind = ("image", "tokens")
+    input_size = 28  # images are resized to 28 x 28: 28 steps of 28 pixels
+    sequence = True
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, cell: str = "lstm",
+                 task: str = "image", hidden_size: int = 128, embedding_dim: int = 64,
+                 num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.task, self.directions = task, 2 if bidirectional else 1
+        if task == "image":
+            self.embed, n_x = None, in_channels * self.input_size
+        else:
+            self.embed = nn.Embedding(in_channels, embedding_dim, padding_idx=0)
+            n_x = embedding_dim
+        self.rnn = _layer(cell)(n_x, hidden_size, num_layers=num_layers,
+                                bidirectional=bidirectional, batch_first=True, dropout=dropout)
+        self.head = nn.Linear(hidden_size * self.directions, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embed is None:  # (B, n_C, n_H, n_W) -> (B, n_H steps, n_C * n_W)
+            _, state = self.rnn(x.permute(0, 2, 1, 3).flatten(2))
+        else:
+            _, state = self.rnn(self.embed(x), lengths=lengths_of(x))
+        h = state[0] if isinstance(state, tuple) else state  # (layers * D, B, n_a)
+        return h[-self.directions:].transpose(0, 1).flatten(1)  # (B, D * n_a)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def reset_head(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.head.in_features, num_classes)
+
+
+class CharLM(nn.Module):
+    """One-to-many: y_hat<t> = softmax(W_y a<t> + b_y), a<t> = LSTM(a<t-1>, x<t>) with x<t> =
+    y<t-1>: trained to predict each next character, it writes text when fed its own samples."""
+
+    input_kind = ("lm",)
+    input_size = None
+    sequence = True
+
+    def __init__(self, num_classes: int = 64, in_channels: int = 64, task: str = "lm",
+                 hidden_size: int = 256, embedding_dim: int = 64, num_layers: int = 2,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.embed = nn.Embedding(in_channels, embedding_dim)
+        self.rnn = LSTM(embedding_dim, hidden_size, num_layers=num_layers, batch_first=True,
+                        dropout=dropout)
+        self.head = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
+        return self.step(x, state)[0]  # (B, T, V)
+
+    def step(self, x: torch.Tensor, state=None):
+        """Logits for ids x (B, T) from ``state``, and the state after them."""
+        out, state = self.rnn(self.embed(x), state)
+        return self.head(out), state
+
+    def reset_head(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.head.in_features, num_classes)
+
+    @torch.no_grad()
+    def generate(self, prefix: list[int], length: int, temperature: float = 1.0,
+                 generator: torch.Generator | None = None) -> list[int]:
+        """``length`` ids sampled one at a time from softmax(z / temperature), after ``prefix``.
+        Temperature below 1 sharpens the distribution (safer text), above 1 flattens it."""
+        self.eval()
+        device = self.head.weight.device
+        logits, state = self.step(torch.tensor([prefix], device=device))
+        out = []
+        for _ in range(length):
+            p = torch.softmax(logits[0, -1].float() / temperature, -1)
+            nxt = int(torch.multinomial(p.cpu(), 1, generator=generator))
+            out.append(nxt)
+            logits, state = self.step(torch.tensor([[nxt]], device=device), state)
+        return out
+
+
+class Tagger(nn.Module):
+    """Many-to-many with Tx = Ty: a bidirectional LSTM reads the whole sentence, so the tag of
+    token t sees the words before and after it; y_hat<t> = softmax(W_y [a->, a<-]<t> + b_y)."""
+
+    input_kind = ("tags",)
+    input_size = None
+    sequence = True
+
+    def __init__(self, num_classes: int = 2, in_channels: int = 2, task: str = "tags",
+                 hidden_size: int = 128, embedding_dim: int = 64, num_layers: int = 1):
+        super().__init__()
+        self.embed = nn.Embedding(in_channels, embedding_dim, padding_idx=0)
+        self.rnn = LSTM(embedding_dim, hidden_size, num_layers=num_layers, bidirectional=True,
+                        batch_first=True)
+        self.head = nn.Linear(2 * hidden_size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(self.embed(x), lengths=lengths_of(x))
+        return self.head(out)  # (B, T, K)
+
+    def reset_head(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.head.in_features, num_classes)
+
+
+class Seq2Seq(nn.Module):
+    """Many-to-many with Tx != Ty: an encoder-decoder.
+
+    The encoder, a bidirectional LSTM, turns x<1..Tx> into a<1..Tx>. The decoder, an LSTM started
+    from the encoder's final states, reads y<t-1> (teacher forcing: the true previous output in
+    training, its own in decoding) and at each step attends over the a<t'>:
+    alpha<t,t'> = softmax_t'(s<t> . W a<t'>), context<t> = sum_t' alpha<t,t'> a<t'>,
+    y_hat<t> = softmax(W_y tanh(W_c [s<t>, context<t>])).
+    """
+
+    input_kind = ("pairs",)
+    input_size = None
+    sequence = True
+    teacher_forcing = True  # forward(x, y_in) with y_in = y<0..Ty-1> starting with <bos>
+
+    def __init__(self, num_classes: int = 8, in_channels: int = 8, task: str = "pairs",
+                 hidden_size: int = 128, embedding_dim: int = 32):
+        super().__init__()
+        n_a = hidden_size
+        self.embed_x = nn.Embedding(in_channels, embedding_dim, padding_idx=0)
+        self.encoder = LSTM(embedding_dim, n_a, bidirectional=True, batch_first=True)
+        self.bridge = nn.Linear(2 * n_a, 2 * n_a)  # encoder's final [a->, a<-] -> decoder's (a, c)
+        self.embed_y = nn.Embedding(num_classes, embedding_dim, padding_idx=0)
+        self.decoder = LSTM(embedding_dim, n_a, batch_first=True)
+        self.attend = nn.Linear(2 * n_a, n_a, bias=False)
+        self.combine = nn.Linear(3 * n_a, n_a)
+        self.head = nn.Linear(n_a, num_classes)
+
+    def encode(self, x: torch.Tensor):
+        """(a<1..Tx> projected for attention, the values a<t>, the source mask, decoder state)."""
+        a, (h, c) = self.encoder(self.embed_x(x), lengths=lengths_of(x))
+        final = torch.cat([h[-2], h[-1]], 1)  # (B, 2 n_a)
+        s0, c0 = torch.tanh(self.bridge(final)).chunk(2, 1)
+        return self.attend(a), a, x != 0, (s0.unsqueeze(0).contiguous(),
+                                            c0.unsqueeze(0).contiguous())
+
+    def decode_steps(self, memory, y_in: torch.Tensor, state):
+        """Logits for decoder inputs y_in (B, T) and the decoder state after them."""
+        keys, values, mask = memory
+        s, state = self.decoder(self.embed_y(y_in), state)  # (B, T, n_a)
+        scores = s @ keys.transpose(1, 2)  # (B, T, Tx)
+        scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        context = torch.softmax(scores, -1) @ values  # (B, T, 2 n_a)
+        return self.head(torch.tanh(self.combine(torch.cat([s, context], -1)))), state
+
+    def forward(self, x: torch.Tensor, y_in: torch.Tensor) -> torch.Tensor:
+        keys, values, mask, state = self.encode(x)
+        return self.decode_steps((keys, values, mask), y_in.clamp_min(0), state)[0]
+
+    def reset_head(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.head.in_features, num_classes)
+
+    @torch.no_grad()
+    def greedy(self, x: torch.Tensor, max_len: int) -> torch.Tensor:
+        """The most likely next id at each step, fed back in: ids (B, <= max_len), <eos> ends."""
+        self.eval()
+        keys, values, mask, state = self.encode(x)
+        y = torch.full((len(x), 1), BOS, dtype=torch.long, device=x.device)
+        out = []
+        for _ in range(max_len):
+            logits, state = self.decode_steps((keys, values, mask), y, state)
+            y = logits[:, -1].argmax(-1, keepdim=True)
+            out.append(y)
+            if (torch.cat(out, 1) == EOS).any(1).all():
+                break
+        return torch.cat(out, 1)
+
+    @torch.no_grad()
+    def beam(self, x: torch.Tensor, max_len: int, width: int = 4) -> list[int]:
+        """Beam search for one source (1, Tx): keep the ``width`` best partial outputs by total
+        log-probability; a finished one (ending in <eos>) is scored by its length-normalised
+        log-probability."""
+        self.eval()
+        keys, values, mask, state = self.encode(x)
+        beams = [(0.0, [BOS], state)]
+        done = []
+        for _ in range(max_len):
+            grown = []
+            for score, ids, st in beams:
+                logits, st2 = self.decode_steps((keys, values, mask),
+                                                torch.tensor([[ids[-1]]], device=x.device), st)
+                logp = torch.log_softmax(logits[0, -1].float(), -1)
+                top = logp.topk(width)
+                for lp, i in zip(top.values.tolist(), top.indices.tolist()):
+                    grown.append((score + lp, ids + [i], st2))
+            grown.sort(key=lambda b: -b[0])
+            beams = []
+            for b in grown[:width]:
+                (done if b[1][-1] == EOS else beams).append(b)
+            if not beams:
+                break
+        finished = done or beams
+        best = max(finished, key=lambda b: b[0] / (len(b[1]) - 1))
+        return best[1][1:]
+
+
+def strip_output(ids: list[int]) -> list[int]:
+    """An output sequence up to (not including) <eos>, without padding."""
+    out = []
+    for i in ids:
+        if i == EOS:
+            break
+        if i > EOS or i == 1:  # a token or <unk>
+            out.append(i)
+    return out
+
+
+@torch.no_grad()
+def exact_match(model: Seq2Seq, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+    """The share of sources whose greedy decoding is exactly the target y<1..Ty> (up to <eos>)."""
+    hits = 0
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        guess = model.greedy(xb, max_len=yb.shape[1]).tolist()
+        hits += sum(strip_output(g) == strip_output(t[1:]) for g, t in zip(guess, yb.tolist()))
+    return hits / max(1, len(x))

@@ -1,0 +1,713 @@
+"""Recurrent networks from the notes: the RNN, GRU and LSTM cells, and layers of them.
+
+The cells, one time step each (x<t>: (B, n_x), a<t>: (B, n_a), sigma the logistic function)::
+
+    RNN    a<t> = tanh(W_a [a<t-1>, x<t>] + b_a)
+    GRU    Gamma_u = sigma(W_u [c<t-1>, x<t>] + b_u)                    (update gate)
+           Gamma_r = sigma(W_r [c<t-1>, x<t>] + b_r)                    (relevance gate)
+           c~<t> = tanh(W_c [Gamma_r * c<t-1>, x<t>] + b_c)
+           c<t> = Gamma_u * c~<t> + (1 - Gamma_u) * c<t-1>,    a<t> = c<t>
+    LSTM   Gamma_u, Gamma_f, Gamma_o = sigma(W_{u,f,o} [a<t-1>, x<t>] + b_{u,f,o})
+           c~<t> = tanh(W_c [a<t-1>, x<t>] + b_c)
+           c<t> = Gamma_u * c~<t> + Gamma_f * c<t-1>
+           a<t> = Gamma_o * tanh(c<t>)
+
+Variants, each a parameter of its cell: ``GRUCell(full=False)`` is the notes' simplified GRU (no
+Gamma_r: c~<t> = tanh(W_c [c<t-1>, x<t>] + b_c)). ``GRUCell(reset_after=True)`` is the GRU that
+cuDNN, torch.nn.GRU and Keras' default compute: Gamma_r applied after the product,
+c~<t> = tanh(W_cx x<t> + b_c + Gamma_r * (W_ca c<t-1> + b_ca)), with one more bias b_ca. The two
+GRUs are different functions (a test shows it). ``LSTMCell(output_tanh=False)`` is the notes'
+slide, a<t> = Gamma_o * c<t>, again a different function from the default.
+
+Parameters, in the notes' names: per gate g a weight ``W_g`` of shape (n_a, n_a + n_x) over
+[a<t-1>, x<t>] (its first n_a columns are W_ga, acting on a<t-1>; the rest W_gx, acting on x<t>)
+and a bias ``b_g`` (n_a,), all drawn from uniform(-1/sqrt(n_a), 1/sqrt(n_a)) as in torch.nn. In a
+layer, ``cells[l * D + d]`` is layer l, direction d (0 forward, 1 backward; D = 2 if
+bidirectional), the order of torch's h_n. Onto torch's layout (``cell.torch_weights()``,
+``layer.to_torch()``, ``Layer.from_torch(module)``): weight_ih stacks the W_gx and weight_hh the
+W_ga in torch's gate order, bias_ih the b_g, bias_hh is 0 (torch's two biases add up to our one).
+LSTM gates (u, f, c, o) are torch's (i, f, g, o). GRU gates (r, u, c) are torch's (r, z, n) with
+z = 1 - Gamma_u (torch: h' = (1 - z) * n + z * h), so torch's z rows are -W_u and -b_u, and
+torch's b_hn is our b_ca.
+
+Layers ``RNN``, ``GRU``, ``LSTM`` run a cell over x: (B, T_x, n_x) (batch_first, the default) and
+return ``(outputs, h_n)``, or ``(outputs, (h_n, c_n))`` for the LSTM, like torch.nn: outputs
+(B, T_x, D * n_a) hold a<t> of the last layer (both directions concatenated), h_n and c_n
+(num_layers * D, B, n_a) the states after the last step. Layer l + 1 reads a[l]<t> (deep RNN);
+``dropout`` acts between layers, in training only. ``lengths`` (B,) gives each sequence's real
+length: steps past it are padding and change nothing (outputs there are 0, h_n is the state at
+the last real step, the backward direction starts at the last real step). (Lengths rather than a
+(B, T_x) mask: padding is at the end of each sequence, as pack_padded_sequence has it.) ::
+
+    lstm = LSTM(input_size=300, hidden_size=128, num_layers=2, bidirectional=True)
+    outputs, (h_n, c_n) = lstm(x, lengths=lengths)  # (B, T_x, 256); (4, B, 128) each
+    y_hat = head(torch.cat([h_n[-2], h_n[-1]], 1))  # many-to-one: last layer, both directions
+
+Two paths behind one signature (``implementation=``): ``"fused"`` runs torch's kernel
+(torch._VF.lstm / gru / rnn_tanh, oneDNN or cuDNN where torch uses them) on our parameters mapped
+as above, for the configurations where it computes the same function: LSTM with tanh, GRU with
+reset_after=True, RNN. ``"cell"`` runs the notes' equations: W_gx x<t> + b_g for every t in one
+matrix product, then a time loop compiled with TorchScript (plain Python where scripting fails),
+inside an autograd function that back-propagates through time by hand and forms the weight
+gradient dW_ga = sum_t dz<t>^T a<t-1> in one product after the loop. It has no double backward.
+Scripting costs about half a second per loop on first use, once per process.
+``"auto"`` (default) picks "fused" where it applies. Tests hold the paths equal to each other, to
+NumPy transcriptions of the equations and to torch.nn.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from deepnotes.errors import DeepnotesError
+
+# ---------------------------------------------------------------- the time loops (TorchScript)
+
+
+class _Compiled:
+    """A time loop scripted with TorchScript on first use (it needs no C++ compiler); the plain
+    Python function where scripting fails (TorchScript is deprecated in recent torch)."""
+
+    def __init__(self, fn):
+        self.python, self.fn = fn, None
+
+    def __call__(self, *args):
+        if self.fn is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    self.fn = torch.jit.script(self.python)
+                except Exception:  # no TorchScript, or it cannot read this function
+                    self.fn = self.python
+        return self.fn(*args)
+
+
+def _real(d: Tensor, keep: Optional[Tensor], t: int) -> Tensor:
+    """d at real steps, 0 at padded ones (padded steps have no gradient)."""
+    return d if keep is None else d.masked_fill(keep[t].logical_not(), 0.0)
+
+
+def _pass(d: Tensor, g: Tensor, keep: Optional[Tensor], t: int) -> Tensor:
+    """The gradient reaching the state before step t: d, plus g itself at padded steps (a padded
+    step passes its state on unchanged)."""
+    return d if keep is None else d + g.masked_fill(keep[t], 0.0)
+
+
+def _emit(out: Tensor, states: Tensor, t: int, new: Tensor, old: Tensor,
+          keep: Optional[Tensor]) -> Tensor:
+    """out[t] = the new a<t> (0 at padded steps); states[t] = the state carried on, returned."""
+    if keep is None:  # out is states
+        out[t].copy_(new)
+        return out[t]
+    torch.mul(new, keep[t], out=out[t])
+    torch.where(keep[t], new, old, out=states[t])
+    return states[t]
+
+
+def _states(out: Tensor, keep: Optional[Tensor]) -> Tensor:
+    return out if keep is None else torch.empty_like(out)
+
+
+def _rnn_forward(xw: Tensor, w_a: Tensor, a: Tensor,
+                 keep: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    """xw<t> = W_ax x<t> + b_a; a<t> = tanh(xw<t> + W_aa a<t-1>). Returns outputs, states."""
+    out = torch.empty_like(xw)  # (T, B, n_a)
+    states = _states(out, keep)
+    w_t = w_a.t()
+    for t in range(xw.size(0)):
+        a = _emit(out, states, t, torch.tanh(torch.addmm(xw[t], a, w_t)), a, keep)  # a<t>
+    return out, states
+
+
+def _rnn_backward(d_out: Tensor, g: Tensor, out: Tensor, w_a: Tensor,
+                  keep: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    """Back through time: dz<t> = da<t> (1 - a<t>^2); da<t-1> = dz<t> W_aa. Returns dz, da<0>."""
+    d_tanh = 1 - out * out  # tanh' for every step at once: (T, B, n_a)
+    d_pre = torch.empty_like(out)
+    for t in range(out.size(0) - 1, -1, -1):
+        dz = torch.mul(_real(g + d_out[t], keep, t), d_tanh[t], out=d_pre[t])
+        g = _pass(dz @ w_a, g, keep, t)
+    return d_pre, g
+
+
+def _lstm_forward(xw: Tensor, w_a: Tensor, a: Tensor, c: Tensor, keep: Optional[Tensor],
+                  output_tanh: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gates (u, f, c~, o) = activations of xw<t> + W_a a<t-1>.
+    Returns outputs, a states, gates, c states, tanh(c) states (empty if not output_tanh)."""
+    n = a.size(1)
+    out = torch.empty_like(xw[:, :, :n])  # (T, B, n_a)
+    states, cs, gates = _states(out, keep), torch.empty_like(out), torch.empty_like(xw)
+    tcs = torch.empty_like(out) if output_tanh else xw.new_empty(0)
+    w_t = w_a.t()
+    for t in range(xw.size(0)):
+        z = torch.addmm(xw[t], a, w_t, out=gates[t])  # (B, 4 n_a)
+        z[:, :2 * n].sigmoid_()
+        z[:, 2 * n:3 * n].tanh_()
+        z[:, 3 * n:].sigmoid_()
+        u, f, c_tilde, o = z.chunk(4, 1)
+        c = _emit(cs, cs, t, torch.addcmul(f * c, u, c_tilde), c, keep)  # c<t>
+        tc = torch.tanh(c, out=tcs[t]) if output_tanh else c
+        a = _emit(out, states, t, o * tc, a, keep)  # a<t>
+    return out, states, gates, cs, tcs
+
+
+def _lstm_backward(d_out: Tensor, ga: Tensor, gc: Tensor, gates: Tensor, cs: Tensor,
+                   tcs: Tensor, c0: Tensor, w_a: Tensor,
+                   keep: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+    """Back through time; returns dz<t> for the gates' pre-activations, da<0>, dc<0>."""
+    u, f, c_tilde, o = gates.chunk(4, 2)
+    c_prev = torch.cat([c0.unsqueeze(0), cs[:-1]])
+    tc = tcs if tcs.numel() > 0 else cs  # a<t> = Gamma_o * tc<t>
+    # dz<t> = [dc, dc, dc, da] * m<t>; dc<t> gets da<t> * k<t>; factors for every step at once
+    m = torch.cat([c_tilde * u * (1 - u), c_prev * f * (1 - f), u * (1 - c_tilde * c_tilde),
+                   tc * o * (1 - o)], 2)
+    k = o * (1 - tc * tc) if tcs.numel() > 0 else o
+    d_pre = torch.empty_like(gates)
+    for t in range(gates.size(0) - 1, -1, -1):
+        da = _real(ga + d_out[t], keep, t)
+        dc = torch.addcmul(_real(gc, keep, t), da, k[t])
+        dz = torch.mul(torch.cat([dc, dc, dc, da], 1), m[t], out=d_pre[t])
+        ga = _pass(dz @ w_a, ga, keep, t)
+        gc = _pass(dc * f[t], gc, keep, t)
+    return d_pre, ga, gc
+
+
+def _gru_forward(xw: Tensor, w_a: Tensor, b_ca: Optional[Tensor], c: Tensor,
+                 keep: Optional[Tensor], full: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gates ([r,] u, c~). b_ca given: reset after the product. Returns outputs, states, gates and
+    W_ca c<t-1> + b_ca (reset after) or Gamma_r * c<t-1> (full GRU; empty if simplified)."""
+    n = c.size(1)
+    out = torch.empty_like(xw[:, :, :n])  # (T, B, n_a)
+    states, gates = _states(out, keep), torch.empty_like(xw)
+    extra = torch.empty_like(out) if full else xw.new_empty(0)
+    w_t, g = w_a.t(), xw.size(2) - n  # g: columns of the sigmoid gates
+    for t in range(xw.size(0)):
+        x, z = xw[t], gates[t]  # W_gx x<t> + b_g, activations: (B, G n_a)
+        if b_ca is not None:
+            hw = torch.addmm(b_ca, c, w_t[:, g:], out=extra[t])  # W_ca c<t-1> + b_ca
+            torch.addmm(x[:, :g], c, w_t[:, :g], out=z[:, :g]).sigmoid_()
+            torch.tanh(torch.addcmul(x[:, g:], z[:, :n], hw), out=z[:, g:])
+        elif full:
+            torch.addmm(x[:, :g], c, w_t[:, :g], out=z[:, :g]).sigmoid_()
+            rc = torch.mul(z[:, :n], c, out=extra[t])  # Gamma_r * c<t-1>
+            torch.addmm(x[:, g:], rc, w_t[:, g:], out=z[:, g:]).tanh_()
+        else:
+            torch.addmm(x, c, w_t, out=z)
+            z[:, :g].sigmoid_()
+            z[:, g:].tanh_()
+        u, c_tilde = z[:, g - n:g], z[:, g:]
+        c = _emit(out, states, t, torch.addcmul(c, u, c_tilde - c), c, keep)  # c<t>
+    return out, states, gates, extra
+
+
+def _gru_backward(d_out: Tensor, gc: Tensor, gates: Tensor, states: Tensor, extra: Tensor,
+                  c0: Tensor, w_a: Tensor, keep: Optional[Tensor], full: bool,
+                  reset_after: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """Back through time; returns dz<t> (the x side), dz_ca<t> (the gradient of W_ca's product:
+    differs from dz_c<t> when reset after), dc<0>."""
+    n = c0.size(1)
+    g = gates.size(2) - n
+    c_prev = torch.cat([c0.unsqueeze(0), states[:-1]])
+    u, c_tilde = gates[:, :, g - n:g], gates[:, :, g:]
+    # [dz_u, dz_c] = dc<t> * m<t>; factors for every step at once
+    m = torch.cat([(c_tilde - c_prev) * u * (1 - u), u * (1 - c_tilde * c_tilde)], 2)
+    r = gates[:, :, :n]  # Gamma_r (full GRU)
+    m_r = (extra if reset_after else c_prev) * r * (1 - r) if full else r
+    d_pre = torch.empty_like(gates)
+    d_ca = torch.empty_like(c_prev) if reset_after else d_pre[:, :, g:]
+    for t in range(gates.size(0) - 1, -1, -1):
+        dc = _real(gc + d_out[t], keep, t)
+        dz_uc = torch.mul(dc.repeat(1, 2), m[t], out=d_pre[t, :, g - n:])
+        d_prev = dc * (1 - u[t])
+        if reset_after:  # dz_r = dz_c (W_ca c<t-1> + b_ca) r (1 - r)
+            torch.mul(dz_uc[:, n:], m_r[t], out=d_pre[t, :, :n])
+            torch.mul(dz_uc[:, n:], r[t], out=d_ca[t])
+            d_prev = d_prev + torch.cat([d_pre[t, :, :g], d_ca[t]], 1) @ w_a
+        elif full:  # d(Gamma_r * c<t-1>) = dz_c W_ca
+            d_rc = dz_uc[:, n:] @ w_a[g:]
+            torch.mul(d_rc, m_r[t], out=d_pre[t, :, :n])
+            d_prev = torch.addcmul(d_prev, d_rc, r[t]) + d_pre[t, :, :g] @ w_a[:g]
+        else:
+            d_prev = d_prev + dz_uc @ w_a
+        gc = _pass(d_prev, gc, keep, t)
+    return d_pre, d_ca, gc
+
+
+_LOOPS = {name: _Compiled(fn) for name, fn in [
+    ("rnn_forward", _rnn_forward), ("rnn_backward", _rnn_backward),
+    ("lstm_forward", _lstm_forward), ("lstm_backward", _lstm_backward),
+    ("gru_forward", _gru_forward), ("gru_backward", _gru_backward)]}
+
+
+def _previous(a0: Tensor, states: Tensor) -> Tensor:
+    """a<t-1> for t = 1..T_x: (T, B, n_a)."""
+    return torch.cat([a0.unsqueeze(0), states[:-1]])
+
+
+def _bulk(d_pre: Tensor, inputs: Tensor) -> Tensor:
+    """dW = sum_t dz<t>^T a<t-1>: one product over all steps instead of one per step."""
+    return d_pre.flatten(0, 1).t() @ inputs.flatten(0, 1)
+
+
+class _RNNScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xw, w_a, a0, keep):
+        out, states = _LOOPS["rnn_forward"](xw, w_a, a0, keep)
+        ctx.save_for_backward(w_a, a0, out, states, keep)
+        return out, states[-1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_a):
+        w_a, a0, out, states, keep = ctx.saved_tensors
+        d_pre, d_a0 = _LOOPS["rnn_backward"](d_out, d_a, out, w_a, keep)
+        return d_pre, _bulk(d_pre, _previous(a0, states)), d_a0, None
+
+
+class _LSTMScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xw, w_a, a0, c0, keep, output_tanh):
+        out, states, gates, cs, tcs = _LOOPS["lstm_forward"](xw, w_a, a0, c0, keep, output_tanh)
+        ctx.save_for_backward(w_a, a0, c0, states, gates, cs, tcs, keep)
+        return out, states[-1].clone(), cs[-1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_a, d_c):
+        w_a, a0, c0, states, gates, cs, tcs, keep = ctx.saved_tensors
+        d_pre, d_a0, d_c0 = _LOOPS["lstm_backward"](d_out, d_a, d_c, gates, cs, tcs, c0, w_a, keep)
+        return d_pre, _bulk(d_pre, _previous(a0, states)), d_a0, d_c0, None, None
+
+
+class _GRUScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xw, w_a, b_ca, c0, keep, full):
+        out, states, gates, extra = _LOOPS["gru_forward"](xw, w_a, b_ca, c0, keep, full)
+        ctx.save_for_backward(w_a, c0, states, gates, extra, keep)
+        ctx.full, ctx.reset_after = full, b_ca is not None
+        return out, states[-1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_c):
+        w_a, c0, states, gates, extra, keep = ctx.saved_tensors
+        d_pre, d_ca, d_c0 = _LOOPS["gru_backward"](d_out, d_c, gates, states, extra, c0, w_a,
+                                                   keep, ctx.full, ctx.reset_after)
+        prev, g = _previous(c0, states), gates.size(2) - c0.size(1)
+        # W_ca acts on Gamma_r * c<t-1> in the notes' full GRU, on c<t-1> otherwise
+        ca_input = extra if ctx.full and not ctx.reset_after else prev
+        d_w = torch.cat([_bulk(d_pre[:, :, :g], prev), _bulk(d_ca, ca_input)])
+        d_b_ca = d_ca.sum((0, 1)) if ctx.reset_after else None
+        return d_pre, d_w, d_b_ca, d_c0, None, None
+
+
+# ---------------------------------------------------------------- cells
+
+
+def _positive(name: str, value, owner: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DeepnotesError(f"{owner}: {name} must be a positive int, got {value!r}")
+
+
+class _Cell(nn.Module):
+    """Per gate g: W_g (n_a, n_a + n_x) over [a<t-1>, x<t>] and b_g (n_a,)."""
+
+    torch_mode: Optional[str] = None  # the torch._VF kernel computing the same function, if any
+
+    def __init__(self, input_size: int, hidden_size: int, gates: tuple[str, ...]):
+        super().__init__()
+        _positive("input_size", input_size, type(self).__name__)
+        _positive("hidden_size", hidden_size, type(self).__name__)
+        self.input_size, self.hidden_size, self.gates = input_size, hidden_size, gates
+        for g in gates:
+            self.register_parameter(f"W_{g}", nn.Parameter(torch.empty(hidden_size,
+                                                                       hidden_size + input_size)))
+            self.register_parameter(f"b_{g}", nn.Parameter(torch.empty(hidden_size)))
+
+    def reset_parameters(self) -> None:
+        """uniform(-1/sqrt(n_a), 1/sqrt(n_a)), as torch.nn initialises its recurrent layers."""
+        k = 1 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -k, k)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
+
+    def z(self, g: str, a: Tensor, x: Tensor) -> Tensor:
+        """W_g [a<t-1>, x<t>] + b_g."""
+        return F.linear(torch.cat([a, x], 1), getattr(self, f"W_{g}"), getattr(self, f"b_{g}"))
+
+    def stacked(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(W_a, W_x, b): the gates' W_ga (G n_a, n_a), W_gx (G n_a, n_x), b_g stacked."""
+        n, ws = self.hidden_size, [getattr(self, f"W_{g}") for g in self.gates]
+        return (torch.cat([w[:, :n] for w in ws]), torch.cat([w[:, n:] for w in ws]),
+                torch.cat([getattr(self, f"b_{g}") for g in self.gates]))
+
+    def torch_weights(self) -> list[Tensor]:
+        """[weight_ih, weight_hh, bias_ih, bias_hh] in torch's layout (where it is the same)."""
+        w_a, w_x, b = self.stacked()
+        return [w_x, w_a, b, torch.zeros_like(b)]
+
+    @torch.no_grad()
+    def load_torch_weights(self, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> None:
+        """The inverse of torch_weights: W_g = [W_hh rows, W_ih rows], b_g = b_ih + b_hh rows."""
+        n = self.hidden_size
+        for k, g in enumerate(self.gates):
+            rows = slice(k * n, (k + 1) * n)
+            getattr(self, f"W_{g}").copy_(torch.cat([w_hh[rows], w_ih[rows]], 1))
+            getattr(self, f"b_{g}").copy_(b_ih[rows] + b_hh[rows])
+
+    def _check(self, x: Tensor, state: Optional[Tensor]) -> Tensor:
+        if x.dim() != 2 or x.shape[1] != self.input_size:
+            raise DeepnotesError(f"{self}: expected x<t> of shape (B, {self.input_size}), "
+                                 f"got {tuple(x.shape)}")
+        if state is None:
+            return x.new_zeros(x.shape[0], self.hidden_size)
+        if tuple(state.shape) != (x.shape[0], self.hidden_size):
+            raise DeepnotesError(f"{self}: expected a state of shape ({x.shape[0]}, "
+                                 f"{self.hidden_size}), got {tuple(state.shape)}")
+        return state
+
+
+class RNNCell(_Cell):
+    """a<t> = tanh(W_a [a<t-1>, x<t>] + b_a). (An output y<t> = g(W_y a<t> + b_y) is a Linear.)"""
+
+    torch_mode = "rnn_tanh"
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size, ("a",))
+        self.reset_parameters()
+
+    def forward(self, x: Tensor, a: Optional[Tensor] = None) -> Tensor:
+        a = self._check(x, a)  # a<t-1>: (B, n_a); x<t>: (B, n_x)
+        return torch.tanh(self.z("a", a, x))
+
+    def _scan(self, xw, w_a, state, keep):
+        out, a = _RNNScan.apply(xw, w_a, state[0], keep)
+        return out, [a]
+
+
+class GRUCell(_Cell):
+    """The notes' GRU (see the module docstring); a<t> = c<t>.
+
+    full=True:  c~<t> = tanh(W_c [Gamma_r * c<t-1>, x<t>] + b_c), Gamma_r applied before W_c.
+    full=False: the simplified GRU, c~<t> = tanh(W_c [c<t-1>, x<t>] + b_c), no Gamma_r.
+    reset_after=True: c~<t> = tanh(W_cx x<t> + b_c + Gamma_r * (W_ca c<t-1> + b_ca)), what cuDNN
+    and torch.nn.GRU compute (Keras' reset_after=True); Gamma_r then scales the product
+    W_ca c<t-1> + b_ca rather than c<t-1> itself, so the two are different functions. It adds
+    the bias ``b_ca`` and is the only GRU that can run torch's fused kernel.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, full: bool = True,
+                 reset_after: bool = False):
+        if reset_after and not full:
+            raise DeepnotesError("GRUCell: reset_after=True needs the reset gate Gamma_r of the "
+                                 "full GRU; use full=True")
+        super().__init__(input_size, hidden_size, ("r", "u", "c") if full else ("u", "c"))
+        self.full, self.reset_after = full, reset_after
+        if reset_after:
+            self.b_ca = nn.Parameter(torch.empty(hidden_size))
+            self.torch_mode = "gru"
+        self.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", full={self.full}, reset_after={self.reset_after}"
+
+    def forward(self, x: Tensor, c: Optional[Tensor] = None) -> Tensor:
+        c = self._check(x, c)  # c<t-1>: (B, n_a); x<t>: (B, n_x)
+        gamma_u = torch.sigmoid(self.z("u", c, x))
+        if not self.full:
+            c_tilde = torch.tanh(self.z("c", c, x))
+        elif self.reset_after:
+            gamma_r, n = torch.sigmoid(self.z("r", c, x)), self.hidden_size
+            c_tilde = torch.tanh(F.linear(x, self.W_c[:, n:], self.b_c)
+                                 + gamma_r * F.linear(c, self.W_c[:, :n], self.b_ca))
+        else:
+            gamma_r = torch.sigmoid(self.z("r", c, x))
+            c_tilde = torch.tanh(self.z("c", gamma_r * c, x))
+        return gamma_u * c_tilde + (1 - gamma_u) * c  # c<t> = a<t>
+
+    def torch_weights(self) -> list[Tensor]:
+        """torch's gates (r, z, n), z = 1 - Gamma_u: the u rows negated; b_ca is torch's b_hn."""
+        n, (w_r, w_u, w_c) = self.hidden_size, (self.W_r, -self.W_u, self.W_c)
+        return [torch.cat([w_r[:, n:], w_u[:, n:], w_c[:, n:]]),
+                torch.cat([w_r[:, :n], w_u[:, :n], w_c[:, :n]]),
+                torch.cat([self.b_r, -self.b_u, self.b_c]),
+                torch.cat([self.b_ca.new_zeros(2 * n), self.b_ca])]
+
+    @torch.no_grad()
+    def load_torch_weights(self, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> None:
+        n = self.hidden_size
+        super().load_torch_weights(w_ih, w_hh, b_ih, torch.cat([b_hh[:2 * n], b_hh[:n] * 0]))
+        self.W_u.neg_()
+        self.b_u.neg_()
+        self.b_ca.copy_(b_hh[2 * n:])
+
+    def _scan(self, xw, w_a, state, keep):
+        b_ca = self.b_ca if self.reset_after else None
+        out, c = _GRUScan.apply(xw, w_a, b_ca, state[0], keep, self.full)
+        return out, [c]
+
+
+class LSTMCell(_Cell):
+    """The LSTM (see the module docstring): gates u (update), f (forget), o (output).
+
+    output_tanh=True: a<t> = Gamma_o * tanh(c<t>), as torch.nn.LSTM, Keras and most papers.
+    output_tanh=False: a<t> = Gamma_o * c<t>, as the notes' slide writes it (a different function;
+    the slide also labels the forget gate Gamma_r). forward returns (a<t>, c<t>).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, output_tanh: bool = True):
+        super().__init__(input_size, hidden_size, ("u", "f", "c", "o"))
+        self.output_tanh = output_tanh
+        self.torch_mode = "lstm" if output_tanh else None
+        self.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", output_tanh={self.output_tanh}"
+
+    def forward(self, x: Tensor, state: Optional[tuple[Tensor, Tensor]] = None):
+        a, c = (None, None) if state is None else state
+        a, c = self._check(x, a), self._check(x, c)  # a<t-1>, c<t-1>: (B, n_a)
+        gamma_u, gamma_f, gamma_o = (torch.sigmoid(self.z(g, a, x)) for g in "ufo")
+        c = gamma_u * torch.tanh(self.z("c", a, x)) + gamma_f * c  # c<t>
+        return gamma_o * (torch.tanh(c) if self.output_tanh else c), c
+
+    def _scan(self, xw, w_a, state, keep):
+        out, a, c = _LSTMScan.apply(xw, w_a, state[0], state[1], keep, self.output_tanh)
+        return out, [a, c]
+
+
+# ---------------------------------------------------------------- layers
+
+
+def _reverse(z: Tensor, rev: Optional[Tensor]) -> Tensor:
+    """Each sequence in reverse time order, within its own length (T, B, n)."""
+    return z.flip(0) if rev is None else z.gather(0, rev.expand(-1, -1, z.size(2)))
+
+
+class _Recurrent(nn.Module):
+    cell_class: type = _Cell
+    n_states = 1
+    torch_options: dict = {}  # the cell options under which torch.nn computes the same function
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = False, batch_first: bool = True, dropout: float = 0.0,
+                 implementation: str = "auto", **cell_options):
+        super().__init__()
+        name = type(self).__name__
+        for arg, value in [("input_size", input_size), ("hidden_size", hidden_size),
+                           ("num_layers", num_layers)]:
+            _positive(arg, value, name)
+        if not 0 <= dropout < 1:
+            raise DeepnotesError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(f"{name}: dropout={dropout} acts between layers; with num_layers=1 it "
+                          "does nothing", stacklevel=2)
+        if implementation not in ("auto", "fused", "cell"):
+            raise DeepnotesError(f"{name}: implementation must be 'auto', 'fused' or 'cell', "
+                                 f"got {implementation!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bidirectional, self.batch_first, self.dropout = bidirectional, batch_first, dropout
+        D = 2 if bidirectional else 1
+        self.cells = nn.ModuleList(
+            self.cell_class(input_size if k < D else D * hidden_size, hidden_size, **cell_options)
+            for k in range(num_layers * D))
+        mode = self.cells[0].torch_mode
+        if implementation == "fused" and mode is None:
+            options = ", ".join(f"{k}={v!r}" for k, v in cell_options.items())
+            raise DeepnotesError(f"{name}({options}): torch has no fused kernel for these "
+                                 "equations; use implementation='cell' or 'auto'")
+        self.implementation = implementation
+
+    @property
+    def fused(self) -> bool:
+        """Whether forward runs torch's fused kernel (else the notes' cells in a loop)."""
+        return self.cells[0].torch_mode is not None and self.implementation != "cell"
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+                f"bidirectional={self.bidirectional}, batch_first={self.batch_first}, "
+                f"dropout={self.dropout}, path={'fused' if self.fused else 'cell'}")
+
+    def forward(self, x: Tensor, state=None, lengths: Optional[Tensor] = None):
+        """x: (B, T_x, n_x) if batch_first else (T_x, B, n_x), or (T_x, n_x) unbatched.
+        state: h_0, or (h_0, c_0) for the LSTM, each (num_layers * D, B, n_a); zeros if None.
+        lengths: (B,) integers in 1..T_x (a tensor on any device, or a list), each sequence's
+        real length; None: all T_x. Returns (outputs, h_n) or (outputs, (h_n, c_n))."""
+        unbatched = x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(0 if self.batch_first else 1)
+        self._check_input(x)
+        B, T = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
+        hx = self._initial_state(state, x, B, unbatched)
+        lengths = self._check_lengths(lengths, B, T)
+        out, states = (self._fused if self.fused else self._scan)(x, hx, lengths)
+        if unbatched:
+            out, states = out.squeeze(0 if self.batch_first else 1), [s.squeeze(1) for s in states]
+        return out, (states[0] if self.n_states == 1 else tuple(states))
+
+    def _as_list(self, state) -> list[Tensor]:
+        if self.n_states == 1:
+            return [state]
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise DeepnotesError(f"{type(self).__name__}: state must be a pair (h_0, c_0)")
+        return list(state)
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 3 or x.shape[2] != self.input_size or 0 in x.shape:
+            order = "B, T_x" if self.batch_first else "T_x, B"
+            raise DeepnotesError(f"{type(self).__name__}: expected input of shape ({order}, "
+                                 f"{self.input_size}) with B, T_x >= 1, got {tuple(x.shape)}")
+
+    def _initial_state(self, state, x: Tensor, B: int, unbatched: bool) -> list[Tensor]:
+        """h_0 (and c_0): (num_layers * D, B, n_a); zeros when not given."""
+        shape = (self.num_layers * (2 if self.bidirectional else 1), B, self.hidden_size)
+        if state is None:
+            return [x.new_zeros(shape) for _ in range(self.n_states)]
+        hx = self._as_list(state)
+        expected = shape[::2] if unbatched else shape
+        for h in hx:
+            if not isinstance(h, Tensor) or tuple(h.shape) != expected:
+                got = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
+                raise DeepnotesError(f"{type(self).__name__}: expected a state of shape "
+                                     f"{expected} (num_layers * directions, "
+                                     f"{'' if unbatched else 'B, '}hidden_size), got {got}")
+        return [h.unsqueeze(1) for h in hx] if unbatched else hx
+
+    def _check_lengths(self, lengths: Optional[Tensor], B: int, T: int) -> Optional[Tensor]:
+        """lengths as a CPU int64 tensor, or None when every sequence has all T_x steps."""
+        if lengths is None:
+            return None
+        lengths = torch.as_tensor(lengths)
+        if lengths.shape != (B,) or lengths.is_floating_point() or lengths.is_complex():
+            raise DeepnotesError(f"{type(self).__name__}: lengths must be {B} integers (one per "
+                                 f"sequence), got {lengths.dtype} of shape {tuple(lengths.shape)}")
+        lengths = lengths.to("cpu", torch.int64)
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 1 or high > T:
+            raise DeepnotesError(f"{type(self).__name__}: lengths must be in 1..{T} (T_x), got "
+                                 f"values from {low} to {high}")
+        return None if low == T else lengths
+
+    def _fused(self, x: Tensor, hx: list[Tensor], lengths: Optional[Tensor]):
+        """torch's kernel with our parameters mapped onto its layout; packed when lengths vary."""
+        weights = [w for cell in self.cells for w in cell.torch_weights()]
+        kernel = getattr(torch._VF, self.cells[0].torch_mode)
+        options = (True, self.num_layers, self.dropout, self.training, self.bidirectional)
+        with warnings.catch_warnings():  # cuDNN copies weights it does not own into its buffer
+            warnings.filterwarnings("ignore", "RNN module weights are not part")
+            if lengths is None:
+                h = tuple(hx) if self.n_states == 2 else hx[0]
+                result = kernel(x, h, weights, *options, self.batch_first)
+                return result[0], list(result[1:])
+            packed = pack_padded_sequence(x, lengths, self.batch_first, enforce_sorted=False)
+            hx = [s.index_select(1, packed.sorted_indices) for s in hx]
+            h = tuple(hx) if self.n_states == 2 else hx[0]
+            result = kernel(packed.data, packed.batch_sizes, h, weights, *options)
+        out = PackedSequence(result[0], packed.batch_sizes, packed.sorted_indices,
+                             packed.unsorted_indices)
+        T = x.shape[1] if self.batch_first else x.shape[0]
+        out = pad_packed_sequence(out, self.batch_first, total_length=T)[0]
+        return out, [s.index_select(1, packed.unsorted_indices) for s in result[1:]]
+
+    def _scan(self, x: Tensor, hx: list[Tensor], lengths: Optional[Tensor]):
+        """The notes' cells: W_gx x<t> + b_g for all t in one product, then the compiled loop."""
+        inp = x.transpose(0, 1) if self.batch_first else x  # (T, B, n_x)
+        keep = rev = None
+        if lengths is not None:
+            t = torch.arange(inp.shape[0]).unsqueeze(1)  # (T, 1)
+            lengths = lengths.unsqueeze(0)
+            keep = (t < lengths).unsqueeze(2).to(x.device)  # (T, B, 1): real steps
+            rev = torch.where(t < lengths, lengths - 1 - t, t).unsqueeze(2).to(x.device)
+        D, finals = 2 if self.bidirectional else 1, [[] for _ in hx]
+        for layer in range(self.num_layers):
+            cells = self.cells[layer * D:(layer + 1) * D]
+            stacks = [cell.stacked() for cell in cells]
+            xw = F.linear(inp, torch.cat([s[1] for s in stacks]), torch.cat([s[2] for s in stacks]))
+            outs = []
+            for d, (cell, (w_a, _, _), xw_d) in enumerate(zip(cells, stacks, xw.chunk(D, 2))):
+                state = [h[layer * D + d] for h in hx]
+                out, final = cell._scan(xw_d if d == 0 else _reverse(xw_d, rev), w_a, state, keep)
+                outs.append(out if d == 0 else _reverse(out, rev))
+                for f, s in zip(finals, final):
+                    f.append(s)
+            inp = torch.cat(outs, 2) if D == 2 else outs[0]  # a[l]<t>: (T, B, D n_a)
+            if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
+                inp = F.dropout(inp, self.dropout, True)
+        out = inp.transpose(0, 1) if self.batch_first else inp
+        return out, [torch.stack(f) for f in finals]
+
+    def to_torch(self) -> nn.Module:
+        """A torch.nn.RNN / GRU / LSTM computing the same function, with copies of our weights."""
+        if self.cells[0].torch_mode is None:
+            raise DeepnotesError(f"{type(self).__name__} of {self.cells[0]}: torch.nn has no "
+                                 "layer for these equations")
+        cls = getattr(nn, type(self).__name__)
+        p = next(self.parameters())
+        module = cls(self.input_size, self.hidden_size, self.num_layers,
+                     batch_first=self.batch_first, dropout=self.dropout,
+                     bidirectional=self.bidirectional)
+        module.to(p.device, p.dtype)
+        with torch.no_grad():
+            for i, cell in enumerate(self.cells):
+                names = _torch_names(i, self.bidirectional)
+                for name, w in zip(names, cell.torch_weights()):
+                    getattr(module, name).copy_(w)
+        return module.train(self.training)
+
+    @classmethod
+    def from_torch(cls, module: nn.Module, **options):
+        """Ours with the configuration and weights of a torch.nn.RNN / GRU / LSTM (options such as
+        implementation= pass through)."""
+        name = cls.__name__
+        if type(module).__name__ != name or not module.bias or getattr(module, "proj_size", 0) \
+                or getattr(module, "nonlinearity", "tanh") != "tanh":
+            raise DeepnotesError(f"{name}.from_torch: expected a torch.nn.{name} with biases"
+                                 f"{' and tanh' if name == 'RNN' else ''}, got {module}")
+        p = module.weight_ih_l0
+        layer = cls(module.input_size, module.hidden_size, module.num_layers,
+                    module.bidirectional, module.batch_first, module.dropout,
+                    **cls.torch_options, **options).to(p.device, p.dtype)
+        for i, cell in enumerate(layer.cells):
+            names = _torch_names(i, layer.bidirectional)
+            cell.load_torch_weights(*(getattr(module, n) for n in names))
+        return layer.train(module.training)
+
+
+def _torch_names(i: int, bidirectional: bool) -> list[str]:
+    """torch's parameter names for our cell i = l * D + d."""
+    layer, d = divmod(i, 2) if bidirectional else (i, 0)
+    suffix = f"_l{layer}" + ("_reverse" if d else "")
+    return [f"{k}{suffix}" for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+
+class RNN(_Recurrent):
+    """Layers of RNNCell: a[l]<t> = tanh(W_a[l] [a[l]<t-1>, a[l-1]<t>] + b_a[l]), a[0]<t> = x<t>.
+    Returns (outputs, h_n). Always fused unless implementation="cell"."""
+
+    cell_class = RNNCell
+
+
+class GRU(_Recurrent):
+    """Layers of GRUCell (options full=True, reset_after=False: the notes' GRU, run by the cell
+    path; reset_after=True runs torch's fused kernel). Returns (outputs, h_n), h_n = c<T_x>."""
+
+    cell_class = GRUCell
+    torch_options = {"reset_after": True}
+
+
+class LSTM(_Recurrent):
+    """Layers of LSTMCell (option output_tanh=True: torch's fused kernel; False: the notes' slide,
+    a<t> = Gamma_o * c<t>, run by the cell path). Returns (outputs, (h_n, c_n))."""
+
+    cell_class = LSTMCell
+    n_states = 2

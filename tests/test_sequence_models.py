@@ -1,0 +1,167 @@
+"""The notes' five RNN shapes, each trained end to end from the CLI on small data.
+
+one-to-one is the MLP on tables (tests/test_main_job.py); here: many-to-one on image rows and on
+text, one-to-many (a character language model and ``generate``), many-to-many with Tx = Ty (a
+tagger) and with Tx != Ty (an encoder-decoder on dates and ``translate``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+
+import pytest
+import torch
+
+from deepnotes.models import create_model
+from deepnotes.models.sequence import exact_match, strip_output
+
+COMMON = ["--quiet", "--seed", "0"]
+
+
+def history(run) -> list[dict]:
+    lines = (run / "history.csv").read_text().splitlines()
+    keys = lines[0].split(",")
+    return [dict(zip(keys, map(float, line.split(",")))) for line in lines[1:]]
+
+
+def trained(cli, tmp_path, name, *args):
+    rc, out, err = cli("train", *args, *COMMON, "--out", tmp_path, "--name", name)
+    assert rc == 0, err
+    run = tmp_path / name
+    return run, json.loads((run / "metrics.json").read_text()), history(run)
+
+
+def falling(rows) -> bool:
+    return rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"]
+
+
+@pytest.mark.parametrize("model", ["rnn", "gru", "lstm"])
+def test_many_to_one_reads_images_row_by_row(cli, tmp_path, model):
+    run, metrics, rows = trained(cli, tmp_path, model, "--data", "digits", "--model", model,
+                                 "--epochs", 4, "--lr", "1e-2")
+    config = json.loads((run / "config.json").read_text())
+    assert config["kind"] == "image" and config["input_shape"] == [1, 28, 28]
+    assert falling(rows)
+    assert metrics["test"]["accuracy"] > 0.6  # 10 classes; chance is 0.1
+
+
+@pytest.fixture(scope="module")
+def reviews(tmp_path_factory):
+    """Short texts whose label is decided by a word: 'good ...' or 'bad ...'."""
+    path = tmp_path_factory.mktemp("text") / "reviews.csv"
+    rng = random.Random(0)
+    filler = "the film was a story with actors and music in it".split()
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for i in range(240):
+            label = "pos" if i % 2 else "neg"
+            words = rng.sample(filler, 5)
+            words.insert(rng.randrange(6), "good" if label == "pos" else "bad")
+            writer.writerow([" ".join(words), label])
+    return path
+
+
+def test_many_to_one_classifies_text_from_a_csv(cli, tmp_path, reviews):
+    run, metrics, rows = trained(cli, tmp_path, "text", "--data", reviews, "--model", "gru",
+                                 "--epochs", 8, "--lr", "1e-2", "--batch-size", 16)
+    vocab = json.loads((run / "vocab.json").read_text())
+    assert vocab["input"][:2] == ["<pad>", "<unk>"] and "good" in vocab["input"]
+    assert vocab["output"] == ["neg", "pos"]
+    assert falling(rows)
+    assert metrics["test"]["accuracy"] >= 0.9
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lm") / "abc.txt"
+    path.write_text("the cat sat on the mat. " * 150)
+    return path
+
+
+def test_one_to_many_learns_characters_and_generates(cli, tmp_path, text_file):
+    run, metrics, rows = trained(cli, tmp_path, "lm", "--data", text_file, "--model", "charlm",
+                                 "--epochs", 6, "--lr", "1e-2", "--seq-len", 32,
+                                 "--batch-size", 16)
+    assert falling(rows)
+    assert metrics["test"]["perplexity"] < 3  # the text is almost deterministic
+    rc, out, err = cli("generate", run, "--length", 60, "--temperature", 0.2, "--prefix", "the ")
+    assert rc == 0, err
+    text = out.rstrip("\n")
+    assert text.startswith("the ") and len(text) == 64
+    assert "cat" in text or "mat" in text  # it has learnt the words
+    rc2, out2, _ = cli("generate", run, "--length", 60, "--temperature", 0.2, "--prefix", "the ")
+    assert out2 == out  # seeded
+
+
+@pytest.fixture(scope="module")
+def conll(tmp_path_factory):
+    """Sentences whose tags follow from the tokens: numbers NUM, capitalised words NAME, else O."""
+    path = tmp_path_factory.mktemp("tags") / "train.conll"
+    rng = random.Random(1)
+    words = "the cat saw a dog near some trees and ran".split()
+    names = ["Anna", "Bo", "Carl", "Dora"]
+    lines = []
+    for _ in range(150):
+        for _ in range(rng.randint(3, 8)):
+            kind = rng.random()
+            if kind < 0.2:
+                lines.append(f"{rng.randint(1, 99)} NUM")
+            elif kind < 0.4:
+                lines.append(f"{rng.choice(names)} NAME")
+            else:
+                lines.append(f"{rng.choice(words)} O")
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_many_to_many_tags_each_token(cli, tmp_path, conll):
+    run, metrics, rows = trained(cli, tmp_path, "tags", "--data", conll, "--model", "tagger",
+                                 "--epochs", 5, "--lr", "1e-2", "--batch-size", 16)
+    assert falling(rows)
+    test = metrics["test"]
+    assert test["accuracy"] > 0.9
+    per_tag = {row["class"]: row for row in test["per_class"]}
+    assert set(per_tag) == {"NAME", "NUM", "O"}
+    assert all({"precision", "recall", "f1"} <= set(row) for row in per_tag.values())
+
+
+def test_encoder_decoder_learns_dates_and_translates(cli, tmp_path):
+    run, metrics, rows = trained(cli, tmp_path, "dates", "--data", "dates:2000", "--epochs", 6,
+                                 "--lr", "5e-3", "--batch-size", 32)
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "seq2seq" and config["kind"] == "pairs"
+    assert falling(rows)
+    assert metrics["test"]["accuracy"] > 0.7  # per character of the ISO date
+    assert 0.0 <= metrics["test"]["exact_match"] <= 1.0
+    rc, out, err = cli("translate", run, "3 May 1999", "Monday, 03/05/99", "--json")
+    assert rc == 0, err
+    got = json.loads(out)
+    assert [g["source"] for g in got] == ["3 May 1999", "Monday, 03/05/99"]
+    assert all(len(g["output"]) > 0 for g in got)
+    rc, out_beam, err = cli("translate", run, "3 May 1999", "--beam", 3)
+    assert rc == 0 and out_beam.startswith("3 May 1999\t"), err
+
+
+def test_generate_and_translate_refuse_a_run_of_another_kind(cli, tmp_path):
+    run, _, _ = trained(cli, tmp_path, "digits", "--data", "digits", "--epochs", 1)
+    rc, _, err = cli("generate", run)
+    assert rc == 2 and "generate needs a character language model" in err
+    rc, _, err = cli("translate", run, "3 May 1999")
+    assert rc == 2 and "translate needs an encoder-decoder" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_exact_match_counts_whole_sequences():
+    model = create_model("seq2seq", num_classes=8, in_channels=6, task="pairs")
+    x = torch.tensor([[4, 5, 0], [5, 4, 4]])
+    guess = model.greedy(x, max_len=4)
+    target = torch.cat([torch.full((2, 1), 2), guess, torch.full((2, 1), 3)], 1)
+    target = torch.where(target == 0, torch.tensor(-100), target)
+    assert exact_match(model, x, target) == 1.0
+    target[1, 1] = 7 if int(target[1, 1]) != 7 else 6
+    assert exact_match(model, x, target) == 0.5
+    assert strip_output([5, 6, 3, 7]) == [5, 6]
