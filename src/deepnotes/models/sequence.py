@@ -17,19 +17,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepnotes.data.text import BOS_ID as BOS
+from deepnotes.data.text import EOS_ID as EOS
+from deepnotes.nn.recurrent import GRU, LSTM, RNN
 
-def LSTM(*args, **kwargs):  # noqa: N802 (temporary: until deepnotes.nn.recurrent lands)
-    from deepnotes.nn.recurrent import LSTM
-
-    return LSTM(*args, **kwargs)
-
-
-def _layer(cell: str):
-    from deepnotes.nn import recurrent
-
-    return {"rnn": recurrent.RNN, "gru": recurrent.GRU, "lstm": recurrent.LSTM}[cell]
-
-BOS, EOS = 2, 3  # in an output vocabulary: <pad> 0, <unk> 1, <bos> 2, <eos> 3
+LAYERS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
 
 
 def lengths_of(x: torch.Tensor) -> torch.Tensor:
@@ -58,7 +50,7 @@ class SequenceClassifier(nn.Module):
         else:
             self.embed = nn.Embedding(in_channels, embedding_dim, padding_idx=0)
             n_x = embedding_dim
-        self.rnn = _layer(cell)(n_x, hidden_size, num_layers=num_layers,
+        self.rnn = LAYERS[cell](n_x, hidden_size, num_layers=num_layers,
                                 bidirectional=bidirectional, batch_first=True, dropout=dropout)
         self.head = nn.Linear(hidden_size * self.directions, num_classes)
 
@@ -159,7 +151,7 @@ class Seq2Seq(nn.Module):
     input_kind = ("pairs",)
     input_size = None
     sequence = True
-    teacher_forcing = True  # forward(x, y_in) with y_in = y<0..Ty-1> starting with <bos>
+    teacher_forcing = True  # forward(x, y_in): data.text.teacher_forcing(y)
 
     def __init__(self, num_classes: int = 8, in_channels: int = 8, task: str = "pairs",
                  hidden_size: int = 128, embedding_dim: int = 32):
@@ -193,7 +185,7 @@ class Seq2Seq(nn.Module):
 
     def forward(self, x: torch.Tensor, y_in: torch.Tensor) -> torch.Tensor:
         keys, values, mask, state = self.encode(x)
-        return self.decode_steps((keys, values, mask), y_in.clamp_min(0), state)[0]
+        return self.decode_steps((keys, values, mask), y_in, state)[0]
 
     def reset_head(self, num_classes: int) -> None:
         self.head = nn.Linear(self.head.in_features, num_classes)

@@ -1,6 +1,9 @@
-"""Layers from the notes: convolution, pooling, batch norm, softmax, edge filters.
+"""Layers from the notes: convolution, pooling, batch norm, softmax, edge filters, and the
+recurrent cells and layers (RNN, GRU, LSTM).
 
-Each keeps torch's parameter names, so state_dicts match torch's (and torchvision's) layers.
+The convolutional layers keep torch's parameter names, so state_dicts match torch's (and
+torchvision's). The recurrent layers name their parameters in the notes' notation (W_u, b_u, ...)
+and map them onto torch's layout (``to_torch()``, ``from_torch()``).
 """
 
 from deepnotes.nn.batchnorm import BatchNorm1d, BatchNorm2d

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from deepnotes.data.dataset import IGNORE
 from deepnotes.data.loader import Batches
+from deepnotes.data.text import teacher_forcing
 from deepnotes.errors import DeepnotesError
 from deepnotes.optim import learning_rate
 from deepnotes.train import checkpoint
@@ -186,7 +187,8 @@ def forward(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torc
     (B, T) are laid out as (B, K, T) and (B, T), which cross-entropy reads step by step; an
     encoder-decoder is fed y<0..T-1> (teacher forcing) and predicts y<1..T>."""
     if getattr(model, "teacher_forcing", False):
-        z, y = model(x, y[:, :-1]), y[:, 1:]
+        y_in, y = teacher_forcing(y)
+        z = model(x, y_in)
     else:
         z = model(x)
     return (z.transpose(1, 2), y) if z.dim() == 3 else (z, y)
