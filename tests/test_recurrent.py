@@ -21,7 +21,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from deepnotes.errors import DeepnotesError
-from deepnotes.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, recurrent
+from deepnotes.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, bptt
 
 F64 = dict(atol=1e-10, rtol=1e-10)
 F32 = dict(atol=1e-5, rtol=1e-5)
@@ -407,22 +407,22 @@ def test_plain_python_loops_when_torchscript_is_unavailable(monkeypatch):
         raise RuntimeError("no TorchScript here")
 
     monkeypatch.setattr(torch.jit, "script", no_script)
-    for key, loop in list(recurrent._LOOPS.items()):
-        monkeypatch.setitem(recurrent._LOOPS, key, recurrent._Compiled(loop.python))
+    for key, loop in list(bptt._LOOPS.items()):
+        monkeypatch.setitem(bptt._LOOPS, key, bptt._Compiled(loop.python))
     torch.manual_seed(0)
     layer = GRU(3, 4, bidirectional=True)
     x = randn(2, 5, 3, dtype=torch.float32)
     out, h = layer(x, lengths=torch.tensor([5, 3]))
     out.sum().backward()
-    assert recurrent._LOOPS["gru_forward"].fn is recurrent._LOOPS["gru_forward"].python
+    assert bptt._LOOPS["gru_forward"].fn is bptt._LOOPS["gru_forward"].python
     monkeypatch.undo()
-    for key, loop in list(recurrent._LOOPS.items()):  # scripted afresh
-        monkeypatch.setitem(recurrent._LOOPS, key, recurrent._Compiled(loop.python))
+    for key, loop in list(bptt._LOOPS.items()):  # scripted afresh
+        monkeypatch.setitem(bptt._LOOPS, key, bptt._Compiled(loop.python))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # scripting's deprecation warning stays inside
         out2, h2 = layer(x, lengths=torch.tensor([5, 3]))
     if hasattr(torch.jit, "ScriptFunction"):
-        assert isinstance(recurrent._LOOPS["gru_forward"].fn, torch.jit.ScriptFunction)
+        assert isinstance(bptt._LOOPS["gru_forward"].fn, torch.jit.ScriptFunction)
     close(out, out2, atol=1e-6, rtol=1e-6)
     close(h, h2, atol=1e-6, rtol=1e-6)
 

@@ -165,3 +165,54 @@ def test_exact_match_counts_whole_sequences():
     target[1, 1] = 7 if int(target[1, 1]) != 7 else 6
     assert exact_match(model, x, target) == 0.5
     assert strip_output([5, 6, 3, 7]) == [5, 6]
+
+
+# ---------------------------------------------------------------- bad input, from the CLI
+
+
+def one_line_error(cli, tmp_path, *args) -> str:
+    rc, out, err = cli("train", *args, "--epochs", 1, *COMMON, "--out", tmp_path, "--name", "r")
+    assert rc == 2, (out, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "r").exists()
+    return err
+
+
+def test_bad_text_inputs_are_one_line_and_leave_nothing(cli, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    assert "empty file" in one_line_error(cli, tmp_path, "--data", empty)
+    no_label = tmp_path / "no_label.csv"
+    no_label.write_text("text,stars\nnice film,5\nbad film,1\n")
+    err = one_line_error(cli, tmp_path, "--data", no_label)
+    assert "label" in err and "stars" in err
+    conll = tmp_path / "bad.conll"
+    conll.write_text("The DET\ncat NOUN\nsat\n\n")
+    assert "line 3" in one_line_error(cli, tmp_path, "--data", conll)
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"caf\xe9 au lait, " * 40)
+    err = one_line_error(cli, tmp_path, "--data", latin)
+    assert "byte offset 3" in err and "--errors replace" in err
+
+
+def test_replaced_bytes_and_cut_sequences_are_counted_in_one_warning(cli, tmp_path, reviews):
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"caf\xe9 au lait, " * 40)
+    rc, _, err = cli("train", "--data", latin, "--model", "charlm", "--errors", "replace",
+                     "--epochs", 1, "--seq-len", 16, *COMMON, "--out", tmp_path)
+    assert rc == 0, err
+    assert [line for line in err.splitlines() if "replaced" in line] == [
+        f"warning: {latin}: 40 undecodable bytes replaced with U+FFFD"]
+    rc, _, err = cli("train", "--data", reviews, "--model", "lstm", "--max-len", 3, "--epochs", 1,
+                     *COMMON, "--out", tmp_path)
+    assert rc == 0, err
+    cut = [line for line in err.splitlines() if "--max-len" in line]
+    assert len(cut) == 1 and "240 of 240 texts" in cut[0]
+
+
+def test_generate_and_translate_refuse_bad_numbers(cli, tmp_path, text_file):
+    run, _, _ = trained(cli, tmp_path, "lm", "--data", text_file, "--model", "charlm",
+                        "--epochs", 1, "--seq-len", 16)
+    for args, needle in ((["--temperature", 0], "--temperature"), (["--length", 0], "--length")):
+        rc, _, err = cli("generate", run, *args)
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1
