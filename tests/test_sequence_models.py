@@ -216,3 +216,16 @@ def test_generate_and_translate_refuse_bad_numbers(cli, tmp_path, text_file):
     for args, needle in ((["--temperature", 0], "--temperature"), (["--length", 0], "--length")):
         rc, _, err = cli("generate", run, *args)
         assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_min_count_sends_rare_words_to_unk(cli, tmp_path, reviews):
+    from collections import Counter
+
+    with reviews.open() as f:
+        counts = Counter(word for row in csv.DictReader(f) for word in row["text"].split())
+    run, _, _ = trained(cli, tmp_path, "rare", "--data", reviews, "--model", "lstm",
+                        "--min-count", 105, "--epochs", 1)
+    vocab = json.loads((run / "vocab.json").read_text())["input"]
+    assert vocab[:2] == ["<pad>", "<unk>"]
+    assert set(vocab[2:]) == {w for w, n in counts.items() if n >= 105}
+    assert 0 < len(vocab[2:]) < len(counts)

@@ -17,8 +17,8 @@ OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir",
            "label_column": "label_column", "skip_bad": "skip_bad", "epochs": "epochs",
            "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
            "schedule": "schedule", "beta": "beta", "weight_decay": "weight_decay",
-           "max_len": "max_len", "errors": "errors", "seq_len": "seq_len", "seed": "seed",
-           "device": "device", "bf16": "bf16",
+           "max_len": "max_len", "errors": "errors", "seq_len": "seq_len",
+           "min_count": "min_count", "seed": "seed", "device": "device", "bf16": "bf16",
            "augment": "augment"}
 
 
@@ -60,6 +60,7 @@ def add_parser(sub) -> None:
                    "(with a warning; default: keep all)")
     p.add_argument("--seq-len", type=int, help="character language model: characters a training "
                    "sequence (64)")
+    p.add_argument("--min-count", type=int, help="text: tokens seen fewer times become <unk> (1)")
     p.add_argument("--errors", choices=("strict", "replace"),
                    help="text: stop at undecodable bytes, or replace them with U+FFFD (strict)")
     p.add_argument("--seed", type=int, help=f"seed of splits, weights, order ({D['seed']})")
@@ -94,7 +95,7 @@ def check_numbers(options: dict) -> None:
     """Refuse impossible numbers before any work."""
     if options.get("epochs") is not None and options["epochs"] < 1:
         raise DeepnotesError(f"--epochs {options['epochs']}: expected at least 1")
-    for key in ("batch_size", "max_len", "seq_len"):
+    for key in ("batch_size", "max_len", "seq_len", "min_count"):
         if options.get(key) is not None and options[key] < 1:
             raise DeepnotesError(f"--{key.replace('_', '-')} {options[key]}: expected at least 1")
     if options.get("lr") is not None:

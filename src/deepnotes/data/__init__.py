@@ -26,16 +26,17 @@ __all__ = ["NAMED", "Batches", "Dataset", "Normalizer", "Splits", "label_shift",
 def load_dataset(spec: str, *, image_size: int | None = None, data_dir: str | None = None,
                  skip_bad: bool = False, label_column: str | None = None,
                  progress: bool = False, max_len: int | None = None, errors: str = "strict",
-                 seq_len: int = 64) -> Dataset:
+                 seq_len: int = 64, min_count: int = 1) -> Dataset:
     """Load a data set by spec; images are resized to ``image_size`` x ``image_size``.
 
     Text files: ``max_len`` cuts longer sequences, ``errors`` (``strict`` or ``replace``) says
-    what an undecodable byte does, ``seq_len`` is a language model's window.
+    what an undecodable byte does, ``seq_len`` is a language model's window, and tokens seen fewer
+    than ``min_count`` times become ``<unk>``.
     """
     from deepnotes.data.text import check_errors
 
     check_errors(errors)
-    options = {"max_len": max_len, "errors": errors, "seq_len": seq_len}
+    options = {"max_len": max_len, "errors": errors, "seq_len": seq_len, "min_count": min_count}
     dataset = _load(spec, image_size, data_dir, skip_bad, label_column, progress, options)
     if dataset.kind == "image" and image_size is not None:
         dataset.x = resize_images(dataset.x, image_size)
@@ -64,18 +65,18 @@ def _load(spec, image_size, data_dir, skip_bad, label_column, progress, options)
 
         return load_dates(_count(spec) if ":" in spec else 20000)
     path = Path(spec)
-    max_len, errors = options["max_len"], options["errors"]
+    max_len, errors, min_count = options["max_len"], options["errors"], options["min_count"]
     suffix = path.suffix.lower()
     if suffix == ".csv" and text.has_text_column(path):
-        return text.load_text_csv(path, max_len, errors, label_column=label_column)
+        return text.load_text_csv(path, max_len, errors, min_count, label_column=label_column)
     if suffix == ".csv":
         from deepnotes.data.tables import load_csv
 
         return load_csv(path, label_column=label_column)
     if suffix == ".txt":
-        return text.load_text_lm(path, options["seq_len"], errors)
+        return text.load_text_lm(path, options["seq_len"], errors, min_count)
     if suffix == ".conll":
-        return text.load_conll(path, max_len, errors)
+        return text.load_conll(path, max_len, errors, min_count)
     if suffix == ".tsv":
         return text.load_pairs(path, max_len, errors)
     if path.is_dir():

@@ -38,6 +38,7 @@ DEFAULTS = {
     "max_len": None,  # sequences: cut longer ones (with a warning)
     "errors": "strict",  # text: undecodable bytes stop ("strict") or become U+FFFD ("replace")
     "seq_len": None,  # character language model: steps a training sequence (64)
+    "min_count": None,  # text: rarer tokens become <unk> (1: keep every token)
     "schedule": "onecycle",
     "seed": 0,
     "fractions": [0.8, 0.1, 0.1],
@@ -62,7 +63,8 @@ def build_data(config: dict, progress: bool = False):
                            skip_bad=config.get("skip_bad", False),
                            label_column=config.get("label_column"), progress=progress,
                            max_len=config.get("max_len"), errors=config.get("errors", "strict"),
-                           seq_len=config.get("seq_len") or 64)
+                           seq_len=config.get("seq_len") or 64,
+                           min_count=config.get("min_count") or 1)
     try:
         splits = stratified_split(dataset.y, config["fractions"], config["seed"],
                                   dataset.test_indices)
@@ -171,7 +173,7 @@ def new_run_dir(out: str, name: str | None, default_name: str, overwrite: bool) 
 
 # added after the first release
 OPTIONAL_KEYS = {"beta": None, "weight_decay": 0.0, "max_len": None, "errors": "strict",
-                 "seq_len": None}
+                 "seq_len": None, "min_count": None}
 RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
             "input_shape", "kind", "normalize"]
 
