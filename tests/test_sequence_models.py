@@ -229,3 +229,12 @@ def test_min_count_sends_rare_words_to_unk(cli, tmp_path, reviews):
     assert vocab[:2] == ["<pad>", "<unk>"]
     assert set(vocab[2:]) == {w for w, n in counts.items() if n >= 105}
     assert 0 < len(vocab[2:]) < len(counts)
+
+
+def test_compare_optimizers_runs_an_encoder_decoder(cli, tmp_path):
+    rc, out, err = cli("compare-optimizers", "--data", "dates:200", "--epochs", 1,
+                       "--optimizers", "adam,rmsprop", *COMMON, "--out", tmp_path, "--name", "c")
+    assert rc == 0, err
+    rows = json.loads((tmp_path / "c" / "comparison.json").read_text())["rows"]
+    assert [r["optimizer"] for r in rows] == ["adam", "rmsprop"]
+    assert all(0 <= r["dev_accuracy"] <= 1 for r in rows)

@@ -19,6 +19,7 @@ EPOCHS = 5  # enough for the curves to part; `deepnotes train` defaults to more
 
 
 def add_parser(sub) -> None:
+    from deepnotes.cli.train import DATA_HELP
     from deepnotes.models import list_models
     from deepnotes.optim import DEFAULT_LRS, SCHEDULES
     from deepnotes.optim.compare import ORDER
@@ -34,8 +35,7 @@ def add_parser(sub) -> None:
         argument_default=None)
     p.add_argument("--model", help=f"network: {', '.join(list_models())} "
                    "(default: lenet5 for images, mlp for tables)")
-    p.add_argument("--data", help="digits, breast-cancer, fashion-mnist, mnist, a folder with one "
-                   f"sub-folder per class, or a .csv file (default: {D['data']})")
+    p.add_argument("--data", help=f"{DATA_HELP} (default: {D['data']})")
     p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
     p.add_argument("--epochs", type=int, help=f"passes over the training set ({EPOCHS})")
     p.add_argument("--batch-size", type=int, help=f"mini-batch size ({D['batch_size']})")

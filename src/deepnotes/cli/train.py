@@ -21,6 +21,10 @@ OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir",
            "min_count": "min_count", "seed": "seed", "device": "device", "bf16": "bf16",
            "augment": "augment"}
 
+DATA_HELP = ("digits, breast-cancer, fashion-mnist, mnist, dates (or dates:N), a folder with one "
+             "sub-folder per class, a .csv file (a table, or text,label), a .txt (character "
+             "language model), a .conll (tagger) or a .tsv of pairs (encoder-decoder)")
+
 
 def add_parser(sub) -> None:
     from deepnotes.models import list_models
@@ -34,10 +38,7 @@ def add_parser(sub) -> None:
         argument_default=None)
     p.add_argument("--model", help=f"network: {', '.join(list_models())} "
                    "(default: lenet5 for images, mlp for tables)")
-    p.add_argument("--data", help="digits, breast-cancer, fashion-mnist, mnist, dates, a folder "
-                   "with one sub-folder per class, a .csv file (a table, or text,label), a .txt "
-                   "(character language model), a .conll (tagger) or a .tsv of pairs "
-                   f"(encoder-decoder) (default: {D['data']})")
+    p.add_argument("--data", help=f"{DATA_HELP} (default: {D['data']})")
     p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
     p.add_argument("--label-column", help="label column of a CSV (default: 'label', else the last)")
     p.add_argument("--skip-bad", action="store_const", const=True,

@@ -27,6 +27,7 @@ NEEDS_OPTUNA = "deepnotes tune needs Optuna: pip install 'deepnotes[tune]'"
 
 
 def add_parser(sub) -> None:
+    from deepnotes.cli.train import DATA_HELP
     from deepnotes.models import list_models
     from deepnotes.optim import SCHEDULES, list_optimizers
     from deepnotes.train.run import DEFAULTS as D
@@ -39,8 +40,7 @@ def add_parser(sub) -> None:
         "it in several processes to share the trials.", argument_default=None)
     p.add_argument("--model", help=f"network: {', '.join(list_models())} "
                    "(default: lenet5 for images, mlp for tables)")
-    p.add_argument("--data", help="digits, breast-cancer, fashion-mnist, mnist, a folder with one "
-                   f"sub-folder per class, or a .csv file (default: {D['data']})")
+    p.add_argument("--data", help=f"{DATA_HELP} (default: {D['data']})")
     p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
     p.add_argument("--optimizer", help=f"{', '.join(list_optimizers())} ({D['optimizer']})")
     p.add_argument("--epochs", type=int, help=f"epochs per trial ({D['epochs']})")

@@ -167,7 +167,9 @@ def warm_up(session: dict) -> None:
 
     import torch.nn.functional as F
 
+    from deepnotes.data.dataset import IGNORE
     from deepnotes.train.run import batches
+    from deepnotes.train.trainer import forward
 
     config, dataset, splits, device = (session[k] for k in ("config", "dataset", "splits",
                                                               "device"))
@@ -175,7 +177,8 @@ def warm_up(session: dict) -> None:
     model = copy.deepcopy(session["model"]).to(device).train()
     for x, y in batches(config, dataset, splits.train, device, train=True).epoch(0):
         with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=config["bf16"]):
-            loss = F.cross_entropy(model(x), y)
+            z, y = forward(model, x, y)
+            loss = F.cross_entropy(z, y, ignore_index=IGNORE)
         loss.backward()
         break
 
