@@ -144,6 +144,8 @@ def test_encoder_decoder_learns_dates_and_translates(cli, tmp_path):
     assert all(len(g["output"]) > 0 for g in got)
     rc, out_beam, err = cli("translate", run, "3 May 1999", "--beam", 3)
     assert rc == 0 and out_beam.startswith("3 May 1999\t"), err
+    rc, out, err = cli("evaluate", run)
+    assert rc == 0 and "exact match (whole outputs, greedy decoding): test " in out, err
 
 
 def test_generate_and_translate_refuse_a_run_of_another_kind(cli, tmp_path):
