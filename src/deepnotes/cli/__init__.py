@@ -21,13 +21,24 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deepnotes.cli import compare, devices, evaluate, predict, sequences, summary, train, tune
+    from deepnotes.cli import (
+        compare,
+        devices,
+        evaluate,
+        predict,
+        sequences,
+        summary,
+        train,
+        tune,
+        word2vec,
+    )
 
     parser = _Parser(prog="deepnotes",
                      description="Deep learning from the course notes: train, evaluate, predict.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (train, evaluate, predict, sequences, compare, tune, devices, summary):
+    for module in (train, evaluate, predict, sequences, compare, tune, word2vec, devices,
+                   summary):
         module.add_parser(sub)
     return parser
 

@@ -1,0 +1,115 @@
+"""Word2Vec training speed and analogy accuracy: deepnotes vs gensim, same corpus and settings.
+
+The corpus is made text8-style (lower-cased, letters a-z only, one line) from ``--corpus``: any
+text file, gzip/dictzip files (``.gz``, ``.dz``) included; the default is the GCIDE dictionary
+(package dict-gcide) when installed, else gensim's tiny lee_background.cor. Both libraries train
+with the same settings (vector_size 100, window 5, negative 5, min_count 5, sample 1e-3, the same
+epochs and threads), skip-gram and CBOW, in this process. Speed is RAW words per second of the
+training call alone (all corpus words times epochs over the seconds of ``train``; vocabulary
+building is not timed for either). Accuracy is gensim's ``evaluate_word_analogies`` on
+questions-words.txt for both models' vectors (ours loaded into a gensim KeyedVectors).
+
+    python benchmarks/word2vec.py                 # GCIDE, 5.4 M words, ~8 minutes on 2 cores
+    python benchmarks/word2vec.py --corpus text8 --epochs 1 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import re
+import tempfile
+import time
+
+import torch
+
+GCIDE = "/usr/share/dictd/gcide.dict.dz"
+
+
+def default_corpus() -> str:
+    if os.path.exists(GCIDE):
+        return GCIDE
+    from gensim.test.utils import datapath
+
+    return datapath("lee_background.cor")
+
+
+def text8_style(src: str, dst: str, block: int = 1 << 24) -> int:
+    """Write ``src`` as one line of lower-case a-z words (markup tags dropped) to ``dst``;
+    returns the number of words."""
+    opener = gzip.open if src.endswith((".gz", ".dz")) else open
+    words, carry = 0, ""
+    with opener(src, "rb") as f, open(dst, "w") as out:
+        while True:
+            raw = f.read(block)
+            text = carry + raw.decode("utf-8", "replace")
+            cut = len(text) if not raw else max(text.rfind(" "), text.rfind("\n"), 0)
+            text, carry = text[:cut], text[cut:]
+            text = re.sub(r"[^a-z]+", " ", re.sub(r"<[^>]*>", " ", text).lower()).split()
+            words += len(text)
+            out.write(" ".join(text) + " ")
+            if not raw:
+                return words
+
+
+def analogy_accuracy(words: list[str], vectors) -> float:
+    from gensim.models import KeyedVectors
+    from gensim.test.utils import datapath
+
+    kv = KeyedVectors(vectors.shape[1])
+    kv.add_vectors(words, vectors)
+    score, _ = kv.evaluate_word_analogies(datapath("questions-words.txt"))
+    return 100 * score
+
+
+def run_gensim(path: str, sg: int, args) -> tuple[float, float, int]:
+    from gensim.models import Word2Vec
+    from gensim.models.word2vec import Text8Corpus
+
+    m = Word2Vec(sg=sg, vector_size=100, window=5, negative=5, min_count=5, sample=1e-3,
+                 workers=args.workers, epochs=args.epochs, seed=1)
+    corpus = Text8Corpus(path)
+    m.build_vocab(corpus)
+    start = time.perf_counter()
+    m.train(corpus, total_examples=m.corpus_count, epochs=args.epochs)
+    secs = time.perf_counter() - start
+    raw = m.corpus_total_words * args.epochs
+    return raw / secs, analogy_accuracy(list(m.wv.index_to_key), m.wv.vectors), len(m.wv)
+
+
+def run_deepnotes(path: str, sg: int, args) -> tuple[float, float, int]:
+    from deepnotes.embeddings.word2vec import Word2Vec
+
+    m = Word2Vec(corpus_file=path, sg=sg, vector_size=100, window=5, negative=5, min_count=5,
+                 sample=1e-3, workers=args.workers, epochs=args.epochs, seed=1)
+    raw = m.corpus.raw_words * args.epochs
+    vectors = m.wv.vectors.numpy() if hasattr(m.wv.vectors, "numpy") else m.wv.vectors
+    return raw / m.train_seconds, analogy_accuracy(list(m.wv.index_to_key), vectors), len(m.wv)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus", default=None, help="any text file (default: GCIDE if installed)")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    src = args.corpus or default_corpus()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "corpus.txt")
+        n = text8_style(src, path)
+        print(f"corpus {src}: {n / 1e6:.2f} M words (text8-style); epochs {args.epochs}, "
+              f"{args.workers} threads; torch {torch.__version__}")
+        print(f"\n{'model':10s} {'library':10s} {'raw words/s':>12s} {'analogy %':>10s} "
+              f"{'vocab':>7s}")
+        for sg, name in ((1, "skip-gram"), (0, "CBOW")):
+            rows = {lib: run(path, sg, args) for lib, run in
+                    (("gensim", run_gensim), ("deepnotes", run_deepnotes))}
+            for lib, (wps, acc, v) in rows.items():
+                print(f"{name:10s} {lib:10s} {wps:12,.0f} {acc:10.2f} {v:7d}", flush=True)
+            print(f"{name:10s} {'ratio':10s} {rows['deepnotes'][0] / rows['gensim'][0]:12.2f} "
+                  f"{rows['deepnotes'][1] - rows['gensim'][1]:+10.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

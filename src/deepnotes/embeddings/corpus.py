@@ -1,0 +1,200 @@
+"""The corpus side of word2vec: vocabulary, streaming, frequent-word subsampling, noise.
+
+* Vocabulary: every word seen at least ``min_count`` times, sorted by count, descending
+  (ties keep first-appearance order), so index 0 is the most frequent word.
+* Subsampling (the word2vec C tool): an occurrence of word w with count f(w) out of T words is
+  kept with probability
+
+      P_keep(w) = (sqrt(f(w) / (s T)) + 1) * (s T) / f(w),   clipped to 1,
+
+  where s is ``sample``; ``sample <= 0`` keeps everything.
+* Noise for negative sampling: P_n(w) = f(w)^0.75 / sum_u f(u)^0.75.
+
+A corpus is either an iterable of sentences (lists of string tokens) or a text file, read in
+blocks and split on whitespace, one sentence per line; a line longer than ``MAX_SENTENCE`` words
+(text8 is one line) is cut into chunks of that many words. The file is never held whole as Python
+strings: after the vocabulary pass it is encoded into one int32 id tensor.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from deepnotes.errors import DeepnotesError
+
+log = logging.getLogger(__name__)
+
+MAX_SENTENCE = 10_000
+BLOCK_BYTES = 1 << 20
+_ERRORS = "deepnotes-count-replace"
+_replaced = [0]
+
+
+def _count_replace(exc: UnicodeDecodeError):
+    """Decode error handler: like ``errors="replace"`` but counts the replaced bytes."""
+    _replaced[0] += exc.end - exc.start
+    return "\ufffd", exc.end
+
+
+codecs.register_error(_ERRORS, _count_replace)
+
+
+def _split_words(text: bytes, sentence: list[str], out: list[list[str]]) -> None:
+    """Split decoded lines of ``text`` into ``sentence``; finished sentences go to ``out``."""
+    lines = text.decode("utf-8", _ERRORS).split("\n")
+    for i, line in enumerate(lines):
+        sentence.extend(line.split())
+        while len(sentence) >= MAX_SENTENCE:
+            out.append(sentence[:MAX_SENTENCE])
+            del sentence[:MAX_SENTENCE]
+        if i < len(lines) - 1 and sentence:
+            out.append(sentence[:])
+            sentence.clear()
+
+
+def iter_file(path) -> Iterator[list[str]]:
+    """Sentences of a text file, streamed in ``BLOCK_BYTES`` blocks (one per line, long lines cut
+    into ``MAX_SENTENCE``-word chunks). Invalid UTF-8 is replaced by U+FFFD; the number of replaced
+    bytes is logged once as a warning at the end."""
+    _replaced[0] = 0
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise DeepnotesError(f"corpus_file {str(path)!r}: cannot read ({e.strerror})") from None
+    carry, sentence = b"", []
+    with f:
+        while True:
+            block = f.read(BLOCK_BYTES)
+            buf = carry + block
+            if not block:
+                carry = b""
+            else:  # cut at the last whitespace byte: never inside a word or a UTF-8 sequence
+                cut = max(buf.rfind(b" "), buf.rfind(b"\n"), buf.rfind(b"\t"), buf.rfind(b"\r"))
+                buf, carry = (buf[: cut + 1], buf[cut + 1 :]) if cut >= 0 else (b"", buf)
+            out: list[list[str]] = []
+            _split_words(buf, sentence, out)
+            yield from out
+            if not block:
+                break
+    if sentence:
+        yield sentence
+    if _replaced[0]:
+        log.warning("corpus_file %r: %d invalid UTF-8 byte(s) replaced by U+FFFD",
+                    str(path), _replaced[0])
+
+
+def iter_sentences(sentences: Iterable[list[str]] | None, corpus_file) -> Iterator[list[str]]:
+    """One pass over the corpus, from a list (or re-iterable) of token lists or from a file;
+    list sentences longer than ``MAX_SENTENCE`` are cut like file lines."""
+    if corpus_file is not None:
+        yield from iter_file(corpus_file)
+        return
+    for s in sentences:
+        if isinstance(s, str):
+            raise DeepnotesError("sentences: expected lists of tokens, got a string; split it")
+        s = list(s)
+        for i in range(0, len(s), MAX_SENTENCE):
+            yield s[i : i + MAX_SENTENCE]
+
+
+@dataclass
+class Vocabulary:
+    """Words (most frequent first), their counts, and the total number of words in the corpus
+    (all words, including those under ``min_count``)."""
+
+    index_to_key: list[str]
+    counts: list[int]
+    total_words: int
+    key_to_index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.key_to_index = {w: i for i, w in enumerate(self.index_to_key)}
+
+    def __len__(self) -> int:
+        return len(self.index_to_key)
+
+
+def build_vocabulary(sentences: Iterable[list[str]], min_count: int) -> Vocabulary:
+    """Count words; keep those with count >= ``min_count``, sorted by count descending."""
+    counter: Counter = Counter()
+    for s in sentences:
+        counter.update(s)
+    total = sum(counter.values())
+    if total == 0:
+        raise DeepnotesError("corpus is empty: no words to train on")
+    kept = sorted((kv for kv in counter.items() if kv[1] >= min_count), key=lambda kv: -kv[1])
+    if not kept:
+        top = max(counter.values())
+        raise DeepnotesError(f"no word reaches min_count={min_count} (the most frequent word "
+                             f"occurs {top} time(s)); lower min_count")
+    return Vocabulary([w for w, _ in kept], [c for _, c in kept], total)
+
+
+@dataclass
+class EncodedCorpus:
+    """The corpus as word ids (int32, out-of-vocabulary words dropped) and the sentence number of
+    each id, so that context windows never cross a sentence boundary; ``raw_words`` counts all
+    words, dropped ones included (the unit of learning-rate decay and of words/s)."""
+
+    ids: torch.Tensor
+    sentence: torch.Tensor
+    raw_words: int
+
+
+def encode(sentences: Iterable[list[str]], vocab: Vocabulary) -> EncodedCorpus:
+    """Map every in-vocabulary word to its id; one pass, ids accumulated in C arrays."""
+    k2i = vocab.key_to_index
+    ids, sent = array("i"), array("i")
+    raw = 0
+    for n, s in enumerate(sentences):
+        raw += len(s)
+        row = [i for i in map(k2i.get, s) if i is not None]
+        ids.extend(row)
+        sent.extend([n] * len(row))
+    return EncodedCorpus(torch.frombuffer(ids, dtype=torch.int32).clone() if ids
+                         else torch.zeros(0, dtype=torch.int32),
+                         torch.frombuffer(sent, dtype=torch.int32).clone() if sent
+                         else torch.zeros(0, dtype=torch.int32), raw)
+
+
+def keep_probability(counts: list[int] | torch.Tensor, sample: float,
+                     total_words: int) -> torch.Tensor:
+    """P_keep(w) = (sqrt(f/(s T)) + 1) (s T) / f, clipped to 1 (all ones when ``sample <= 0``)."""
+    f = torch.as_tensor(counts, dtype=torch.float64)
+    if sample <= 0:
+        return torch.ones_like(f, dtype=torch.float32)
+    st = sample * total_words
+    return ((torch.sqrt(f / st) + 1) * st / f).clamp(max=1.0).float()
+
+
+def subsample_mask(ids: torch.Tensor, keep: torch.Tensor, generator: torch.Generator):
+    """Keep each occurrence of word w independently with probability ``keep[w]``."""
+    return torch.rand(ids.shape[0], generator=generator) < keep[ids.long()]
+
+
+def noise_distribution(counts: list[int] | torch.Tensor, power: float = 0.75) -> torch.Tensor:
+    """P_n(w) = f(w)^power / sum_u f(u)^power (float64)."""
+    p = torch.as_tensor(counts, dtype=torch.float64).pow(power)
+    return p / p.sum()
+
+
+class NoiseSampler:
+    """Draws negative samples from P_n like word2vec.c: a unigram table in which word w fills
+    round(P_n(w) * size) slots (at least one), indexed by uniform random integers."""
+
+    def __init__(self, counts, power: float = 0.75, size: int = 10_000_000):
+        p = noise_distribution(counts, power)
+        reps = (p * size).round().long().clamp_(min=1)
+        self.table = torch.repeat_interleave(torch.arange(p.numel(), dtype=torch.int32), reps)
+
+    def sample(self, shape, generator: torch.Generator) -> torch.Tensor:
+        """Word ids of the given shape, i.i.d. from P_n (int64)."""
+        slots = torch.randint(0, self.table.numel(), shape, generator=generator)
+        return self.table[slots].long()

@@ -1,0 +1,297 @@
+"""Word2Vec (skip-gram and CBOW with negative sampling), trained in mini-batches with torch.
+
+The notes' objective, for a centre word c and a context word o inside its window, with K
+negative words n_k drawn from the noise distribution P_n(w) ~ f(w)^0.75:
+
+    skip-gram:  log sigma(u_c . v_o) + sum_k log sigma(-u_{n_k} . v_o)
+    CBOW:       log sigma(u_c . h) + sum_k log sigma(-u_{n_k} . h),   h = mean_o v_o
+
+v are the input vectors (``wv.vectors``, initialised uniform(-0.5/d, 0.5/d)) and u the output
+vectors (initialised to zero). As in word2vec.c the context word's input vector predicts the
+centre word's output vector in skip-gram (the pair set is symmetric, so this is the same objective
+as predicting the contexts from the centre). With the error e_k = label_k - sigma(s_k) (label 1
+for the centre, 0 for a negative) and learning rate eta, one step is the gradient ascent
+
+    u_k += eta e_k x,      x += eta sum_k e_k u_k        (x = v_o, or each context of h)
+
+For CBOW the update of h is added to every context vector unscaled, like word2vec.c and gensim
+(the exact gradient of the mean would divide it by the number of contexts).
+
+Speed (HogBatch, Ji et al. 2016): all (centre, context) pairs of a chunk of the corpus are built
+with tensor ops (subsampling mask, a random window b in [1, window] per centre, shifted index
+tensors); B centres are processed at once, and in skip-gram the K negatives of a centre are shared
+by all its contexts, so a step is two small batched matrix products and two sparse row additions,
+in float32 under ``torch.no_grad`` with hand-written gradients. Updates within a step use the
+weights from before it (the rows of a word occurring n times get the sum of n stale updates), so
+the step size is capped by how often the most frequent word can repeat in it (``centres_per_step``).
+The learning rate decays linearly from ``alpha`` to ``min_alpha`` over all words of all epochs
+(updated every mini-batch).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from deepnotes.embeddings.corpus import (
+    EncodedCorpus,
+    NoiseSampler,
+    Vocabulary,
+    build_vocabulary,
+    encode,
+    iter_sentences,
+    keep_probability,
+    noise_distribution,
+    subsample_mask,
+)
+from deepnotes.errors import DeepnotesError
+
+CHUNK_WORDS = 200_000
+# Centres per step. The row of a frequent word receives the summed (stale) updates of all its
+# occurrences in a step, so a step may hold at most about DUPLICATES[sg] occurrences of the most
+# frequent word (after subsampling, or in the noise): skip-gram, with 2b pairs per centre, diverges
+# beyond ~12 (2048 centres on a 5 M-word text), CBOW tolerates more. Upper bound BATCH_CENTRES.
+BATCH_CENTRES = {1: 1024, 0: 2048}
+DUPLICATES = {1: 10.0, 0: 20.0}
+# see _add_rows; for skip-gram 4 measured best of 2, 4, 32 on GCIDE (5.4 M words, 3 epochs);
+# CBOW matches gensim without it, and a cap slows learning on small vocabularies
+ROW_CAP = {1: 4.0, 0: None}
+
+
+def centres_per_step(sg: int, counts, keep, noise_top: float) -> int:
+    """min(BATCH_CENTRES, DUPLICATES / max(top kept frequency, top noise probability)), >= 16."""
+    kept = torch.as_tensor(counts, dtype=torch.float64) * keep.double()
+    top = max((kept.max() / kept.sum()).item(), noise_top)
+    return int(max(16, min(BATCH_CENTRES[sg], DUPLICATES[sg] / top)))
+
+
+def learning_rate(alpha: float, min_alpha: float, done: float, total: float) -> float:
+    """eta = alpha - (alpha - min_alpha) * done / total, never below min_alpha."""
+    frac = min(max(done / total, 0.0), 1.0) if total > 0 else 1.0
+    return alpha - (alpha - min_alpha) * frac
+
+
+def window_mask(sentence: torch.Tensor, window: int, generator: torch.Generator) -> torch.Tensor:
+    """valid (M, 2W+1): column W + o says whether the word at position i + o (o in -W..W) is a
+    context of centre i: 0 < |o| <= b_i with b_i uniform in [1, W] (the reduced window), inside
+    the chunk and in the same sentence (positions index the kept, i.e. subsampled, words)."""
+    m = sentence.shape[0]
+    off = torch.arange(-window, window + 1)
+    b = torch.randint(1, window + 1, (m, 1), generator=generator)
+    pos = torch.arange(m).unsqueeze(1) + off
+    valid = (off.abs() <= b) & (off != 0) & (pos >= 0) & (pos < m)
+    pos.clamp_(0, max(m - 1, 0))
+    return valid & (sentence[pos] == sentence.unsqueeze(1))
+
+
+def _errors(scores: torch.Tensor, lr: float) -> torch.Tensor:
+    """eta (label - sigma(s)), label 1 in the last dimension's column 0 (the centre), else 0."""
+    g = torch.sigmoid(scores).neg_()
+    g[..., 0] += 1.0
+    return g.mul_(lr)
+
+
+def _windows(x: torch.Tensor, width: int) -> torch.Tensor:
+    """(B + width - 1, d) rows -> (B, width, d) sliding windows (a view, no copy)."""
+    return x.unfold(0, width, 1).transpose(1, 2)
+
+
+def _fold(dxw: torch.Tensor) -> torch.Tensor:
+    """Adjoint of ``_windows``: (B, width, d) -> (B + width - 1, d), overlapping rows summed."""
+    bsz, width, d = dxw.shape
+    dx = dxw.new_zeros(bsz + width - 1, d)
+    for o in range(width):
+        dx[o : o + bsz] += dxw[:, o]
+    return dx
+
+
+def _add_rows(table, rows, update, cap: float | None) -> None:
+    """table[rows[i]] += update[i]; with ``cap``, a row occurring n > cap times in this step gets
+    its summed update scaled by cap / n (a guard against runs of one word: n stale updates of one
+    row add up and diverge)."""
+    if cap is not None:
+        n = torch.bincount(rows, minlength=table.shape[0])[rows].to(update.dtype)
+        update = update * (cap / n).clamp_(max=1.0).unsqueeze(1)
+    table.index_add_(0, rows, update)
+
+
+def _split(span, valid, negs):
+    width = valid.shape[1]
+    centre = span[(width - 1) // 2 :][: valid.shape[0]]
+    return width, centre, torch.cat([centre.unsqueeze(1), negs], 1)
+
+
+def sg_step(w_in, w_out, span, valid, negs, lr: float, cap: float | None = None) -> None:
+    """One skip-gram step for the B centres of ``span`` (B + 2W word ids: centre i sits at
+    i + W and its window at i .. i + 2W), ``valid`` (B, 2W+1) the context mask, ``negs`` (B, K)
+    negatives shared by a centre's contexts. Scores (B, 2W+1, K+1) = windows of V_in[span] @
+    U_out[centre, negs]^T; a negative equal to the centre is skipped (word2vec.c)."""
+    width, centre, out_ids = _split(span, valid, negs)
+    xw = _windows(w_in[span], width)
+    u = w_out[out_ids]
+    g = _errors(torch.bmm(xw, u.transpose(1, 2)), lr)
+    g.mul_(valid.unsqueeze(2))
+    g[:, :, 1:].mul_((negs != centre.unsqueeze(1)).unsqueeze(1))
+    du = torch.bmm(g.transpose(1, 2), xw)
+    _add_rows(w_in, span, _fold(torch.bmm(g, u)), cap)
+    _add_rows(w_out, out_ids.view(-1), du.view(-1, du.shape[2]), cap)
+
+
+def cbow_step(w_in, w_out, span, valid, negs, lr: float, cap: float | None = None) -> None:
+    """One CBOW step (same arguments as ``sg_step``): h_i = mean of the valid context vectors,
+    scores (B, K+1) = U_out[centre, negs] @ h; the update of h goes to each context unscaled
+    (word2vec.c); a centre without contexts is skipped."""
+    width, centre, out_ids = _split(span, valid, negs)
+    xw = _windows(w_in[span], width)
+    vf = valid.to(xw.dtype)
+    n = vf.sum(1, keepdim=True)
+    h = torch.bmm(vf.unsqueeze(1), xw).squeeze(1).div_(n.clamp(min=1))
+    u = w_out[out_ids]
+    g = _errors(torch.bmm(u, h.unsqueeze(2)).squeeze(2), lr)
+    g[:, 1:].mul_(negs != centre.unsqueeze(1))
+    g.mul_(n > 0)
+    dh = torch.bmm(g.unsqueeze(1), u).squeeze(1)
+    dx = dh.new_zeros(span.shape[0], dh.shape[1])
+    for o in range(width):
+        dx[o : o + dh.shape[0]].addcmul_(vf[:, o : o + 1], dh)
+    _add_rows(w_in, span, dx, cap)
+    _add_rows(w_out, out_ids.view(-1), (g.unsqueeze(2) * h.unsqueeze(1)).view(-1, h.shape[1]), cap)
+
+
+class Word2Vec:
+    """Train word vectors; like gensim, training runs on construction when data is given.
+
+    >>> model = Word2Vec(sentences, sg=1, vector_size=100, window=5, negative=5, min_count=5)
+    >>> model.wv.most_similar("king")
+
+    ``sentences``: an iterable (re-iterable) of token lists; ``corpus_file``: a text file, one
+    sentence per line (long lines cut into 10,000-word chunks), streamed. ``workers`` sets torch's
+    intra-op threads during training (None: leave them). Deterministic for a ``seed`` with one
+    worker (and in practice with more: the sparse updates run serially). ``batch_centres``:
+    centre words per step (None: ``centres_per_step``, at most 1024 for skip-gram, 2048 for CBOW).
+    After training: ``wv`` (a KeyedVectors of the input vectors), ``w_out`` (output vectors),
+    ``train_seconds``.
+    """
+
+    def __init__(self, sentences=None, corpus_file=None, sg: int = 1, vector_size: int = 100,
+                 window: int = 5, negative: int = 5, min_count: int = 5, sample: float = 1e-3,
+                 alpha: float = 0.025, min_alpha: float = 0.0001, epochs: int = 5,
+                 workers: int | None = None, seed: int = 1, device="cpu", progress: bool = False,
+                 batch_centres: int | None = None):
+        _check("vector_size", vector_size, int, 1)
+        _check("window", window, int, 1)
+        _check("negative", negative, int, 1)
+        _check("min_count", min_count, int, 1)
+        _check("epochs", epochs, int, 1)
+        if batch_centres is not None:
+            _check("batch_centres", batch_centres, int, 1)
+        if sg not in (0, 1):
+            raise DeepnotesError(f"sg must be 1 (skip-gram) or 0 (CBOW), got {sg!r}")
+        if not alpha > 0 or not 0 <= min_alpha <= alpha:
+            raise DeepnotesError(f"need alpha > 0 and 0 <= min_alpha <= alpha, got alpha={alpha}, "
+                                 f"min_alpha={min_alpha}")
+        if workers is not None:
+            _check("workers", workers, int, 1)
+        self.sg, self.vector_size, self.window, self.negative = sg, vector_size, window, negative
+        self.min_count, self.sample = min_count, sample
+        self.alpha, self.min_alpha = alpha, min_alpha
+        self.epochs, self.workers, self.seed, self.progress = epochs, workers, seed, progress
+        self.device = torch.device(device)
+        self.batch_centres = batch_centres
+        self.vocab: Vocabulary | None = None
+        self.corpus: EncodedCorpus | None = None
+        self.wv = None
+        self.train_seconds = 0.0
+        if sentences is not None and corpus_file is not None:
+            raise DeepnotesError("give sentences or corpus_file, not both")
+        if sentences is not None or corpus_file is not None:
+            self.build_vocab(sentences, corpus_file)
+            self.train()
+
+    def build_vocab(self, sentences=None, corpus_file=None) -> None:
+        """Vocabulary pass, then encoding pass (the corpus becomes one int32 id tensor); the
+        weights are initialised: V_in ~ U(-0.5/d, 0.5/d), U_out = 0."""
+        if sentences is None and corpus_file is None:
+            raise DeepnotesError("build_vocab needs sentences or corpus_file")
+        if sentences is not None and iter(sentences) is sentences:
+            raise DeepnotesError("sentences must be re-iterable (a list, not a generator)")
+        self.vocab = build_vocabulary(iter_sentences(sentences, corpus_file), self.min_count)
+        self.corpus = encode(iter_sentences(sentences, corpus_file), self.vocab)
+        g = torch.Generator().manual_seed(self.seed)
+        n, d = len(self.vocab), self.vector_size
+        self.w_in = ((torch.rand(n, d, generator=g) - 0.5) / d).to(self.device)
+        self.w_out = torch.zeros(n, d, device=self.device)
+        self._publish()
+
+    def _publish(self) -> None:
+        from deepnotes.embeddings.keyed_vectors import KeyedVectors
+
+        self.wv = KeyedVectors(list(self.vocab.index_to_key), self.w_in, list(self.vocab.counts))
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """``epochs`` passes over the encoded corpus in chunks of ``CHUNK_WORDS`` words."""
+        if self.corpus is None:
+            raise DeepnotesError("call build_vocab (or pass sentences/corpus_file) before train")
+        threads = torch.get_num_threads()
+        if self.workers is not None:
+            torch.set_num_threads(self.workers)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.epochs * self.corpus.raw_words, unit="word", unit_scale=True)
+        try:
+            start = time.perf_counter()
+            self._train_epochs(bar)
+            self.train_seconds = time.perf_counter() - start
+        finally:
+            torch.set_num_threads(threads)
+            if bar is not None:
+                bar.close()
+        self._publish()
+
+    def _train_epochs(self, bar) -> None:
+        c = self.corpus
+        g = torch.Generator().manual_seed(self.seed)
+        keep = keep_probability(self.vocab.counts, self.sample, self.vocab.total_words)
+        noise = NoiseSampler(self.vocab.counts)
+        if self.batch_centres is None:
+            top = noise_distribution(self.vocab.counts).max().item()
+            self.batch_centres = centres_per_step(self.sg, self.vocab.counts, keep, top)
+        n = c.ids.shape[0]
+        per_id = c.raw_words / max(n, 1)  # raw words (dropped ones included) per kept id
+        total = self.epochs * c.raw_words
+        for epoch in range(self.epochs):
+            for lo in range(0, n, CHUNK_WORDS):
+                hi = min(lo + CHUNK_WORDS, n)
+                done = epoch * c.raw_words + lo * per_id
+                self._train_chunk(c.ids[lo:hi], c.sentence[lo:hi], keep, noise, g,
+                                  done, (hi - lo) * per_id, total)
+                if bar is not None:
+                    bar.update(round((epoch * c.raw_words + hi * per_id) - bar.n))
+
+    def _train_chunk(self, ids, sentence, keep, noise, g, done, words, total) -> None:
+        """Subsample the chunk, build its windows, then step over B centres at a time."""
+        kept = subsample_mask(ids, keep, g)
+        wid, sent = ids[kept].long(), sentence[kept]
+        m = wid.shape[0]
+        if m == 0:
+            return
+        valid = window_mask(sent, self.window, g)
+        pad = wid.new_zeros(self.window)
+        span = torch.cat([pad, wid, pad]).to(self.device)
+        negs = noise.sample((m, self.negative), g)
+        step = sg_step if self.sg else cbow_step
+        w2, bsz = 2 * self.window, self.batch_centres
+        for b in range(0, m, bsz):
+            e = min(b + bsz, m)
+            lr = learning_rate(self.alpha, self.min_alpha, done + words * b / m, total)
+            step(self.w_in, self.w_out, span[b : e + w2], valid[b:e].to(self.device),
+                 negs[b:e].to(self.device), lr, ROW_CAP[self.sg])
+
+
+def _check(name: str, value, kind, low) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind) or value < low:
+        raise DeepnotesError(f"{name} must be an integer >= {low}, got {value!r}")

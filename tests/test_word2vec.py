@@ -1,0 +1,240 @@
+"""Word2Vec: vocabulary, subsampling, noise, the hand-written gradients, streaming, training."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+
+import pytest
+import torch
+
+from deepnotes.embeddings import corpus as C
+from deepnotes.embeddings.word2vec import Word2Vec, cbow_step, learning_rate, sg_step, window_mask
+from deepnotes.errors import DeepnotesError
+
+
+def sentences_two_groups(n=1500, length=8, seed=0):
+    """Sentences drawn from one of two disjoint 10-word groups, so words co-occur only inside
+    their group."""
+    rng = random.Random(seed)
+    groups = [[f"a{i}" for i in range(10)], [f"b{i}" for i in range(10)]]
+    return [[rng.choice(groups[k % 2]) for _ in range(length)] for k in range(n)], groups
+
+
+# ---------------------------------------------------------------- vocabulary and corpus
+def test_vocabulary_counts_min_count_and_order():
+    sents = [["b", "a", "c", "a"], ["c", "a", "d"], ["b", "c", "e"]]
+    v = C.build_vocabulary(sents, min_count=2)
+    assert v.index_to_key == ["a", "c", "b"]  # 3, 3 (a seen first), 2; d and e dropped
+    assert v.counts == [3, 3, 2]
+    assert v.total_words == 10
+    assert v.key_to_index == {"a": 0, "c": 1, "b": 2}
+
+
+def test_keep_probability_matches_the_formula_and_the_empirical_rate():
+    counts, total, s = [5000, 1000, 100, 10], 6110, 1e-2
+    keep = C.keep_probability(counts, s, total)
+    for f, p in zip(counts, keep.tolist()):
+        assert p == pytest.approx(min(1.0, (math.sqrt(f / (s * total)) + 1) * s * total / f),
+                                  rel=1e-6)
+    assert keep[-1] == 1.0 and keep[0] < 0.2
+    assert torch.all(C.keep_probability(counts, 0, total) == 1)
+    ids = torch.repeat_interleave(torch.arange(4), torch.tensor(counts)).int()
+    mask = C.subsample_mask(ids, keep, torch.Generator().manual_seed(0))
+    for w in range(2):
+        assert mask[ids == w].float().mean().item() == pytest.approx(keep[w].item(), abs=0.03)
+
+
+def test_noise_distribution_is_unigram_to_the_three_quarters():
+    counts = [1000, 300, 50, 7, 1]
+    p = C.noise_distribution(counts)
+    expected = torch.tensor(counts, dtype=torch.float64) ** 0.75
+    assert torch.allclose(p, expected / expected.sum())
+    draws = C.NoiseSampler(counts).sample((400_000,), torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=5).double() / draws.numel()
+    assert torch.allclose(freq, p, atol=3e-3)
+
+
+def test_window_mask_respects_sentences_and_the_reduced_window():
+    sent = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    valid = window_mask(sent, 2, torch.Generator().manual_seed(0))
+    assert valid.shape == (7, 5)
+    assert not valid[:, 2].any()  # the centre is not its own context
+    assert not valid[3, 3:].any() and not valid[4, :2].any()  # no window crosses sentences
+    assert not valid[0, :2].any() and not valid[6, 3:].any()  # nor the chunk's ends
+    assert valid[:3, 3].all() and valid[1:4, 1].all()  # offsets +-1 are always in the window
+    assert valid[4:6, 3].all() and valid[5:, 1].all()
+
+
+# ---------------------------------------------------------------- gradients
+def tiny_case(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w_in = torch.randn(7, 4, generator=g, dtype=torch.float64)
+    w_out = torch.randn(7, 4, generator=g, dtype=torch.float64)
+    span = torch.tensor([1, 2, 3, 4, 2])  # window 1: centres 2, 3, 4 at positions 1, 2, 3
+    valid = torch.tensor([[1, 0, 1], [1, 0, 0], [1, 0, 1]], dtype=torch.bool)
+    negs = torch.tensor([[5, 6], [3, 1], [0, 0]])  # the 3 for centre 3 must be skipped
+    return w_in, w_out, span, valid, negs
+
+
+def log_sigmoid_loss(x, u_pos, u_negs, keep_negs):
+    """log sigma(u_pos . x) + sum_k log sigma(-u_k . x) over the kept negatives."""
+    neg = torch.nn.functional.logsigmoid(-(u_negs @ x)) * keep_negs
+    return torch.nn.functional.logsigmoid(u_pos @ x) + neg.sum()
+
+
+def test_skip_gram_step_is_gradient_ascent_on_the_notes_loss():
+    w_in, w_out, span, valid, negs = tiny_case()
+    a, b = w_in.clone().requires_grad_(), w_out.clone().requires_grad_()
+    loss = 0
+    for i in range(3):
+        c = span[i + 1]
+        for o in range(3):
+            if valid[i, o]:
+                loss = loss + log_sigmoid_loss(a[span[i + o]], b[c], b[negs[i]],
+                                               (negs[i] != c).double())
+    loss.backward()
+    lr = 0.1
+    new_in, new_out = w_in.clone(), w_out.clone()
+    sg_step(new_in, new_out, span, valid, negs, lr)
+    assert torch.allclose(new_in - w_in, lr * a.grad, atol=1e-12)
+    assert torch.allclose(new_out - w_out, lr * b.grad, atol=1e-12)
+
+
+def test_cbow_step_is_gradient_ascent_with_the_mean_of_the_contexts():
+    w_in, w_out, span, valid, negs = tiny_case(1)
+    hs = []
+    for i in range(3):
+        rows = [span[i + o] for o in range(3) if valid[i, o]]
+        hs.append(w_in[torch.stack(rows)].mean(0))
+    h = torch.stack(hs).requires_grad_()
+    b = w_out.clone().requires_grad_()
+    loss = sum(log_sigmoid_loss(h[i], b[span[i + 1]], b[negs[i]], (negs[i] != span[i + 1])
+                                .double()) for i in range(3))
+    loss.backward()
+    lr = 0.05
+    expected_in = torch.zeros_like(w_in)
+    for i in range(3):  # word2vec.c: the update of h goes to every context, unscaled
+        for o in range(3):
+            if valid[i, o]:
+                expected_in[span[i + o]] += lr * h.grad[i]
+    new_in, new_out = w_in.clone(), w_out.clone()
+    cbow_step(new_in, new_out, span, valid, negs, lr)
+    assert torch.allclose(new_in - w_in, expected_in, atol=1e-12)
+    assert torch.allclose(new_out - w_out, lr * b.grad, atol=1e-12)
+
+
+def test_learning_rate_decays_linearly_between_the_endpoints():
+    assert learning_rate(0.025, 0.0001, 0, 1000) == 0.025
+    assert learning_rate(0.025, 0.0001, 1000, 1000) == pytest.approx(0.0001)
+    assert learning_rate(0.025, 0.0001, 500, 1000) == pytest.approx((0.025 + 0.0001) / 2)
+    assert learning_rate(0.025, 0.0001, 2000, 1000) == pytest.approx(0.0001)
+
+
+# ---------------------------------------------------------------- streaming
+def test_file_streaming_matches_the_list(tmp_path, monkeypatch):
+    sents, _ = sentences_two_groups(200)
+    lines = tmp_path / "lines.txt"
+    lines.write_text("\n".join(" ".join(s) for s in sents) + "\n")
+    one = tmp_path / "one.txt"
+    one.write_text(" ".join(w for s in sents for w in s))
+    monkeypatch.setattr(C, "BLOCK_BYTES", 100)  # words cut across blocks must survive
+    monkeypatch.setattr(C, "MAX_SENTENCE", 64)
+    from_list = C.build_vocabulary(sents, 1)
+    for path in (lines, one):
+        v = C.build_vocabulary(C.iter_file(path), 1)
+        assert (v.index_to_key, v.counts, v.total_words) == (
+            from_list.index_to_key, from_list.counts, from_list.total_words)
+    assert [len(s) for s in C.iter_file(lines)] == [len(s) for s in sents]
+    chunks = [len(s) for s in C.iter_file(one)]
+    assert max(chunks) == 64 and sum(chunks) == 1600
+    m1 = Word2Vec(corpus_file=str(lines), min_count=1, vector_size=8, epochs=1)
+    m2 = Word2Vec(sents, min_count=1, vector_size=8, epochs=1)
+    assert m1.wv.index_to_key == m2.wv.index_to_key
+    assert torch.equal(m1.corpus.ids, m2.corpus.ids)
+
+
+class Collect(logging.Handler):
+    """Warnings of one logger, whether or not the CLI's tests stopped them reaching the root."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_invalid_utf8_is_replaced_and_counted_once(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"good words \xff\xfe here\nmore good \xc3 words\n")
+    logger, collect = logging.getLogger("deepnotes.embeddings.corpus"), Collect()
+    logger.addHandler(collect)
+    try:
+        sents = list(C.iter_file(path))
+    finally:
+        logger.removeHandler(collect)
+    assert sents[0] == ["good", "words", "\ufffd\ufffd", "here"]
+    warnings = collect.messages
+    assert len(warnings) == 1 and "3 invalid UTF-8 byte" in warnings[0]
+
+
+# ---------------------------------------------------------------- training
+def test_determinism_with_a_seed():
+    sents, _ = sentences_two_groups(300)
+    kw = dict(min_count=1, vector_size=16, epochs=2, workers=1, batch_centres=64)
+    a, b = Word2Vec(sents, seed=3, **kw), Word2Vec(sents, seed=3, **kw)
+    c = Word2Vec(sents, seed=4, **kw)
+    assert torch.equal(a.wv.vectors, b.wv.vectors)
+    assert not torch.equal(a.wv.vectors, c.wv.vectors)
+
+
+@pytest.mark.parametrize("sg", [1, 0])
+def test_vectors_recover_planted_groups(sg):
+    sents, groups = sentences_two_groups(1500)
+    m = Word2Vec(sents, sg=sg, min_count=1, vector_size=20, window=3, epochs=5, sample=0)
+    wv = m.wv
+    assert wv.vectors.shape == (20, 20) and wv.vectors.dtype == torch.float32
+    assert len(wv.index_to_key) == 20 and wv.key_to_index[wv.index_to_key[5]] == 5
+    x = torch.nn.functional.normalize(wv.vectors, dim=1)
+    ia = torch.tensor([wv.key_to_index[w] for w in groups[0]])
+    ib = torch.tensor([wv.key_to_index[w] for w in groups[1]])
+    cos = x @ x.T
+    off_diag = ~torch.eye(10, dtype=torch.bool)
+    within = (cos[ia][:, ia][off_diag].mean() + cos[ib][:, ib][off_diag].mean()) / 2
+    across = cos[ia][:, ib].mean()
+    assert within > across + 0.3, (within, across)
+
+
+def test_untrained_weights_follow_word2vec_initialisation():
+    sents, _ = sentences_two_groups(50)
+    m = Word2Vec(min_count=1, vector_size=10)
+    m.build_vocab(sents)
+    assert m.w_in.abs().max() <= 0.05 and m.w_in.abs().max() > 0.02
+    assert torch.all(m.w_out == 0)
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(sentences=[]), "corpus is empty"),
+    (dict(sentences=[[], []]), "corpus is empty"),
+    (dict(sentences=[["a", "b"], ["c"]], min_count=2), "no word reaches min_count=2"),
+    (dict(sentences=[["a"]], vector_size=0), "vector_size must be an integer >= 1"),
+    (dict(sentences=[["a"]], vector_size=-3), "vector_size"),
+    (dict(sentences=[["a"]], sg=2), "sg must be"),
+    (dict(sentences=(s for s in [["a"]])), "re-iterable"),
+    (dict(sentences=["a sentence as a string"], min_count=1), "expected lists of tokens"),
+    (dict(corpus_file="/nonexistent/corpus.txt"), "cannot read"),
+])
+def test_bad_input_raises_one_line_errors(kwargs, match):
+    with pytest.raises(DeepnotesError, match=match) as e:
+        Word2Vec(**kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_empty_file_is_an_empty_corpus(tmp_path):
+    path = tmp_path / "empty.txt"
+    path.write_text("\n\n")
+    with pytest.raises(DeepnotesError, match="corpus is empty"):
+        Word2Vec(corpus_file=str(path))
