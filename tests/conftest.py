@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from deepnotes.cli import main
 
@@ -32,3 +36,34 @@ def spawn(*args, **kwargs) -> subprocess.Popen:
 @pytest.fixture
 def cli(capsys):
     return lambda *args: run_cli(capsys, *args)
+
+
+def close(actual, expected, **tol) -> None:
+    """assert_allclose on tensors or arrays, tolerances always explicit."""
+    if isinstance(actual, torch.Tensor):
+        actual = actual.detach().cpu().double().numpy()
+    if isinstance(expected, torch.Tensor):
+        expected = expected.detach().cpu().double().numpy()
+    assert np.shape(actual) == np.shape(expected)
+    np.testing.assert_allclose(actual, expected, **tol)
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def warnings_of(logger_name: str):
+    """The messages of the warnings logged on ``logger_name`` inside the block; attached to the
+    logger itself, as the CLI's tests stop deepnotes' records from reaching the root logger."""
+    handler, logger = _Collect(), logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import close
 from deepnotes.errors import DeepnotesError
 from deepnotes.nn import (
     FILTERS,
@@ -36,15 +37,6 @@ F64 = dict(atol=1e-10, rtol=1e-10)  # float64 layer vs float64 NumPy oracle
 F32 = dict(atol=1e-5, rtol=1e-5)  # float32 layer vs torch / vs float64 oracle
 BN_KEYS = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
 
-
-def close(actual, expected, **tol) -> None:
-    """assert_allclose on tensors or arrays, tolerances always explicit."""
-    if isinstance(actual, torch.Tensor):
-        actual = actual.detach().cpu().double().numpy()
-    if isinstance(expected, torch.Tensor):
-        expected = expected.detach().cpu().double().numpy()
-    assert np.shape(actual) == np.shape(expected)
-    np.testing.assert_allclose(actual, expected, **tol)
 
 
 # ---------------------------------------------------------------- NumPy oracles (from the notes)

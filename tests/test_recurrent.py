@@ -20,6 +20,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from conftest import close
 from deepnotes.errors import DeepnotesError
 from deepnotes.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, bptt
 
@@ -38,14 +39,6 @@ VARIANTS = {
 FUSABLE = ["rnn", "lstm", "gru_reset_after"]
 TORCH = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru_reset_after": nn.GRU}
 
-
-def close(actual, expected, **tol) -> None:
-    if isinstance(actual, torch.Tensor):
-        actual = actual.detach().cpu().double().numpy()
-    if isinstance(expected, torch.Tensor):
-        expected = expected.detach().cpu().double().numpy()
-    assert np.shape(actual) == np.shape(expected)
-    np.testing.assert_allclose(actual, expected, **tol)
 
 
 def randn(*shape, seed=0, dtype=torch.float64):

@@ -6,13 +6,13 @@ Every input is a tiny file written under tmp_path, with the exact tensors it mus
 from __future__ import annotations
 
 import json
-import logging
 import re
 from datetime import date, datetime
 
 import pytest
 import torch
 
+from conftest import warnings_of
 from deepnotes.data import NAMED, load_dataset
 from deepnotes.data.dataset import IGNORE
 from deepnotes.data.dates import FORMATS, human_dates, load_dates
@@ -34,20 +34,8 @@ from deepnotes.errors import DeepnotesError
 @pytest.fixture
 def warnings_logged():
     """The messages of the warnings logged on ``deepnotes.data`` during the test."""
-
-    class Collect(logging.Handler):
-        def __init__(self):
-            super().__init__(logging.WARNING)
-            self.messages = []
-
-        def emit(self, record):
-            self.messages.append(record.getMessage())
-
-    handler = Collect()
-    logger = logging.getLogger("deepnotes.data")
-    logger.addHandler(handler)
-    yield handler.messages
-    logger.removeHandler(handler)
+    with warnings_of("deepnotes.data") as messages:
+        yield messages
 
 
 def ids(rows) -> torch.Tensor:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 
 import pytest
 import torch
 
+from conftest import warnings_of
 from deepnotes.embeddings import corpus as C
 from deepnotes.embeddings.word2vec import Word2Vec, cbow_step, learning_rate, sg_step, window_mask
 from deepnotes.errors import DeepnotesError
@@ -155,28 +155,12 @@ def test_file_streaming_matches_the_list(tmp_path, monkeypatch):
     assert torch.equal(m1.corpus.ids, m2.corpus.ids)
 
 
-class Collect(logging.Handler):
-    """Warnings of one logger, whether or not the CLI's tests stopped them reaching the root."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def test_invalid_utf8_is_replaced_and_counted_once(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_bytes(b"good words \xff\xfe here\nmore good \xc3 words\n")
-    logger, collect = logging.getLogger("deepnotes.embeddings.corpus"), Collect()
-    logger.addHandler(collect)
-    try:
+    with warnings_of("deepnotes.embeddings.corpus") as warnings:
         sents = list(C.iter_file(path))
-    finally:
-        logger.removeHandler(collect)
     assert sents[0] == ["good", "words", "\ufffd\ufffd", "here"]
-    warnings = collect.messages
     assert len(warnings) == 1 and "3 invalid UTF-8 byte" in warnings[0]
 
 

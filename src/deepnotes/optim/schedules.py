@@ -17,6 +17,7 @@ Use them from any PyTorch loop with :func:`lambda_lr`.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -46,6 +47,7 @@ def _warm(t: int, T: int, share: float, after: float | None) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+@functools.lru_cache(maxsize=64)  # the trainer asks for alpha every step: parse a spec once
 def check_schedule(spec: str) -> tuple[str, tuple]:
     """``"inverse:0.5"`` -> ("inverse", (0.5,)); an unknown name or a bad argument is refused."""
     name, *given = str(spec).split(":")
