@@ -9,7 +9,8 @@ training call alone (all corpus words times epochs over the seconds of ``train``
 building is not timed for either). Accuracy is gensim's ``evaluate_word_analogies`` on
 questions-words.txt for both models' vectors (ours loaded into a gensim KeyedVectors).
 
-    python benchmarks/word2vec.py                 # GCIDE, 5.4 M words, ~8 minutes on 2 cores
+    python benchmarks/word2vec.py                 # GCIDE, 5.4 M words, ~3 minutes on 2 cores
+    python benchmarks/word2vec.py --per-pair --minibatch   # and the other two paths
     python benchmarks/word2vec.py --corpus text8 --epochs 1 --workers 2
 """
 
@@ -78,11 +79,11 @@ def run_gensim(path: str, sg: int, args) -> tuple[float, float, int]:
     return raw / secs, analogy_accuracy(list(m.wv.index_to_key), m.wv.vectors), len(m.wv)
 
 
-def run_deepnotes(path: str, sg: int, args) -> tuple[float, float, int]:
+def run_deepnotes(path: str, sg: int, args, **options) -> tuple[float, float, int]:
     from deepnotes.embeddings.word2vec import Word2Vec
 
     m = Word2Vec(corpus_file=path, sg=sg, vector_size=100, window=5, negative=5, min_count=5,
-                 sample=1e-3, workers=args.workers, epochs=args.epochs, seed=1)
+                 sample=1e-3, workers=args.workers, epochs=args.epochs, seed=1, **options)
     raw = m.corpus.raw_words * args.epochs
     vectors = m.wv.vectors.numpy() if hasattr(m.wv.vectors, "numpy") else m.wv.vectors
     return raw / m.train_seconds, analogy_accuracy(list(m.wv.index_to_key), vectors), len(m.wv)
@@ -93,6 +94,9 @@ def main() -> None:
     ap.add_argument("--corpus", default=None, help="any text file (default: GCIDE if installed)")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--per-pair", action="store_true",
+                    help="also skip-gram with new negatives for every pair (word2vec.c exactly)")
+    ap.add_argument("--minibatch", action="store_true", help="also the torch mini-batch path")
     args = ap.parse_args()
     src = args.corpus or default_corpus()
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,15 +104,23 @@ def main() -> None:
         n = text8_style(src, path)
         print(f"corpus {src}: {n / 1e6:.2f} M words (text8-style); epochs {args.epochs}, "
               f"{args.workers} threads; torch {torch.__version__}")
-        print(f"\n{'model':10s} {'library':10s} {'raw words/s':>12s} {'analogy %':>10s} "
-              f"{'vocab':>7s}")
+        print(f"\n{'model':10s} {'library':22s} {'raw words/s':>12s} {'analogy %':>10s} "
+              f"{'vocab':>7s} {'speed ratio':>11s} {'accuracy diff':>13s}")
+        variants = {"deepnotes": {}}
+        if args.per_pair:
+            variants["deepnotes per-pair"] = {"shared_negatives": False}
+        if args.minibatch:
+            variants["deepnotes minibatch"] = {"implementation": "minibatch"}
         for sg, name in ((1, "skip-gram"), (0, "CBOW")):
-            rows = {lib: run(path, sg, args) for lib, run in
-                    (("gensim", run_gensim), ("deepnotes", run_deepnotes))}
-            for lib, (wps, acc, v) in rows.items():
-                print(f"{name:10s} {lib:10s} {wps:12,.0f} {acc:10.2f} {v:7d}", flush=True)
-            print(f"{name:10s} {'ratio':10s} {rows['deepnotes'][0] / rows['gensim'][0]:12.2f} "
-                  f"{rows['deepnotes'][1] - rows['gensim'][1]:+10.2f}", flush=True)
+            base = run_gensim(path, sg, args)
+            print(f"{name:10s} {'gensim':22s} {base[0]:12,.0f} {base[1]:10.2f} {base[2]:7d}",
+                  flush=True)
+            for lib, options in variants.items():
+                if "shared_negatives" in options and not sg:
+                    continue  # CBOW draws its negatives once per centre anyway
+                wps, acc, v = run_deepnotes(path, sg, args, **options)
+                print(f"{name:10s} {lib:22s} {wps:12,.0f} {acc:10.2f} {v:7d} "
+                      f"{wps / base[0]:11.2f} {acc - base[1]:+13.2f}", flush=True)
 
 
 if __name__ == "__main__":

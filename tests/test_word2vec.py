@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import random
 
+import numpy
 import pytest
 import torch
 
 from conftest import warnings_of
 from deepnotes.embeddings import corpus as C
+from deepnotes.embeddings import hogwild
 from deepnotes.embeddings.word2vec import Word2Vec, cbow_step, learning_rate, sg_step, window_mask
 from deepnotes.errors import DeepnotesError
 
@@ -54,6 +56,34 @@ def test_noise_distribution_is_unigram_to_the_three_quarters():
     draws = C.NoiseSampler(counts).sample((400_000,), torch.Generator().manual_seed(0))
     freq = torch.bincount(draws, minlength=5).double() / draws.numel()
     assert torch.allclose(freq, p, atol=3e-3)
+
+
+def test_alias_table_reproduces_the_distribution_exactly():
+    p = C.noise_distribution([1000, 300, 50, 7, 1, 1, 2])
+    prob, alias = C.alias_table(p)
+    n = p.numel()
+    exact = prob / n + torch.zeros(n, dtype=torch.float64).index_add_(0, alias, (1 - prob) / n)
+    assert torch.allclose(exact, p, atol=1e-12)
+    assert torch.all((prob >= 0) & (prob <= 1))
+
+
+def test_compiled_negative_sampling_and_subsampling_follow_their_distributions():
+    counts = [1000, 300, 50, 7, 1]
+    prob, alias = (t.numpy() for t in C.alias_table(C.noise_distribution(counts)))
+    state, draws = 7, []
+    for _ in range(100_000):
+        state, w = hogwild.negative_sample(state, prob, alias)
+        draws.append(w)
+    freq = torch.bincount(torch.tensor(draws), minlength=5).double() / len(draws)
+    assert torch.allclose(freq, C.noise_distribution(counts), atol=5e-3)
+    keep = numpy.array([0.2, 1.0, 0.5])
+    ids = numpy.repeat(numpy.arange(3, dtype=numpy.int32), 20_000)
+    buffers = [numpy.empty(ids.size, numpy.int64) for _ in range(3)]
+    _, m = hogwild.subsample(ids, ids * 0, 0, ids.size, keep, 11, *buffers)
+    kept = torch.from_numpy(buffers[0][:m])
+    rate = torch.bincount(kept, minlength=3).double() / 20_000
+    assert torch.allclose(rate, torch.from_numpy(keep), atol=0.02)
+    assert numpy.all(numpy.diff(buffers[2][:m]) > 0)  # positions in corpus order
 
 
 def test_window_mask_respects_sentences_and_the_reduced_window():
@@ -125,6 +155,35 @@ def test_cbow_step_is_gradient_ascent_with_the_mean_of_the_contexts():
     assert torch.allclose(new_out - w_out, lr * b.grad, atol=1e-12)
 
 
+def test_compiled_skip_gram_pair_is_gradient_ascent_on_the_notes_loss():
+    g = torch.Generator().manual_seed(2)
+    w_in, w_out = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g) * 0.5
+    targets = numpy.array([2, 4, -1, 0])  # centre 2, negatives 4 and 0 (-1: a skipped draw)
+    a, b = w_in.clone().requires_grad_(), w_out.clone().requires_grad_()
+    log_sigmoid_loss(a[3], b[2], b[[4, 0]], torch.ones(2)).backward()
+    new_in, new_out = w_in.clone(), w_out.clone()
+    hogwild.sg_pair(new_in.numpy(), new_out.numpy(), 3, targets, 0.1,
+                    numpy.empty(5, numpy.float32))
+    assert torch.allclose(new_in - w_in, 0.1 * a.grad, atol=1e-6)
+    assert torch.allclose(new_out - w_out, 0.1 * b.grad, atol=1e-6)
+
+
+def test_compiled_cbow_centre_updates_every_context_with_the_gradient_of_the_mean():
+    g = torch.Generator().manual_seed(3)
+    w_in, w_out = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g) * 0.5
+    contexts, targets = numpy.array([1, 3, 5, 0]), numpy.array([2, 4, 0])
+    h = w_in[[1, 3, 5]].mean(0).requires_grad_()
+    b = w_out.clone().requires_grad_()
+    log_sigmoid_loss(h, b[2], b[[4, 0]], torch.ones(2)).backward()
+    new_in, new_out = w_in.clone(), w_out.clone()
+    work = [numpy.empty(5, numpy.float32) for _ in range(2)]
+    hogwild.cbow_centre(new_in.numpy(), new_out.numpy(), contexts, 3, targets, 0.05, *work)
+    expected = torch.zeros_like(w_in)
+    expected[[1, 3, 5]] = 0.05 * h.grad  # unscaled, like word2vec.c; row 0 is past n = 3
+    assert torch.allclose(new_in - w_in, expected, atol=1e-6)
+    assert torch.allclose(new_out - w_out, 0.05 * b.grad, atol=1e-6)
+
+
 def test_learning_rate_decays_linearly_between_the_endpoints():
     assert learning_rate(0.025, 0.0001, 0, 1000) == 0.025
     assert learning_rate(0.025, 0.0001, 1000, 1000) == pytest.approx(0.0001)
@@ -165,19 +224,24 @@ def test_invalid_utf8_is_replaced_and_counted_once(tmp_path):
 
 
 # ---------------------------------------------------------------- training
-def test_determinism_with_a_seed():
+@pytest.mark.parametrize("implementation", ["hogwild", "minibatch"])
+def test_determinism_with_a_seed(implementation):
     sents, _ = sentences_two_groups(300)
-    kw = dict(min_count=1, vector_size=16, epochs=2, workers=1, batch_centres=64)
+    kw = dict(min_count=1, vector_size=16, epochs=2, workers=1, implementation=implementation)
     a, b = Word2Vec(sents, seed=3, **kw), Word2Vec(sents, seed=3, **kw)
     c = Word2Vec(sents, seed=4, **kw)
     assert torch.equal(a.wv.vectors, b.wv.vectors)
     assert not torch.equal(a.wv.vectors, c.wv.vectors)
 
 
-@pytest.mark.parametrize("sg", [1, 0])
-def test_vectors_recover_planted_groups(sg):
+@pytest.mark.parametrize("sg, kw", [
+    (1, {}), (0, {}), (1, dict(shared_negatives=False)), (1, dict(workers=2)),
+    (1, dict(implementation="minibatch")), (0, dict(implementation="minibatch"))])
+def test_vectors_recover_planted_groups(sg, kw):
     sents, groups = sentences_two_groups(1500)
-    m = Word2Vec(sents, sg=sg, min_count=1, vector_size=20, window=3, epochs=5, sample=0)
+    threads = hogwild.numba.get_num_threads()
+    m = Word2Vec(sents, sg=sg, min_count=1, vector_size=20, window=3, epochs=5, sample=0, **kw)
+    assert hogwild.numba.get_num_threads() == threads  # workers only for the training call
     wv = m.wv
     assert wv.vectors.shape == (20, 20) and wv.vectors.dtype == torch.float32
     assert len(wv.index_to_key) == 20 and wv.key_to_index[wv.index_to_key[5]] == 5
@@ -210,6 +274,8 @@ def test_untrained_weights_follow_word2vec_initialisation():
     (dict(sentences=(s for s in [["a"]])), "re-iterable"),
     (dict(sentences=["a sentence as a string"], min_count=1), "expected lists of tokens"),
     (dict(corpus_file="/nonexistent/corpus.txt"), "cannot read"),
+    (dict(sentences=[["a"]], implementation="fast"), "implementation must be one of"),
+    (dict(sentences=[["a"]], implementation="hogwild", device="cuda"), "needs the CPU"),
 ])
 def test_bad_input_raises_one_line_errors(kwargs, match):
     with pytest.raises(DeepnotesError, match=match) as e:

@@ -53,6 +53,18 @@ def test_every_format_answers_the_same(cli, tmp_path, corpus, vectors, suffix):
     assert words[0] == words[1]  # one seed, one worker: the same vectors in every format
 
 
+@pytest.mark.parametrize("options", [["--per-pair-negatives"], ["--implementation", "minibatch"],
+                                     ["--cbow", "--implementation", "hogwild"]])
+def test_each_implementation_separates_the_topics(cli, tmp_path, corpus, options):
+    out = tmp_path / "v.txt"
+    rc, _, err = cli("word2vec", "train", corpus, "--out", out, *SMALL, *options)
+    assert rc == 0, err
+    rc, answer, err = cli("word2vec", "similar", out, "drill", "--topn", 5)
+    assert rc == 0, err
+    words = {line.split("\t")[0] for line in answer.strip().splitlines()}
+    assert words <= set("hammer saw wrench chisel plane file vise".split()), words
+
+
 def test_analogy_and_evaluate(cli, tmp_path, vectors):
     rc, out, err = cli("word2vec", "analogy", vectors, "cat", "dog", "hammer", "--topn", 2)
     assert rc == 0 and len(out.strip().splitlines()) == 2, err

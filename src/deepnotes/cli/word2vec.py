@@ -57,6 +57,12 @@ def _train_parser(commands) -> None:
     p.add_argument("--workers", type=int, default=None, help="CPU threads (all)")
     p.add_argument("--seed", type=int, default=1, help="seed (1)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (cpu)")
+    p.add_argument("--implementation", default="auto", choices=("auto", "hogwild", "minibatch"),
+                   help="hogwild: compiled word2vec.c loop on CPU threads; minibatch: torch, any "
+                        "device; auto: hogwild on the CPU (auto)")
+    p.add_argument("--per-pair-negatives", action="store_true",
+                   help="skip-gram: new negatives for every (context, centre) pair, exactly as "
+                        "word2vec.c (slower); default: shared by a centre's pairs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_train)
 
@@ -84,7 +90,9 @@ def run_train(args) -> int:
                      vector_size=args.vector_size, window=args.window, negative=args.negative,
                      min_count=args.min_count, sample=args.sample, alpha=args.alpha,
                      epochs=args.epochs, workers=args.workers, seed=args.seed,
-                     device=args.device, progress=not args.quiet)
+                     device=args.device, progress=not args.quiet,
+                     implementation=args.implementation,
+                     shared_negatives=not args.per_pair_negatives)
     save_vectors(model.wv, args.out)
     print(f"{len(model.wv)} words x {model.wv.vector_size} dimensions -> {args.out}")
     return 0

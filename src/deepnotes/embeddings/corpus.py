@@ -185,16 +185,34 @@ def noise_distribution(counts: list[int] | torch.Tensor, power: float = 0.75) ->
     return p / p.sum()
 
 
-class NoiseSampler:
-    """Draws negative samples from P_n like word2vec.c: a unigram table in which word w fills
-    round(P_n(w) * size) slots (at least one), indexed by uniform random integers."""
+def alias_table(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Walker's alias method (Vose's construction) for the distribution p over n outcomes:
+    column i (chosen uniformly) keeps i with probability prob[i], else gives alias[i], so that
+    P(w) = (prob[w] + sum_{i: alias[i] = w} (1 - prob[i])) / n = p[w]. Returns (prob float64,
+    alias int64)."""
+    n = p.numel()
+    q = (p.double() * n).tolist()
+    prob, alias = [1.0] * n, list(range(n))
+    small = [i for i, x in enumerate(q) if x < 1.0]
+    large = [i for i, x in enumerate(q) if x >= 1.0]
+    while small and large:
+        s, g = small.pop(), large[-1]
+        prob[s], alias[s] = q[s], g
+        q[g] -= 1.0 - q[s]
+        if q[g] < 1.0:
+            small.append(large.pop())
+    return torch.tensor(prob, dtype=torch.float64), torch.tensor(alias, dtype=torch.int64)
 
-    def __init__(self, counts, power: float = 0.75, size: int = 10_000_000):
-        p = noise_distribution(counts, power)
-        reps = (p * size).round().long().clamp_(min=1)
-        self.table = torch.repeat_interleave(torch.arange(p.numel(), dtype=torch.int32), reps)
+
+class NoiseSampler:
+    """Draws negative samples from P_n in O(1) per draw by the alias method (``alias_table``)."""
+
+    def __init__(self, counts, power: float = 0.75):
+        self.prob, self.alias = alias_table(noise_distribution(counts, power))
 
     def sample(self, shape, generator: torch.Generator) -> torch.Tensor:
         """Word ids of the given shape, i.i.d. from P_n (int64)."""
-        slots = torch.randint(0, self.table.numel(), shape, generator=generator)
-        return self.table[slots].long()
+        n = self.prob.numel()
+        column = torch.randint(0, n, shape, generator=generator)
+        take = torch.rand(shape, generator=generator, dtype=torch.float64) < self.prob[column]
+        return torch.where(take, column, self.alias[column])

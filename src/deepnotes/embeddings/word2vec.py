@@ -17,7 +17,11 @@ for the centre, 0 for a negative) and learning rate eta, one step is the gradien
 For CBOW the update of h is added to every context vector unscaled, like word2vec.c and gensim
 (the exact gradient of the mean would divide it by the number of contexts).
 
-Speed (HogBatch, Ji et al. 2016): all (centre, context) pairs of a chunk of the corpus are built
+Two implementations train it. On the CPU, when Numba is installed (``implementation="hogwild"``,
+the default there), ``hogwild.py`` runs word2vec.c's word-by-word loop compiled, on lock-free
+threads. Elsewhere (a GPU, or no Numba) the mini-batch path below runs in torch.
+
+Mini-batches (HogBatch, Ji et al. 2016): all (centre, context) pairs of a chunk of the corpus are built
 with tensor ops (subsampling mask, a random window b in [1, window] per centre, shifted index
 tensors); B centres are processed at once, and in skip-gram the K negatives of a centre are shared
 by all its contexts, so a step is two small batched matrix products and two sparse row additions,
@@ -34,6 +38,7 @@ import time
 
 import torch
 
+from deepnotes.embeddings import hogwild
 from deepnotes.embeddings.corpus import (
     EncodedCorpus,
     NoiseSampler,
@@ -166,10 +171,13 @@ class Word2Vec:
     >>> model.wv.most_similar("king")
 
     ``sentences``: an iterable (re-iterable) of token lists; ``corpus_file``: a text file, one
-    sentence per line (long lines cut into 10,000-word chunks), streamed. ``workers`` sets torch's
-    intra-op threads during training (None: leave them). Deterministic for a ``seed`` with one
-    worker (and in practice with more: the sparse updates run serially). ``batch_centres``:
-    centre words per step (None: ``centres_per_step``, at most 1024 for skip-gram, 2048 for CBOW).
+    sentence per line (long lines cut into 10,000-word chunks), streamed. ``workers``: training
+    threads (None: all cores). ``implementation``: "hogwild" (CPU, Numba), "minibatch" (torch,
+    any device) or "auto" (hogwild on the CPU when Numba is installed). Deterministic for a
+    ``seed`` with one worker (the mini-batch path in practice with more too); Hogwild threads
+    race by design. ``shared_negatives`` (hogwild skip-gram): one draw of K negatives per centre,
+    shared by its pairs (see ``hogwild``). ``batch_centres`` (minibatch): centre words per step
+    (None: ``centres_per_step``, at most 1024 for skip-gram, 2048 for CBOW).
     After training: ``wv`` (a KeyedVectors of the input vectors), ``w_out`` (output vectors),
     ``train_seconds``.
     """
@@ -178,6 +186,7 @@ class Word2Vec:
                  window: int = 5, negative: int = 5, min_count: int = 5, sample: float = 1e-3,
                  alpha: float = 0.025, min_alpha: float = 0.0001, epochs: int = 5,
                  workers: int | None = None, seed: int = 1, device="cpu", progress: bool = False,
+                 implementation: str = "auto", shared_negatives: bool = True,
                  batch_centres: int | None = None):
         _check("vector_size", vector_size, int, 1)
         _check("window", window, int, 1)
@@ -198,7 +207,8 @@ class Word2Vec:
         self.alpha, self.min_alpha = alpha, min_alpha
         self.epochs, self.workers, self.seed, self.progress = epochs, workers, seed, progress
         self.device = torch.device(device)
-        self.batch_centres = batch_centres
+        self.implementation = _implementation(implementation, self.device)
+        self.shared_negatives, self.batch_centres = bool(shared_negatives), batch_centres
         self.vocab: Vocabulary | None = None
         self.corpus: EncodedCorpus | None = None
         self.wv = None
@@ -253,6 +263,34 @@ class Word2Vec:
         self._publish()
 
     def _train_epochs(self, bar) -> None:
+        if self.implementation == "hogwild":
+            self._train_hogwild(bar)
+        else:
+            self._train_minibatch(bar)
+
+    def _train_hogwild(self, bar) -> None:
+        """Compiled word2vec.c loop on ``workers`` lock-free threads, in place on the weights."""
+        c = self.corpus
+        keep = keep_probability(self.vocab.counts, self.sample, self.vocab.total_words).double()
+        noise = NoiseSampler(self.vocab.counts)
+        tables = (keep.numpy(), noise.prob.numpy(), noise.alias.numpy())
+        per_id = c.raw_words / max(c.ids.shape[0], 1)
+        settings = (self.sg, self.window, self.negative, self.shared_negatives, self.alpha,
+                    self.min_alpha, per_id, self.epochs * c.raw_words, self.seed)
+        threads = hogwild.numba.get_num_threads()
+        workers = min(self.workers or threads, hogwild.numba.config.NUMBA_NUM_THREADS)
+        hogwild.numba.set_num_threads(workers)
+        try:
+            for epoch in range(self.epochs):
+                tick = None if bar is None else (
+                    lambda hi, e=epoch: bar.update(round(e * c.raw_words + hi * per_id) - bar.n))
+                hogwild.train_epoch((c.ids.numpy(), c.sentence.numpy()), tables,
+                                    self.w_in.numpy(), self.w_out.numpy(), settings, epoch,
+                                    workers, tick)
+        finally:
+            hogwild.numba.set_num_threads(threads)
+
+    def _train_minibatch(self, bar) -> None:
         c = self.corpus
         g = torch.Generator().manual_seed(self.seed)
         keep = keep_probability(self.vocab.counts, self.sample, self.vocab.total_words)
@@ -290,6 +328,23 @@ class Word2Vec:
             lr = learning_rate(self.alpha, self.min_alpha, done + words * b / m, total)
             step(self.w_in, self.w_out, span[b : e + w2], valid[b:e].to(self.device),
                  negs[b:e].to(self.device), lr, ROW_CAP[self.sg])
+
+
+IMPLEMENTATIONS = ("auto", "hogwild", "minibatch")
+
+
+def _implementation(name: str, device: torch.device) -> str:
+    """auto -> hogwild on the CPU with Numba installed, else minibatch; hogwild needs both."""
+    if name not in IMPLEMENTATIONS:
+        raise DeepnotesError(f"implementation must be one of {', '.join(IMPLEMENTATIONS)}, "
+                             f"got {name!r}")
+    cpu = device.type == "cpu"
+    if name == "hogwild" and not (cpu and hogwild.available()):
+        raise DeepnotesError("implementation 'hogwild' needs the CPU and Numba "
+                             "(pip install numba); use 'minibatch'")
+    if name == "auto":
+        return "hogwild" if cpu and hogwild.available() else "minibatch"
+    return name
 
 
 def _check(name: str, value, kind, low) -> None:

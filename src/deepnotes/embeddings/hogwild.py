@@ -1,0 +1,223 @@
+"""The CPU fast path of Word2Vec: word2vec.c's loop compiled with Numba, on Hogwild threads.
+
+Each thread takes a chunk of the encoded corpus, subsamples it, and walks it word by word as
+word2vec.c does, with a reduced window b in [1, W] per centre. All threads update the shared
+V_in, U_out without locks (Hogwild, Recht et al. 2011). For an input x, the targets t_0 = the
+centre (label 1) and t_k ~ P_n (label 0; a negative equal to the centre is skipped), and the
+learning rate eta, one update is
+
+    e_k = eta (label_k - sigma(u_{t_k} . x)),   u_{t_k} += e_k x,   x += sum_k e_k u_{t_k}
+
+where the sum uses each u_t before its own update. Skip-gram: x = v_o for each context o of the
+centre, one update per (context, centre) pair. CBOW: x = h = mean of the context vectors and the
+last update goes to every context vector unscaled (word2vec.c, gensim). sigma is computed exactly,
+not from word2vec.c's table.
+
+``shared_negatives`` (skip-gram): the K negatives are drawn once per centre and used by all its
+pairs, as in HogBatch (Ji et al. 2016) and BlazingText; the targets' rows then stay in cache
+across the window, about 3x faster on a 2-core machine for the same analogy accuracy (see
+benchmarks/RESULTS.md). ``False`` draws K new negatives per pair, exactly like word2vec.c.
+
+Random numbers come from word2vec.c's linear congruential generator, seeded per chunk from
+(seed, epoch, chunk), so one thread is deterministic; negatives are drawn in O(1) by the alias
+method from P_n (``corpus.alias_table``). The learning rate decays linearly with the position of
+the word in the whole run, as in ``word2vec.learning_rate``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    import numba
+    from numba import prange
+except ImportError:  # pragma: no cover - numba is a dependency; torch's path is the fallback
+    numba, prange = None, range
+
+LCG_A, LCG_C = 25214903917, 11
+CHUNK = 10_000  # corpus words per task; a round gives each thread one task
+
+
+def available() -> bool:
+    """Whether Numba is installed (else Word2Vec trains with the torch mini-batch path)."""
+    return numba is not None
+
+
+def _jit(parallel: bool = False):
+    def wrap(fn):
+        if numba is None:
+            return fn
+        return numba.njit(cache=True, nogil=True, fastmath=True, parallel=parallel)(fn)
+    return wrap
+
+
+@_jit()
+def uniform(state):
+    """Next LCG state (word2vec.c's state * 25214903917 + 11) and a uniform float in [0, 1)
+    from its bits 16..47."""
+    state = state * LCG_A + LCG_C
+    return state, ((state >> 16) & 0xFFFFFFFF) / 4294967296.0
+
+
+@_jit()
+def negative_sample(state, prob, alias):
+    """One draw from P_n by the alias method: a uniform column i, kept with probability
+    prob[i], else alias[i]."""
+    state, u = uniform(state)
+    v = u * prob.shape[0]
+    i = min(int(v), prob.shape[0] - 1)
+    return state, (i if v - i < prob[i] else alias[i])
+
+
+@_jit()
+def draw_targets(targets, centre, state, prob, alias):
+    """targets[0] = centre, targets[1..K] ~ P_n; a negative equal to the centre becomes -1."""
+    targets[0] = centre
+    for k in range(1, targets.shape[0]):
+        state, t = negative_sample(state, prob, alias)
+        targets[k] = -1 if t == centre else t
+    return state
+
+
+@_jit()
+def _sigmoid(f):
+    if f > 30.0:
+        return 1.0
+    if f < -30.0:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-f))
+
+
+@_jit()
+def update_targets(x, targets, w_out, neu1e, lr):
+    """For each target t_k (skipping -1): e = eta (label - sigma(u_t . x)), neu1e += e u_t,
+    u_t += e x. ``neu1e`` accumulates the input's update; x itself is not changed."""
+    d = x.shape[0]
+    for k in range(targets.shape[0]):
+        t = targets[k]
+        if t < 0:
+            continue
+        f = np.float32(0.0)
+        for j in range(d):
+            f += x[j] * w_out[t, j]
+        e = np.float32(lr * ((1.0 if k == 0 else 0.0) - _sigmoid(f)))
+        for j in range(d):
+            neu1e[j] += e * w_out[t, j]
+            w_out[t, j] += e * x[j]
+
+
+@_jit()
+def sg_pair(w_in, w_out, context, targets, lr, neu1e):
+    """Skip-gram, one (context, centre) pair: x = v_context, then v_context += neu1e."""
+    neu1e[:] = 0.0
+    update_targets(w_in[context], targets, w_out, neu1e, lr)
+    for j in range(w_in.shape[1]):
+        w_in[context, j] += neu1e[j]
+
+
+@_jit()
+def cbow_centre(w_in, w_out, contexts, n, targets, lr, neu1, neu1e):
+    """CBOW, one centre: x = h = mean of v over contexts[:n]; each of them += neu1e."""
+    d = w_in.shape[1]
+    neu1[:] = 0.0
+    for c in range(n):
+        for j in range(d):
+            neu1[j] += w_in[contexts[c], j]
+    for j in range(d):
+        neu1[j] /= n
+    neu1e[:] = 0.0
+    update_targets(neu1, targets, w_out, neu1e, lr)
+    for c in range(n):
+        for j in range(d):
+            w_in[contexts[c], j] += neu1e[j]
+
+
+@_jit()
+def subsample(ids, sent, lo, hi, keep, state, kept, ksent, kpos):
+    """Keep corpus position p in lo..hi-1 with probability keep[ids[p]]; the kept word ids,
+    sentence numbers and positions fill kept, ksent, kpos; returns (state, number kept)."""
+    m = 0
+    for p in range(lo, hi):
+        state, u = uniform(state)
+        if u < keep[ids[p]]:
+            kept[m], ksent[m], kpos[m] = ids[p], sent[p], p
+            m += 1
+    return state, m
+
+
+@_jit()
+def train_chunk(ids, sent, lo, hi, keep, prob, alias, w_in, w_out, sg, window, negative,
+                shared, alpha, min_alpha, done, per_id, total, state):
+    """Train on corpus positions lo..hi-1. ``done``: raw words before this epoch; ``per_id``: raw
+    words per corpus id; the learning rate at position p is alpha - (alpha - min_alpha)
+    (done + p per_id) / total."""
+    d = w_in.shape[1]
+    kept = np.empty(hi - lo, np.int64)
+    ksent = np.empty(hi - lo, np.int64)
+    kpos = np.empty(hi - lo, np.int64)
+    state, m = subsample(ids, sent, lo, hi, keep, state, kept, ksent, kpos)
+    targets = np.empty(negative + 1, np.int64)
+    contexts = np.empty(2 * window, np.int64)
+    neu1 = np.empty(d, np.float32)
+    neu1e = np.empty(d, np.float32)
+    for i in range(m):
+        lr = alpha - (alpha - min_alpha) * min((done + kpos[i] * per_id) / total, 1.0)
+        state = state * LCG_A + LCG_C
+        b = window - ((state >> 16) & 0xFFFF) % window
+        n = 0
+        for c in range(max(i - b, 0), min(i + b, m - 1) + 1):
+            if c != i and ksent[c] == ksent[i]:
+                contexts[n] = kept[c]
+                n += 1
+        if n == 0:
+            continue
+        if not sg:
+            state = draw_targets(targets, kept[i], state, prob, alias)
+            cbow_centre(w_in, w_out, contexts, n, targets, lr, neu1, neu1e)
+            continue
+        if shared:
+            state = draw_targets(targets, kept[i], state, prob, alias)
+        for c in range(n):
+            if not shared:
+                state = draw_targets(targets, kept[i], state, prob, alias)
+            sg_pair(w_in, w_out, contexts[c], targets, lr, neu1e)
+    return state
+
+
+@_jit(parallel=True)
+def _round(starts, seeds, ids, sent, keep, prob, alias, w_in, w_out, sg, window, negative,
+           shared, alpha, min_alpha, done, per_id, total):
+    """One task per thread: chunk t covers starts[t]..starts[t+1]-1, its LCG starts at seeds[t]."""
+    for t in prange(starts.shape[0] - 1):
+        train_chunk(ids, sent, starts[t], starts[t + 1], keep, prob, alias, w_in, w_out, sg,
+                    window, negative, shared, alpha, min_alpha, done, per_id, total, seeds[t])
+
+
+def train_epoch(corpus, tables, w_in, w_out, settings, epoch: int, workers: int,
+                on_round=None) -> None:
+    """One pass over ``corpus`` = (ids, sentence) int32 arrays in rounds of ``workers`` chunks of
+    ``CHUNK`` ids, in corpus order. ``tables`` = (keep, prob, alias); ``settings`` = (sg, window,
+    negative, shared, alpha, min_alpha, raw words per id, total raw words of the run, seed);
+    ``on_round(hi)`` is called after each round with the corpus position reached."""
+    ids, sent = corpus
+    sg, window, negative, shared, alpha, min_alpha, per_id, total, seed = settings
+    done = epoch * ids.shape[0] * per_id
+    step = CHUNK * workers
+    for lo in range(0, ids.shape[0], step):
+        hi = min(lo + step, ids.shape[0])
+        starts = np.linspace(lo, hi, workers + 1).astype(np.int64)
+        seeds = np.array([chunk_seed(seed, epoch, lo // CHUNK + t) for t in range(workers)],
+                         np.int64)
+        _round(starts, seeds, ids, sent, *tables, w_in, w_out, sg, window, negative, shared,
+               alpha, min_alpha, done, per_id, total)
+        if on_round is not None:
+            on_round(hi)
+
+
+def chunk_seed(seed: int, epoch: int, chunk: int) -> int:
+    """A distinct LCG start per (seed, epoch, chunk), as a signed 64-bit integer."""
+    x = ((seed * 1_000_003 + epoch) * 1_000_033 + chunk) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019
+    x %= 1 << 64
+    return x - (1 << 64) if x >= 1 << 63 else x
