@@ -176,7 +176,7 @@ def test_compiled_cbow_centre_updates_every_context_with_the_gradient_of_the_mea
     b = w_out.clone().requires_grad_()
     log_sigmoid_loss(h, b[2], b[[4, 0]], torch.ones(2)).backward()
     new_in, new_out = w_in.clone(), w_out.clone()
-    work = [numpy.empty(5, numpy.float32) for _ in range(2)]
+    work = numpy.empty((1, 5), numpy.float32), numpy.empty(5, numpy.float32)
     hogwild.cbow_centre(new_in.numpy(), new_out.numpy(), contexts, 3, targets, 0.05, *work)
     expected = torch.zeros_like(w_in)
     expected[[1, 3, 5]] = 0.05 * h.grad  # unscaled, like word2vec.c; row 0 is past n = 3
