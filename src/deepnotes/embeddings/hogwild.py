@@ -1,10 +1,10 @@
 """The CPU fast path of Word2Vec: word2vec.c's loop compiled with Numba, on Hogwild threads.
 
 Each thread takes a chunk of the encoded corpus, subsamples it, and walks it word by word as
-word2vec.c does, with a reduced window b in [1, W] per centre (b = W - r mod W for a random r). All threads update the shared
-V_in, U_out without locks (Hogwild, Recht et al. 2011). For an input x, the targets t_0 = the
-centre (label 1) and t_k ~ P_n (label 0; a negative equal to the centre is skipped), and the
-learning rate eta, one update is
+word2vec.c does, with a reduced window b in [1, W] per centre (b = W - r mod W for a random r).
+All threads update the shared V_in, U_out without locks (Hogwild, Recht et al. 2011). For an
+input x, the targets t_0 = the centre (label 1) and t_k ~ P_n (label 0; a negative equal to the
+centre is skipped), and the learning rate eta, one update is
 
     e_k = eta (label_k - sigma(u_{t_k} . x)),   u_{t_k} += e_k x,   x += sum_k e_k u_{t_k}
 

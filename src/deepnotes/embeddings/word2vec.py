@@ -21,8 +21,8 @@ Two implementations train it. On the CPU, when Numba is installed (``implementat
 the default there), ``hogwild.py`` runs word2vec.c's word-by-word loop compiled, on lock-free
 threads. Elsewhere (a GPU, or no Numba) the mini-batch path below runs in torch.
 
-Mini-batches (HogBatch, Ji et al. 2016): all (centre, context) pairs of a chunk of the corpus are built
-with tensor ops (subsampling mask, a random window b in [1, window] per centre, shifted index
+Mini-batches (HogBatch, Ji et al. 2016): all (centre, context) pairs of a chunk of the corpus are
+built with tensor ops (subsampling mask, a random window b in [1, window] per centre, shifted index
 tensors); B centres are processed at once, and in skip-gram the K negatives of a centre are shared
 by all its contexts, so a step is two small batched matrix products and two sparse row additions,
 in float32 under ``torch.no_grad`` with hand-written gradients. Updates within a step use the
