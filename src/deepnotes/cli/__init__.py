@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     from deepnotes.cli import (
         compare,
         devices,
+        diagnose,
         evaluate,
         predict,
         sequences,
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (train, evaluate, predict, sequences, compare, tune, word2vec, devices,
-                   summary):
+                   summary, diagnose):
         module.add_parser(sub)
     return parser
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-SPLITS = ("train", "dev", "test")
+SPLITS = ("train", "train_dev", "dev", "test")
 
 
 def add_parser(sub) -> None:
@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run folder written by deepnotes train")
     p.add_argument("--data", help="another data spec with the same classes (default: the run's)")
     p.add_argument("--data-dir", help="folder holding IDX files for --data")
-    p.add_argument("--split", default="test", choices=SPLITS, help="which split (test)")
+    p.add_argument("--split", default="test", choices=SPLITS,
+                   help="which split (test; train_dev if the run held one out)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (auto)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(handler=run)
@@ -37,6 +38,9 @@ def run(args) -> int:
         raise DeepnotesError(f"--data {data_config['data']}: {dataset.in_channels} input channels "
                              f"or features, the model reads {config['in_channels']}")
     check_labels(dataset.y, len(config["classes"]), f"--data {data_config['data']}")
+    if args.split not in splits.names():
+        raise DeepnotesError(f"--split {args.split}: {args.run} has no train-dev split; train "
+                             "with --train-dev FRACTION to hold one out")
     dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)
     result = split_metrics(model.to(device), config, dataset, splits, device, names=[args.split])
     if args.json:
@@ -49,13 +53,16 @@ def run(args) -> int:
 
 def print_table(result: dict) -> None:
     """One row per split: accuracy, loss, macro precision / recall / F1, micro and weighted F1."""
-    print(f"{'split':<6} {'examples':>8} {'accuracy':>9} {'loss':>8} {'precision':>10} "
+    w = max([6, *map(len, result)])  # train_dev is wider than the others
+    print(f"{'split':<{w}} {'examples':>8} {'accuracy':>9} {'loss':>8} {'precision':>10} "
           f"{'recall':>7} {'F1':>7} {'F1 micro':>9} {'F1 wtd':>7}")
     for name, m in result.items():
         n = sum(row["support"] for row in m["per_class"])
-        print(f"{name:<6} {n:>8} {m['accuracy']:>9.4f} {m['loss']:>8.4f} {m['precision']:>10.4f} "
+        print(f"{name:<{w}} {n:>8} {m['accuracy']:>9.4f} {m['loss']:>8.4f} {m['precision']:>10.4f} "
               f"{m['recall']:>7.4f} {m['f1']:>7.4f} {m['f1_micro']:>9.4f} {m['f1_weighted']:>7.4f}")
-    print("(precision, recall and F1 are macro averages over the classes)")
+    tasks = any("positives" in row for m in result.values() for row in m["per_class"])
+    print("(precision, recall and F1 are macro averages over the "
+          + ("tasks; examples counts the labels present)" if tasks else "classes)"))
     for key, what in (("exact_match", "exact match (whole outputs, greedy decoding)"),
                       ("perplexity", "perplexity exp(loss)")):
         if any(key in m for m in result.values()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import shutil
@@ -19,7 +20,7 @@ OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir",
            "schedule": "schedule", "beta": "beta", "weight_decay": "weight_decay",
            "max_len": "max_len", "errors": "errors", "seq_len": "seq_len",
            "min_count": "min_count", "seed": "seed", "device": "device", "bf16": "bf16",
-           "augment": "augment"}
+           "augment": "augment", "train_dev": "train_dev", "targets": "targets"}
 
 DATA_HELP = ("digits, breast-cancer, fashion-mnist, mnist, dates (or dates:N), a folder with one "
              "sub-folder per class, a .csv file (a table, or text,label), a .txt (character "
@@ -41,6 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--data", help=f"{DATA_HELP} (default: {D['data']})")
     p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
     p.add_argument("--label-column", help="label column of a CSV (default: 'label', else the last)")
+    p.add_argument("--targets", type=_names, metavar="A,B,C",
+                   help="multi-task: the label columns of a CSV table, each 0, 1 or empty "
+                   "(missing); one sigmoid output per task, loss over the labels present")
     p.add_argument("--skip-bad", action="store_const", const=True,
                    help="train without unreadable images instead of stopping")
     p.add_argument("--epochs", type=int, help=f"passes over the training set ({D['epochs']})")
@@ -64,6 +68,9 @@ def add_parser(sub) -> None:
     p.add_argument("--min-count", type=int, help="text: tokens seen fewer times become <unk> (1)")
     p.add_argument("--errors", choices=("strict", "replace"),
                    help="text: stop at undecodable bytes, or replace them with U+FFFD (strict)")
+    p.add_argument("--train-dev", type=float, metavar="FRACTION",
+                   help="hold out this share of the training pool as a train-dev split (same "
+                   "distribution as train, never trained on; for deepnotes diagnose) (0)")
     p.add_argument("--seed", type=int, help=f"seed of splits, weights, order ({D['seed']})")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (auto)")
     p.add_argument("--gpus", help="GPU indices to use, e.g. 1,2 (sets CUDA_VISIBLE_DEVICES)")
@@ -77,6 +84,14 @@ def add_parser(sub) -> None:
                    help="with --resume: accept options that differ from the run's (with a warning)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
+
+
+def _names(text: str) -> list[str]:
+    """``a,b,c`` -> ["a", "b", "c"] (argparse type of --targets)."""
+    names = [t.strip() for t in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected column names separated by commas")
+    return names
 
 
 def run(args) -> int:
@@ -108,6 +123,9 @@ def check_numbers(options: dict) -> None:
     if options.get("weight_decay") is not None and not 0 <= options["weight_decay"] < math.inf:
         raise DeepnotesError(f"--weight-decay {options['weight_decay']}: expected a finite "
                              "number >= 0")
+    if options.get("train_dev") is not None and not 0 <= options["train_dev"] < 1:
+        raise DeepnotesError(f"--train-dev {options['train_dev']}: expected a fraction in [0, 1), "
+                             "e.g. 0.05")
 
 
 def start(args, explicit: dict) -> int:

@@ -26,21 +26,38 @@ __all__ = ["NAMED", "Batches", "Dataset", "Normalizer", "Splits", "label_shift",
 def load_dataset(spec: str, *, image_size: int | None = None, data_dir: str | None = None,
                  skip_bad: bool = False, label_column: str | None = None,
                  progress: bool = False, max_len: int | None = None, errors: str = "strict",
-                 seq_len: int = 64, min_count: int = 1) -> Dataset:
+                 seq_len: int = 64, min_count: int = 1,
+                 targets: list[str] | None = None) -> Dataset:
     """Load a data set by spec; images are resized to ``image_size`` x ``image_size``.
 
     Text files: ``max_len`` cuts longer sequences, ``errors`` (``strict`` or ``replace``) says
     what an undecodable byte does, ``seq_len`` is a language model's window, and tokens seen fewer
-    than ``min_count`` times become ``<unk>``.
+    than ``min_count`` times become ``<unk>``. ``targets``: the label columns of a CSV table with
+    several binary tasks (``deepnotes.multitask``; y is then (m, T)).
     """
     from deepnotes.data.text import check_errors
 
     check_errors(errors)
+    if targets:
+        return _load_targets(spec, targets, label_column)
     options = {"max_len": max_len, "errors": errors, "seq_len": seq_len, "min_count": min_count}
     dataset = _load(spec, image_size, data_dir, skip_bad, label_column, progress, options)
     if dataset.kind == "image" and image_size is not None:
         dataset.x = resize_images(dataset.x, image_size)
     return dataset
+
+
+def _load_targets(spec: str, targets: list[str], label_column: str | None) -> Dataset:
+    from deepnotes.data import tables, text
+
+    path = Path(spec)
+    if label_column:
+        raise DeepnotesError("--targets and --label-column: give one (--targets names every "
+                             "label column of a multi-task CSV)")
+    if path.suffix.lower() != ".csv" or (path.is_file() and text.has_text_column(path)):
+        raise DeepnotesError(f"--targets needs a CSV table of numeric features and 0/1 label "
+                             f"columns; --data {spec} is not one")
+    return tables.load_csv_targets(path, targets)
 
 
 def _count(spec: str) -> int:

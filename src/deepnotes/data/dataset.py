@@ -47,8 +47,7 @@ class Dataset:
             raise DeepnotesError(f"{self.name}: no examples found")
         if len(self.classes) < 2:
             raise DeepnotesError(f"{self.name}: need at least 2 classes, found {len(self.classes)}")
-        labels = self.y[self.y != IGNORE] if self.y.dim() > 1 else self.y
-        check_labels(labels, len(self.classes), self.name)
+        check_labels(self.y, len(self.classes), self.name)
         if self.x.is_floating_point():
             check_finite(self.x, self.name)
 
@@ -72,7 +71,10 @@ class Dataset:
 
 
 def check_labels(y: torch.Tensor, num_classes: int, where: str) -> None:
-    """Raise unless every label is an integer in [0, num_classes)."""
+    """Raise unless every label is an integer in [0, num_classes); in targets of several steps
+    or tasks (y of 2 or more dimensions) IGNORE marks an entry with no label."""
+    if y.dim() > 1:
+        y = y[y != IGNORE]
     bad = (y < 0) | (y >= num_classes)
     if bad.any():
         first = int(bad.nonzero()[0, 0])

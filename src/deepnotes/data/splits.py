@@ -16,14 +16,20 @@ from deepnotes.errors import DeepnotesError
 
 @dataclass
 class Splits:
-    """Index tensors into a data set's x and y; disjoint, sorted."""
+    """Index tensors into a data set's x and y; disjoint, sorted. ``train_dev`` (optional, see
+    :func:`hold_out_train_dev`) comes from the training distribution but is never trained on."""
 
     train: torch.Tensor
     dev: torch.Tensor
     test: torch.Tensor
+    train_dev: torch.Tensor | None = None
+
+    def names(self) -> list[str]:
+        """The splits present, in the notes' order: train, train_dev (if held out), dev, test."""
+        return ["train", *(["train_dev"] if self.train_dev is not None else []), "dev", "test"]
 
     def sizes(self) -> dict:
-        return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
+        return {name: len(getattr(self, name)) for name in self.names()}
 
 
 def stratified_split(y: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int = 0,
@@ -55,13 +61,42 @@ def stratified_split(y: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int = 0,
     if test_indices is not None:
         parts["test"] = [test_indices.to(torch.long)]
     splits = Splits(*(torch.cat(parts[k]).sort().values for k in ("train", "dev", "test")))
-    for name, idx in vars(splits).items():
-        if len(idx) == 0:
+    for name in splits.names():
+        if len(getattr(splits, name)) == 0:
             raise DeepnotesError(
                 f"the {name} split is empty: {len(y)} examples are too few for "
                 f"fractions {fractions}"
             )
     return splits
+
+
+def hold_out_train_dev(y: torch.Tensor, splits: Splits, fraction: float, seed: int = 0) -> Splits:
+    """Cut a train-dev split out of the training pool: a ``fraction`` share of each class.
+
+    The notes: train-dev has the training data's distribution but is never trained on, so
+    variance = train-dev error - train error and data mismatch = dev error - train-dev error.
+    dev and test stay as they were; the same seed gives the same split; ``fraction`` 0 holds out
+    nothing (``train_dev`` stays None).
+    """
+    if not 0 <= fraction < 1:
+        raise DeepnotesError(f"--train-dev {fraction}: expected a fraction in [0, 1), e.g. 0.05")
+    if fraction == 0:
+        return splits
+    if y.dim() > 1:
+        y = y.new_zeros(len(y))
+    generator = torch.Generator().manual_seed(seed * 7919 + 17)  # not the train/dev/test stream
+    keep, held = [], []
+    for c in torch.unique(y[splits.train]):
+        members = splits.train[y[splits.train] == c]
+        members = members[torch.randperm(len(members), generator=generator)]
+        n = min(round(len(members) * fraction), len(members) - 1)  # one stays for training
+        held.append(members[:n])
+        keep.append(members[n:])
+    train_dev = torch.cat(held).sort().values
+    if len(train_dev) == 0:
+        raise DeepnotesError(f"--train-dev {fraction}: holds out no example of the "
+                             f"{len(splits.train)} in the training pool; use a larger fraction")
+    return Splits(torch.cat(keep).sort().values, splits.dev, splits.test, train_dev)
 
 
 def _counts(n: int, dev_share: float, test_share: float) -> tuple[int, int]:

@@ -67,6 +67,46 @@ def load_csv(path: str | os.PathLike, label_column: str | None = None) -> Datase
     return Dataset(str(path), torch.from_numpy(x), y, classes)
 
 
+MISSING_CELLS = ("", "?")  # an empty cell or the notes' "?": the label is unknown
+
+
+def load_csv_targets(path: str | os.PathLike, targets: list[str]) -> Dataset:
+    """Several binary tasks: every column in ``targets`` holds 0, 1 or nothing (empty or "?",
+    a missing label); the other columns are numeric features. y is int64 (m, T) with missing
+    labels as ``multitask.MISSING``; the classes are the task names."""
+    from deepnotes.multitask import MISSING
+
+    path = _check_file(path)
+    header = read_header(path)
+    unknown = [t for t in targets if t not in header]
+    if unknown or len(set(targets)) != len(targets):
+        what = f"{unknown[0]!r} is not a column" if unknown else "a column is named twice"
+        raise DeepnotesError(f"--targets {','.join(targets)}: {what}; columns of {path}: "
+                             + ", ".join(header))
+    if len(targets) < 2:
+        raise DeepnotesError(f"--targets {targets[0]}: one task; for a single label column use "
+                             f"--label-column {targets[0]}")
+    columns = [header.index(t) for t in targets]
+    if len(columns) == len(header):
+        raise DeepnotesError(f"{path}: every column is a target; expected feature columns too")
+    rows, lines = _read_table(path, len(header))
+    if not rows:
+        raise DeepnotesError(f"{path}: header only, no data rows")
+    y = np.full((len(rows), len(columns)), MISSING, dtype=np.int64)
+    for i, (row, line) in enumerate(zip(rows, lines, strict=True)):
+        for j, c in enumerate(columns):
+            cell = row[c].strip()
+            if cell in ("0", "1"):
+                y[i, j] = int(cell)
+            elif cell not in MISSING_CELLS:
+                raise DeepnotesError(f"{path} line {line}, column {header[c]!r}: {cell!r}; "
+                                     "expected 0, 1 or an empty cell (label missing)")
+    features = [name for i, name in enumerate(header) if i not in columns]
+    cells = [[cell for i, cell in enumerate(row) if i not in columns] for row in rows]
+    x = _to_floats(cells, features, lines, path)
+    return Dataset(str(path), torch.from_numpy(x), torch.from_numpy(y), list(targets))
+
+
 def _check_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -106,7 +146,17 @@ def _label_index(header: list[str], label_column: str | None, path: Path) -> int
 
 def _read_rows(path: Path, width: int, label: int) -> tuple[list[list[str]], list[str], list[int]]:
     """Feature cells, label strings and line numbers of the data rows; blank rows skipped."""
-    cells, labels, lines = [], [], []
+    rows, lines = _read_table(path, width)
+    for row, line in zip(rows, lines, strict=True):
+        if not row[label].strip():
+            raise DeepnotesError(f"{path} line {line}: empty label")
+    return ([row[:label] + row[label + 1 :] for row in rows], [row[label].strip() for row in rows],
+            lines)
+
+
+def _read_table(path: Path, width: int) -> tuple[list[list[str]], list[int]]:
+    """The data rows (``width`` cells each) and their line numbers; blank rows skipped."""
+    rows, lines = [], []
     with _open(path) as f:
         reader = csv.reader(f)
         try:
@@ -118,17 +168,13 @@ def _read_rows(path: Path, width: int, label: int) -> tuple[list[list[str]], lis
                     raise DeepnotesError(
                         f"{path} line {reader.line_num}: expected {width} cells, found {len(row)}"
                     )
-                value = row[label].strip()
-                if not value:
-                    raise DeepnotesError(f"{path} line {reader.line_num}: empty label")
-                labels.append(value)
-                cells.append(row[:label] + row[label + 1 :])
+                rows.append(row)
                 lines.append(reader.line_num)
         except UnicodeDecodeError:
             _raise_not_utf8(path)
         except csv.Error as e:
             raise DeepnotesError(f"{path} line {reader.line_num}: bad CSV ({e})") from None
-    return cells, labels, lines
+    return rows, lines
 
 
 def _to_floats(

@@ -60,3 +60,26 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path,
                         color="white" if matrix[i][j] > top / 2 else "black")
     ax.set(xlabel="predicted", ylabel="true", title=title)
     _save(fig, path)
+
+
+def task_matrices(matrices: list, tasks: list[str], path: Path,
+                  title: str = "confusion matrices (test)") -> None:
+    """Several binary tasks: one 2 x 2 matrix [[TN, FP], [FN, TP]] per task, side by side."""
+    plt = _figure()
+    cols = min(len(tasks), 6)
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows + 0.5), squeeze=False)
+    for ax in axes.flat[len(tasks):]:
+        ax.axis("off")
+    for ax, matrix, task in zip(axes.flat, matrices, tasks):
+        ax.imshow(matrix, cmap="Blues")
+        top = max(max(row) for row in matrix) or 1
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, matrix[i][j], ha="center", va="center", fontsize=9,
+                        color="white" if matrix[i][j] > top / 2 else "black")
+        ax.set_xticks([0, 1], ["0", "1"])
+        ax.set_yticks([0, 1], ["0", "1"])
+        ax.set(title=task, xlabel="predicted", ylabel="true")
+    fig.suptitle(title)
+    _save(fig, path)

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 import deepnotes
-from deepnotes import atomic, metrics
+from deepnotes import atomic, metrics, multitask
 from deepnotes.data import Batches, Dataset, Normalizer, augment, load_dataset, stratified_split
+from deepnotes.data.splits import hold_out_train_dev
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import create_model, model_class
 from deepnotes.train.trainer import evaluate
@@ -39,12 +40,14 @@ DEFAULTS = {
     "errors": "strict",  # text: undecodable bytes stop ("strict") or become U+FFFD ("replace")
     "seq_len": None,  # character language model: steps a training sequence (64)
     "min_count": None,  # text: rarer tokens become <unk> (1: keep every token)
+    "targets": None,  # a CSV's label columns of several binary tasks (deepnotes.multitask)
     "schedule": "onecycle",
     "seed": 0,
     "fractions": [0.8, 0.1, 0.1],
     "augment": None,  # "crop", "flip" or "crop,flip"
     "device": "auto",
     "bf16": False,
+    "train_dev": 0.0,  # share of the training pool held out as the train-dev split
 }
 
 
@@ -64,12 +67,14 @@ def build_data(config: dict, progress: bool = False):
                            label_column=config.get("label_column"), progress=progress,
                            max_len=config.get("max_len"), errors=config.get("errors", "strict"),
                            seq_len=config.get("seq_len") or 64,
-                           min_count=config.get("min_count") or 1)
+                           min_count=config.get("min_count") or 1,
+                           targets=config.get("targets"))
     try:
         splits = stratified_split(dataset.y, config["fractions"], config["seed"],
                                   dataset.test_indices)
     except DeepnotesError as exc:
         raise DeepnotesError(f"--data {config['data']}: {exc}") from None
+    splits = hold_out_train_dev(dataset.y, splits, config.get("train_dev") or 0.0, config["seed"])
     return dataset, splits
 
 
@@ -101,15 +106,19 @@ def batches(config: dict, dataset: Dataset, indices, device, train: bool = False
 
 
 def split_metrics(model, config: dict, dataset: Dataset, splits, device,
-                  names=("train", "dev", "test")) -> dict:
-    """metrics.json: for each split, accuracy, loss, P/R/F1 and the confusion matrix."""
+                  names=None) -> dict:
+    """metrics.json: for each split (all that ``splits`` holds unless ``names`` are given:
+    train, train_dev, dev, test), accuracy, loss, P/R/F1 and the confusion matrix."""
     out = {}
-    for name in names:
+    for name in names or splits.names():
         idx = getattr(splits, name)
         result = evaluate(model, batches(config, dataset, idx, device), bf16=config["bf16"])
-        report = metrics.classification_report(result["y_true"], result["y_pred"],
-                                               num_classes=len(config["classes"]),
-                                               class_names=config["classes"])
+        if config.get("targets"):  # several binary tasks: deepnotes.multitask
+            report = multitask.report(result["y_true"], result["y_pred"], config["classes"])
+        else:
+            report = metrics.classification_report(result["y_true"], result["y_pred"],
+                                                   num_classes=len(config["classes"]),
+                                                   class_names=config["classes"])
         if config["kind"] in ("lm", "pairs"):
             macro_over_present(report)
         out[name] = {"accuracy": report.pop("accuracy"), "loss": result["loss"], **report}
@@ -173,7 +182,7 @@ def new_run_dir(out: str, name: str | None, default_name: str, overwrite: bool) 
 
 # added after the first release
 OPTIONAL_KEYS = {"beta": None, "weight_decay": 0.0, "max_len": None, "errors": "strict",
-                 "seq_len": None, "min_count": None}
+                 "seq_len": None, "min_count": None, "targets": None, "train_dev": 0.0}
 RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
             "input_shape", "kind", "normalize"]
 

@@ -91,6 +91,6 @@ def fit(session: dict, run_dir: Path, *, progress: bool = True, resuming: bool =
     result = split_metrics(trainer.model, config, dataset, splits, device)
     write_json(run_dir / "metrics.json", result)
     plots.learning_curves(trainer.history, run_dir / "learning_curves.png")
-    plots.confusion_matrix(result["test"]["confusion_matrix"], config["classes"],
-                           run_dir / "confusion_matrix.png")
+    draw = plots.task_matrices if config.get("targets") else plots.confusion_matrix
+    draw(result["test"]["confusion_matrix"], config["classes"], run_dir / "confusion_matrix.png")
     return trainer, result

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from deepnotes import multitask
 from deepnotes.data.dataset import IGNORE
 from deepnotes.data.loader import Batches
 from deepnotes.data.text import teacher_forcing
@@ -111,7 +112,7 @@ class Trainer:
         predictions made)."""
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
             z, y = forward(self.model, x, y)
-            loss = F.cross_entropy(z, y, ignore_index=IGNORE)
+            loss = loss_of(z, y)
         value = loss.item()
         if not math.isfinite(value):
             return value, 0, 1  # no update: the weights in memory stay those of the last good step
@@ -119,7 +120,7 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         counted = y != IGNORE
-        return value, int(((z.argmax(1) == y) & counted).sum()), int(counted.sum())
+        return value, int(((labels_of(z, y) == y) & counted).sum()), int(counted.sum())
 
     def _set_lr(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
@@ -133,7 +134,9 @@ class Trainer:
         if dev is not None:
             result = evaluate(self.model, dev, bf16=self.bf16)
             row["dev_loss"] = result["loss"]
-            row["dev_accuracy"] = float((result["y_pred"] == result["y_true"]).float().mean())
+            present = result["y_true"] != IGNORE
+            row["dev_accuracy"] = float((result["y_pred"] == result["y_true"])[present]
+                                        .float().mean())
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["seconds"] = st["seconds"]
         st["history"].append(row)
@@ -194,21 +197,37 @@ def forward(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torc
     return (z.transpose(1, 2), y) if z.dim() == 3 else (z, y)
 
 
+def loss_of(z: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of softmax(z) over the targets that are not IGNORE; for several binary
+    tasks (z and y both (N, T)) the masked binary cross-entropy of ``deepnotes.multitask``."""
+    if multitask.is_multitask(z, y):
+        return multitask.masked_bce(z, y, reduction)
+    return F.cross_entropy(z, y, ignore_index=IGNORE, reduction=reduction)
+
+
+def labels_of(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Predicted labels: argmax_k z_k, or z_j > 0 for each of several binary tasks."""
+    return multitask.predict(z) if multitask.is_multitask(z, y) else z.argmax(1)
+
+
 @torch.inference_mode()
 def evaluate(model, batches: Batches, bf16: bool = False) -> dict:
-    """Mean cross-entropy, labels and predictions (the argmax of the logits) over ``batches``."""
+    """Mean loss, labels and predictions over ``batches``: y_true and y_pred hold the counted
+    targets (IGNORE dropped), or for several binary tasks the (N, T) matrices, missing labels
+    kept as IGNORE in y_true."""
     model.eval()
-    losses, ys, preds = [], [], []
+    losses, ys, preds, counts = [], [], [], 0
     device_type = batches.x.device.type
     for x, y in batches.epoch():
         with torch.autocast(device_type, torch.bfloat16, enabled=bf16):
             z, y = forward(model, x, y)
         z = z.float()
-        losses.append(F.cross_entropy(z, y, ignore_index=IGNORE, reduction="sum"))
+        losses.append(loss_of(z, y, reduction="sum"))
         counted = y != IGNORE
-        ys.append(y[counted])
-        preds.append(z.argmax(1)[counted])
+        counts += int(counted.sum())
+        keep = slice(None) if multitask.is_multitask(z, y) else counted
+        ys.append(y[keep])
+        preds.append(labels_of(z, y)[keep])
     model.train()
-    y_true = torch.cat(ys).cpu()
-    return {"loss": float(torch.stack(losses).sum()) / max(1, len(y_true)),
-            "y_true": y_true, "y_pred": torch.cat(preds).cpu()}
+    return {"loss": float(torch.stack(losses).sum()) / max(1, counts),
+            "y_true": torch.cat(ys).cpu(), "y_pred": torch.cat(preds).cpu()}

@@ -1,0 +1,316 @@
+"""Training strategy: the diagnosis arithmetic against hand-computed gaps, the train-dev split,
+``deepnotes diagnose`` and ``deepnotes errors`` on a real (one-epoch) run."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from deepnotes.cli import main
+from deepnotes.data import stratified_split
+from deepnotes.data.splits import hold_out_train_dev
+from deepnotes.errors import DeepnotesError
+from deepnotes.strategy import (
+    diagnose,
+    diagnose_run,
+    errors_from_metrics,
+    parse_human_error,
+    run_errors,
+)
+
+# ---------------------------------------------------------------- the arithmetic
+
+
+def test_gaps_with_a_train_dev_split_by_hand():
+    d = diagnose({"train": 0.08, "train_dev": 0.10, "dev": 0.15, "test": 0.16}, human_error=0.01)
+    assert d.gaps == pytest.approx({"avoidable_bias": 0.07, "variance": 0.02,
+                                    "data_mismatch": 0.05, "dev_overfitting": 0.01}, abs=1e-12)
+    assert d.largest == "avoidable_bias"
+    assert d.actions[:2] == ["train a bigger network", "train longer"]
+    assert any("optimisation" in a for a in d.actions)
+    assert list(d.errors) == ["train", "train_dev", "dev", "test"]
+
+
+@pytest.mark.parametrize("errors, human, largest, value, needles", [
+    # variance: train-dev much worse than train
+    ({"train": 0.01, "train_dev": 0.11, "dev": 0.12, "test": 0.12}, 0.005, "variance", 0.10,
+     ["more training data", "regularisation"]),
+    # data mismatch: dev much worse than train-dev
+    ({"train": 0.02, "train_dev": 0.03, "dev": 0.20, "test": 0.21}, 0.01, "data_mismatch", 0.17,
+     ["error analysis", "more like dev"]),
+    # overfitting to dev: test much worse than dev
+    ({"train": 0.02, "train_dev": 0.025, "dev": 0.03, "test": 0.10}, 0.015, "dev_overfitting",
+     0.07, ["bigger dev set"]),
+    # avoidable bias, human error far from 0
+    ({"train": 0.30, "train_dev": 0.31, "dev": 0.32, "test": 0.33}, 0.10, "avoidable_bias", 0.20,
+     ["bigger network", "train longer"]),
+])
+def test_the_largest_gap_and_its_actions(errors, human, largest, value, needles):
+    d = diagnose(errors, human)
+    assert d.largest == largest
+    assert d.gaps[largest] == pytest.approx(value, abs=1e-12)
+    assert all(d.gaps[largest] >= v for v in d.gaps.values())
+    for needle in needles:
+        assert any(needle in action for action in d.actions), (needle, d.actions)
+
+
+def test_without_train_dev_variance_is_dev_minus_train_and_mismatch_is_not_computed():
+    d = diagnose({"train": 0.05, "dev": 0.12, "test": 0.11})
+    assert d.gaps == pytest.approx({"avoidable_bias": 0.05, "variance": 0.07,
+                                    "dev_overfitting": -0.01}, abs=1e-12)
+    assert "data_mismatch" not in d.gaps
+    assert d.largest == "variance" and d.formula("variance") == "dev - train"
+    assert any("no train-dev split" in note for note in d.notes)
+    assert any("proxy for Bayes error" in note for note in d.notes)  # human error 0 by default
+
+
+@pytest.mark.parametrize("errors, missing", [
+    ({"dev": 0.1}, "train, test"),
+    ({"train": 0.1, "train_dev": 0.1, "dev": 0.1}, "test"),
+])
+def test_missing_splits_are_named(errors, missing):
+    with pytest.raises(DeepnotesError, match=f"the {missing} split"):
+        diagnose(errors)
+    metrics = {name: {"accuracy": 1 - e} for name, e in errors.items()}
+    with pytest.raises(DeepnotesError, match=f"missing the {missing} split"):
+        errors_from_metrics(metrics, "m.json")
+
+
+def test_errors_from_metrics_are_one_minus_accuracy():
+    metrics = {"train": {"accuracy": 0.9}, "dev": {"accuracy": 0.75}, "test": {"accuracy": 0.8},
+               "train_dev": {"accuracy": 0.85}}
+    assert errors_from_metrics(metrics) == pytest.approx(
+        {"train": 0.1, "train_dev": 0.15, "dev": 0.25, "test": 0.2}, abs=1e-12)
+    with pytest.raises(DeepnotesError, match="split dev has no accuracy"):
+        errors_from_metrics({**metrics, "dev": {"loss": 1.0}})
+
+
+@pytest.mark.parametrize("text, value", [("0.01", 0.01), ("1%", 0.01), ("2.5 %", 0.025),
+                                         ("0", 0.0), ("0.999", 0.999)])
+def test_human_error_as_a_fraction_or_a_percent(text, value):
+    assert parse_human_error(text) == pytest.approx(value, abs=1e-12)
+
+
+@pytest.mark.parametrize("text", ["1", "100%", "-0.01", "-1%", "abc", "nan", "inf", "%"])
+def test_human_error_outside_0_1_is_refused(text):
+    with pytest.raises(DeepnotesError, match=f"--human-error {text}: .*\\[0, 1\\)"):
+        parse_human_error(text)
+
+
+# ---------------------------------------------------------------- the train-dev split
+
+
+def test_train_dev_is_cut_from_the_training_pool_stratified_and_seeded():
+    y = torch.cat([torch.full((n,), c) for c, n in enumerate([300, 200, 100])])
+    base = stratified_split(y, seed=1)
+    s = hold_out_train_dev(y, base, 0.1, seed=1)
+    assert torch.equal(s.dev, base.dev) and torch.equal(s.test, base.test)
+    assert sorted(torch.cat([s.train, s.train_dev]).tolist()) == base.train.tolist()
+    assert torch.bincount(y[s.train_dev]).tolist() == [24, 16, 8]  # 10% of 240, 160, 80
+    assert s.sizes() == {"train": 432, "train_dev": 48, "dev": 60, "test": 60}
+    assert torch.equal(hold_out_train_dev(y, base, 0.1, seed=1).train_dev, s.train_dev)
+    assert not torch.equal(hold_out_train_dev(y, base, 0.1, seed=2).train_dev, s.train_dev)
+    assert hold_out_train_dev(y, base, 0.0).train_dev is None
+
+
+# ---------------------------------------------------------------- the CLI on a real run
+
+
+def call(*argv) -> tuple[int, str, str]:
+    """``deepnotes ARGV`` in-process: (exit status, stdout, stderr); usable in any fixture."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as exc:
+            rc = exc.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+def refused(result, *needles) -> None:
+    rc, out, err = result
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning")]
+    assert rc == 2 and "Traceback" not in err and len(lines) == 1, (rc, err)
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+TRAIN = ["train", "--data", "digits", "--epochs", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    rc, _, err = call(*TRAIN, "--train-dev", "0.1", "--out", out, "--name", "td")
+    assert rc == 0, err
+    return out / "td"
+
+
+def test_train_dev_run_holds_a_disjoint_split_of_the_right_size(run):
+    from deepnotes.train.run import build_data, read_config
+
+    config = read_config(run)
+    assert config["train_dev"] == 0.1
+    dataset, splits = build_data(config)
+    pool = stratified_split(dataset.y, config["fractions"], config["seed"]).train
+    want = sum(round(int(n) * 0.1) for n in torch.bincount(dataset.y[pool]))
+    assert len(splits.train_dev) == want > 0
+    sets = {name: set(getattr(splits, name).tolist()) for name in splits.names()}
+    assert sets["train"] | sets["train_dev"] == set(pool.tolist())
+    for a in sets:
+        for b in sets:
+            assert a == b or not sets[a] & sets[b], (a, b)
+    assert config["splits"] == {name: len(s) for name, s in sets.items()}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert list(metrics) == ["train", "train_dev", "dev", "test"]
+    assert sum(row["support"] for row in metrics["train_dev"]["per_class"]) == want
+
+
+def test_diagnose_on_the_run(run):
+    metrics = json.loads((run / "metrics.json").read_text())
+    e = {name: 1 - m["accuracy"] for name, m in metrics.items()}
+    rc, out, err = call("diagnose", run, "--human-error", "2%", "--json")
+    assert rc == 0, err
+    got = json.loads(out)
+    assert got["gaps"] == pytest.approx({
+        "avoidable_bias": e["train"] - 0.02, "variance": e["train_dev"] - e["train"],
+        "data_mismatch": e["dev"] - e["train_dev"], "dev_overfitting": e["test"] - e["dev"]},
+        abs=1e-12)
+    assert got["largest"] == max(got["gaps"], key=got["gaps"].get)
+    assert diagnose_run(run, 0.02).gaps == pytest.approx(got["gaps"], abs=1e-12)
+    rc, out, err = call("diagnose", run)
+    assert rc == 0, err
+    for needle in ("avoidable bias", "variance", "data mismatch", "overfitting to dev",
+                   "largest gap", "proxy"):
+        assert needle in out, needle
+    assert f"{e['train_dev']:.4f}" in out
+
+
+def test_diagnose_refuses_bad_input(run, tmp_path):
+    refused(call("diagnose", run, "--human-error", "150%"), "--human-error 150%", "[0, 1)")
+    refused(call("diagnose", tmp_path), str(tmp_path), "metrics.json")
+    partial = tmp_path / "partial"
+    shutil.copytree(run, partial)
+    metrics = json.loads((partial / "metrics.json").read_text())
+    del metrics["test"], metrics["train"]
+    (partial / "metrics.json").write_text(json.dumps(metrics))
+    refused(call("diagnose", partial), "missing the train, test split")
+    with pytest.raises(DeepnotesError, match="train, test"):
+        run_errors(partial)
+
+
+def predictions(run: Path, split: str = "dev"):
+    """(data-set indices, true labels, predicted labels, confidences) of the run's model."""
+    from deepnotes.train.run import batches, build_data, load_trained, read_config
+
+    config = read_config(run)
+    dataset, splits = build_data(config)
+    model = load_trained(run, config)
+    idx = getattr(splits, split)
+    with torch.inference_mode():
+        p = torch.cat([torch.softmax(model(x), 1) for x, _ in
+                       batches(config, dataset, idx, "cpu").epoch()])
+    conf, pred = p.max(1)
+    return idx, dataset.y[idx], pred, conf
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_errors_writes_the_most_confident_mistakes(run, tmp_path):
+    idx, y, pred, conf = predictions(run)
+    wrong = {int(idx[i]): (int(y[i]), int(pred[i]), float(conf[i])) for i in
+             (pred != y).nonzero().flatten()}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(wrong) == round((1 - metrics["dev"]["accuracy"]) * len(idx))
+    assert len(wrong) > 5  # one epoch: enough mistakes for --n to cut
+
+    rc, out, err = call("errors", run, "--n", "5", "--out", tmp_path / "e")
+    assert rc == 0, err
+    assert (tmp_path / "e/errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = read_rows(tmp_path / "e/errors.csv")
+    assert len(rows) == 5
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4, 5]
+    confidences = [float(r["confidence"]) for r in rows]
+    assert confidences == sorted(confidences, reverse=True)
+    assert min(confidences) >= sorted((c for *_, c in wrong.values()), reverse=True)[4] - 1e-6
+    classes = json.loads((run / "config.json").read_text())["classes"]
+    for r in rows:
+        true, predicted, confidence = wrong[int(r["index"])]  # a mistake of the model's
+        assert (r["true_label"], r["predicted_label"]) == (classes[true], classes[predicted])
+        assert r["true_label"] != r["predicted_label"]
+        assert float(r["confidence"]) == pytest.approx(confidence, abs=1e-5)
+
+    rc, out, err = call("errors", run)  # default: into the run folder, up to 100
+    assert rc == 0, err
+    assert len(read_rows(run / "errors.csv")) == min(100, len(wrong))
+    assert (run / "errors.png").is_file()
+
+
+def test_errors_on_a_table_run_writes_csv_only(tmp_path):
+    rc, _, err = call("train", "--data", "breast-cancer", "--epochs", "1", "--quiet", "--out",
+                      tmp_path, "--name", "t")
+    assert rc == 0, err
+    rc, out, err = call("errors", tmp_path / "t", "--n", "3")
+    assert rc == 0, err
+    assert "no contact sheet" in out
+    assert not (tmp_path / "t/errors.png").exists()
+    rows = read_rows(tmp_path / "t/errors.csv")
+    assert 0 < len(rows) <= 3 and all(r["true_label"] != r["predicted_label"] for r in rows)
+    refused(call("errors", tmp_path / "t", "--split", "train_dev"), "--split train_dev")
+    refused(call("errors", tmp_path / "t", "--n", "0"), "--n 0")
+    refused(call("evaluate", tmp_path / "t", "--split", "train_dev"), "no train-dev split")
+
+
+@pytest.mark.parametrize("value", ["1", "-0.1", "nan"])
+def test_train_dev_fraction_is_validated(tmp_path, value):
+    refused(call(*TRAIN, "--train-dev", value, "--out", tmp_path), "--train-dev", "[0, 1)")
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_train_dev_too_small_to_hold_anything_is_refused(tmp_path):
+    refused(call(*TRAIN, "--train-dev", "0.0001", "--out", tmp_path), "--train-dev 0.0001")
+    assert not any(tmp_path.iterdir())
+
+
+def test_old_runs_without_train_dev_still_load(run, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["train_dev"]
+    (old / "config.json").write_text(json.dumps(config))
+    rc, out, err = call("evaluate", old, "--split", "dev", "--json")
+    assert rc == 0, err
+    assert list(json.loads(out)) == ["dev"]
+
+
+def test_resume_with_train_dev_is_bit_exact(tmp_path, monkeypatch):
+    from deepnotes.train.trainer import Trainer
+
+    args = [*TRAIN[:3], "--epochs", "2", "--train-dev", "0.1", "--quiet", "--out", tmp_path]
+    assert call(*args, "--name", "ref")[0] == 0
+    end_epoch = Trainer._end_epoch
+
+    def stop_after_the_first(self, train, dev):
+        end_epoch(self, train, dev)
+        if self.state["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_end_epoch", stop_after_the_first)
+    assert call(*args, "--name", "r")[0] == 130
+    monkeypatch.undo()
+    assert not (tmp_path / "r/metrics.json").exists()
+    rc, _, err = call("train", "--resume", tmp_path / "r", "--quiet")
+    assert rc == 0, err
+    for name in ("model.safetensors", "metrics.json"):
+        assert (tmp_path / "r" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    assert "train_dev" in json.loads((tmp_path / "r/metrics.json").read_text())
