@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from deepnotes.errors import DeepnotesError
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc reruns it
     _log_to_stderr(quiet=getattr(args, "quiet", False))
     if args.command is None:
         parser.print_help()
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     except DeepnotesError as exc:
         from deepnotes.train import TrainingInterrupted
 
-        print(f"error: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike
+            print(f"error: {exc}", file=sys.stderr)
         return 130 if isinstance(exc, TrainingInterrupted) else 2
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
@@ -79,6 +82,7 @@ def _log_to_stderr(quiet: bool) -> None:
     handler.setFormatter(_Formatter())
     root = logging.getLogger("deepnotes")
     root.handlers[:] = [handler]
+    quiet = quiet or os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 speaks
     root.setLevel(logging.WARNING if quiet else logging.INFO)
     root.propagate = False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shlex
 import shutil
 from pathlib import Path
 
@@ -76,6 +77,12 @@ def add_parser(sub) -> None:
     p.add_argument("--gpus", help="GPU indices to use, e.g. 1,2 (sets CUDA_VISIBLE_DEVICES)")
     p.add_argument("--bf16", action="store_const", const=True,
                    help="bfloat16 autocast (pays on GPUs and CPUs with AMX)")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="data-parallel training on N processes of this machine (DDP through "
+                   "torchrun; gloo on CPUs, nccl on GPUs); the global batch is split among them")
+    p.add_argument("--torchrun", metavar="ARGS", default="",
+                   help="with --nproc: more torchrun options, e.g. \"--nnodes=2 "
+                   "--node-rank=0 --rdzv-endpoint=host:29500\"")
     p.add_argument("--out", default="runs", help="folder for run folders (runs)")
     p.add_argument("--name", help="run folder name (default: MODEL-DATA, numbered if taken)")
     p.add_argument("--resume", metavar="RUN", help="continue the interrupted run in folder RUN")
@@ -96,9 +103,34 @@ def _names(text: str) -> list[str]:
 
 def run(args) -> int:
     from deepnotes.device import set_visible_gpus
+    from deepnotes.train import distributed
 
     if args.gpus:
-        set_visible_gpus(args.gpus)
+        set_visible_gpus(args.gpus)  # before --nproc: the ranks inherit it
+    if args.nproc is not None:
+        check_numbers({})
+        return distributed.launch(_without_launch_options(args.argv), args.nproc,
+                                  shlex.split(args.torchrun))
+    try:
+        return _run(args)
+    finally:
+        distributed.teardown()
+
+
+def _without_launch_options(argv: list[str]) -> list[str]:
+    """The command line minus --nproc N and --torchrun ARGS (the ranks run the rest)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--nproc", "--torchrun"):
+            skip = True
+        elif not a.startswith(("--nproc=", "--torchrun=")):
+            out.append(a)
+    return out
+
+
+def _run(args) -> int:
     explicit = {key: getattr(args, opt) for opt, key in OPTIONS.items()
                 if getattr(args, opt) is not None}
     check_numbers(explicit)
@@ -129,13 +161,18 @@ def check_numbers(options: dict) -> None:
 
 
 def start(args, explicit: dict) -> int:
+    from deepnotes.train import distributed
     from deepnotes.train.run import DEFAULTS, new_run_dir
     from deepnotes.train.session import prepare
 
     config = {**DEFAULTS, **explicit}
     session = prepare(config, progress=not args.quiet, fresh=True)
     data_name = config["data"] if config["data"] in NAMED else Path(config["data"]).stem
-    run_dir = new_run_dir(args.out, args.name, f"{config['model']}-{data_name}", args.overwrite)
+    run_dir = None
+    if distributed.is_writer():  # rank 0 names and makes the folder; the others are told
+        run_dir = new_run_dir(args.out, args.name, f"{config['model']}-{data_name}",
+                              args.overwrite)
+    run_dir = distributed.broadcast(run_dir)
     try:
         return train(session, run_dir, args)
     except BaseException:
@@ -145,6 +182,7 @@ def start(args, explicit: dict) -> int:
 
 
 def resume(args, explicit: dict) -> int:
+    from deepnotes.train import distributed
     from deepnotes.train.run import read_config, write_json
     from deepnotes.train.session import prepare
 
@@ -171,7 +209,7 @@ def resume(args, explicit: dict) -> int:
     try:
         return train(session, run_dir, args, resuming=True)
     finally:  # the new options are the run's once a checkpoint was made with them
-        if state_file.stat().st_mtime_ns != before:
+        if state_file.stat().st_mtime_ns != before and distributed.is_writer():
             write_json(run_dir / "config.json", config)
 
 
@@ -180,6 +218,8 @@ def train(session: dict, run_dir: Path, args, resuming: bool = False) -> int:
     from deepnotes.train.session import fit
 
     _, result = fit(session, run_dir, progress=not args.quiet, resuming=resuming)
+    if result is None:  # a rank other than 0
+        return 0
     print_table(result)
     print(f"run folder: {run_dir}")
     return 0

@@ -54,12 +54,15 @@ class Batches:
     With ``shuffle`` the order of epoch e is a permutation drawn from (seed, e) alone, and an
     ``augment`` of batch b draws from (seed, e, b), so a resumed run sees exactly the batches the
     uninterrupted run saw. ``drop_last`` drops a final short batch
-    (a batch of one breaks batch norm's sigma^2) unless it is the only batch.
+    (a batch of one breaks batch norm's sigma^2) unless it is the only batch. ``shard`` = (r, N):
+    data-parallel rank r of N takes the r-th of N equal slices of every batch (the batches
+    themselves are the same on every rank).
     """
 
     def __init__(self, x, y, indices, batch_size: int, normalizer: Normalizer, *,
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0,
-                 device: torch.device | str = "cpu", augment=None):
+                 device: torch.device | str = "cpu", augment=None, shard=(0, 1)):
+        self.shard = shard
         self.x, self.y = x.to(device), y.to(device)
         self.augment = augment  # called as augment(x_batch, generator) before normalising
         self.indices = indices.to(device)
@@ -88,7 +91,12 @@ class Batches:
         for b in range(start, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             x = self.x[idx]
-            if self.augment is not None:
+            if self.augment is not None:  # on the whole batch: each rank draws what one would
                 seed = (self.seed * 100_003 + epoch) * 1_000_003 + b
                 x = self.augment(x, torch.Generator().manual_seed(seed))
-            yield self.normalizer(x), self.y[idx]
+            part = self._slice(len(idx))
+            yield self.normalizer(x[part]), self.y[idx[part]]
+
+    def _slice(self, n: int) -> slice:
+        r, world = self.shard
+        return slice(r * n // world, (r + 1) * n // world)

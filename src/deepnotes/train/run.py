@@ -95,14 +95,16 @@ def build_model(config: dict) -> torch.nn.Module:
                         in_channels=config["in_channels"], **extra)
 
 
-def batches(config: dict, dataset: Dataset, indices, device, train: bool = False) -> Batches:
-    """Training batches (shuffled, augmented, no short last batch) or evaluation batches."""
+def batches(config: dict, dataset: Dataset, indices, device, train: bool = False,
+            shard=(0, 1)) -> Batches:
+    """Training batches (shuffled, augmented, no short last batch; this rank's slice of each
+    under torchrun) or evaluation batches."""
     normalizer = Normalizer.from_dict(config["normalize"])
     size = config["batch_size"] if train else max(512, config["batch_size"])
     kinds = augment.parse(config.get("augment")) if train else ()
     return Batches(dataset.x, dataset.y, indices, size, normalizer, shuffle=train,
                    drop_last=train, seed=config["seed"], device=device,
-                   augment=augment.Augment(kinds) if kinds else None)
+                   augment=augment.Augment(kinds) if kinds else None, shard=shard)
 
 
 def split_metrics(model, config: dict, dataset: Dataset, splits, device,

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from deepnotes.errors import DeepnotesError
+from deepnotes.train import distributed
 
 log = logging.getLogger("deepnotes.train")
 
@@ -24,7 +25,8 @@ def prepare(config: dict, progress: bool = True, fresh: bool = True) -> dict:
     from deepnotes.optim import check_schedule, create_optimizer
     from deepnotes.train.run import build_data, build_model, check_model_fits, default_model
 
-    device = resolve_device(config["device"])
+    device = distributed.setup(resolve_device(config["device"]))
+    distributed.check_batch(config["batch_size"])
     check_schedule(config["schedule"])  # an unknown schedule fails here, early
     augment.parse(config.get("augment"))  # and so does an unknown augmentation
     dataset, splits = build_data(config, progress=progress)
@@ -65,7 +67,8 @@ def fit(session: dict, run_dir: Path, *, progress: bool = True, resuming: bool =
 
     config, dataset, splits, device = (session[k] for k in ("config", "dataset", "splits",
                                                               "device"))
-    if not resuming:
+    writer = distributed.is_writer()
+    if not resuming and writer:
         config["provenance"] = provenance()
         write_json(run_dir / "config.json", config)
         if dataset.vocab is not None:  # the ids a sequence model reads and writes
@@ -83,11 +86,14 @@ def fit(session: dict, run_dir: Path, *, progress: bool = True, resuming: bool =
             log.info("resuming %s at epoch %d, step %d", run_dir, trainer.state["epoch"] + 1,
                      trainer.state["step"])
     dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)  # once, for every split
-    train_batches = batches(config, dataset, splits.train, device, train=True)
+    train_batches = batches(config, dataset, splits.train, device, train=True,
+                            shard=distributed.shard())
     dev_batches = batches(config, dataset, splits.dev, device)
     log.info("training %s on %s (%s) with %s on %s; run folder %s", config["model"],
              config["data"], splits.sizes(), config["optimizer"], device, run_dir)
     trainer.fit(train_batches, dev_batches)
+    if not writer:  # rank 0 evaluates and writes; the others are done
+        return trainer, None
     result = split_metrics(trainer.model, config, dataset, splits, device)
     write_json(run_dir / "metrics.json", result)
     plots.learning_curves(trainer.history, run_dir / "learning_curves.png")

@@ -26,7 +26,7 @@ from deepnotes.data.loader import Batches
 from deepnotes.data.text import teacher_forcing
 from deepnotes.errors import DeepnotesError
 from deepnotes.optim import learning_rate
-from deepnotes.train import checkpoint
+from deepnotes.train import checkpoint, distributed
 from deepnotes.train.history import write_history
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,12 @@ class Trainer:
         if epochs < 1:
             raise DeepnotesError(f"--epochs {epochs}: expected at least 1")
         self.model, self.optimizer = model.to(device), optimizer
+        self.net = distributed.wrap(self.model, torch.device(device))  # DDP under torchrun
         self.epochs, self.schedule = epochs, schedule
         self.device = torch.device(device)
         self.run_dir = Path(run_dir) if run_dir else None
-        self.progress, self.bf16, self.on_epoch = progress, bf16, on_epoch
+        self.bf16, self.on_epoch = bf16, on_epoch
+        self.progress = progress and distributed.is_writer()  # one bar, not one a rank
         self.step_losses: list[float] = []  # this process's steps only; not part of a checkpoint
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self.state = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "correct": 0,
@@ -111,9 +113,14 @@ class Trainer:
         """One step of gradient descent on a mini-batch; returns (loss, correct predictions,
         predictions made)."""
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
-            z, y = forward(self.model, x, y)
+            z, y = forward(self.net, x, y)
             loss = loss_of(z, y)
         value = loss.item()
+        if distributed.active():  # every rank must agree on stopping: the mean loss, any signal
+            value, stop = distributed.all_sum([value, self._stop_signal is not None], self.device)
+            value /= distributed.shard()[1]
+            if stop and self._stop_signal is None:
+                self._stop_signal = signal.SIGTERM
         if not math.isfinite(value):
             return value, 0, 1  # no update: the weights in memory stay those of the last good step
         self.optimizer.zero_grad(set_to_none=True)
@@ -129,9 +136,12 @@ class Trainer:
 
     def _end_epoch(self, train: Batches, dev: Batches | None) -> None:
         st = self.state
-        row = {"epoch": st["epoch"] + 1, "train_loss": st["loss_sum"] / max(1, st["seen"]),
-               "train_accuracy": st["correct"] / max(1, st["seen"])}
-        if dev is not None:
+        loss_sum, correct, seen = distributed.all_sum([st["loss_sum"], st["correct"], st["seen"]],
+                                                      self.device)
+        row = {"epoch": st["epoch"] + 1, "train_loss": loss_sum / max(1, seen),
+               "train_accuracy": correct / max(1, seen)}
+        writer = distributed.is_writer()
+        if dev is not None and writer:
             result = evaluate(self.model, dev, bf16=self.bf16)
             row["dev_loss"] = result["loss"]
             present = result["y_true"] != IGNORE
@@ -141,11 +151,12 @@ class Trainer:
         row["seconds"] = st["seconds"]
         st["history"].append(row)
         st.update(epoch=st["epoch"] + 1, step=0, loss_sum=0.0, correct=0, seen=0, seconds=0.0)
-        if self.run_dir:
+        if self.run_dir and writer:
             checkpoint.save(self.run_dir, self.model, self.optimizer, st)
             write_history(self.run_dir / "history.csv", st["history"])
+        distributed.barrier()  # the checkpoint is whole before any rank goes on
         dev_text = (f" | dev loss {row['dev_loss']:.4f} acc {row['dev_accuracy']:.4f}"
-                    if dev is not None else "")
+                    if "dev_loss" in row else "")
         log.info("epoch %d/%d: train loss %.4f acc %.4f%s | %.0f img/s", row["epoch"], self.epochs,
                  row["train_loss"], row["train_accuracy"], dev_text,
                  train.num_examples / max(row["seconds"], 1e-9))
@@ -161,7 +172,9 @@ class Trainer:
         st = self.state
         where = f"epoch {st['epoch'] + 1}, step {st['step']}"
         if self.run_dir:
-            checkpoint.save(self.run_dir, self.model, self.optimizer, st)
+            if distributed.is_writer():
+                checkpoint.save(self.run_dir, self.model, self.optimizer, st)
+            distributed.barrier()
             raise TrainingInterrupted(
                 f"interrupted at {where}; checkpoint saved, continue with --resume {self.run_dir}"
             )

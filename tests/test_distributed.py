@@ -1,0 +1,91 @@
+"""Data-parallel training (DDP on Gloo, two CPU processes) against one process, same global batch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import close
+from deepnotes.data.loader import Batches, Normalizer
+
+COMMON = ["train", "--data", "breast-cancer", "--batch-size", "32", "--optimizer", "momentum",
+          "--schedule", "constant", "--quiet"]
+
+
+def weights(run_dir):
+    return load_file(str(run_dir / "model.safetensors"))
+
+
+def test_shards_of_a_batch_are_its_equal_slices_in_order():
+    x = torch.arange(40, dtype=torch.float32).view(20, 2)
+    y = torch.arange(20)
+    kw = dict(shuffle=True, drop_last=True, seed=3)
+    whole = list(Batches(x, y, torch.arange(20), 8, Normalizer([], [], 1.0), **kw).epoch(1))
+    parts = [list(Batches(x, y, torch.arange(20), 8, Normalizer([], [], 1.0), shard=(r, 2),
+                          **kw).epoch(1)) for r in range(2)]
+    assert len(whole) == len(parts[0]) == len(parts[1]) == 2
+    for b, (xb, yb) in enumerate(whole):
+        assert torch.equal(torch.cat([parts[0][b][1], parts[1][b][1]]), yb)
+        assert torch.equal(torch.cat([parts[0][b][0], parts[1][b][0]]), xb)
+
+
+def test_two_processes_train_what_one_process_trains(cli, tmp_path):
+    rc, out, err = cli(*COMMON, "--epochs", 2, "--out", tmp_path, "--name", "one")
+    assert rc == 0, err
+    rc, _, err = cli(*COMMON, "--epochs", 2, "--out", tmp_path, "--name", "two", "--nproc", 2)
+    assert rc == 0, err
+    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert one.keys() == two.keys()
+    for k in one:
+        close(two[k], one[k], rtol=1e-4, atol=1e-5)
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    for split in ("train", "dev", "test"):
+        assert m2[split]["loss"] == pytest.approx(m1[split]["loss"], rel=1e-4)
+        assert m2[split]["accuracy"] == m1[split]["accuracy"]
+    h1 = (tmp_path / "one" / "history.csv").read_text().splitlines()
+    h2 = (tmp_path / "two" / "history.csv").read_text().splitlines()
+    assert len(h1) == len(h2) == 3
+    for a, b in zip(h1[1:], h2[1:]):  # training loss and accuracy are summed over the ranks
+        assert [round(float(v), 4) for v in a.split(",")[:5]] == \
+            [round(float(v), 4) for v in b.split(",")[:5]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # one folder, rank 0's
+
+
+def test_a_distributed_run_resumes(cli, tmp_path):
+    rc, _, err = cli(*COMMON, "--epochs", 2, "--out", tmp_path, "--name", "full", "--nproc", 2)
+    assert rc == 0, err
+    rc, _, err = cli(*COMMON, "--epochs", 1, "--out", tmp_path, "--name", "part", "--nproc", 2)
+    assert rc == 0, err
+    rc, _, err = cli(*COMMON, "--epochs", 2, "--resume", tmp_path / "part", "--allow-changes",
+                     "--nproc", 2)
+    assert rc == 0, err
+    full, part = weights(tmp_path / "full"), weights(tmp_path / "part")
+    for k in full:
+        close(part[k], full[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--batch-size", "33"], "--batch-size 33: with 2 processes the global batch must be a "
+                             "multiple of 2"),
+    (["--model", "nosuchnet"], "nosuchnet"),
+])
+def test_bad_input_under_two_processes_is_one_line_per_launch(capfd, tmp_path, args, needle):
+    from deepnotes.cli import main
+
+    rc = main(["train", "--data", "breast-cancer", "--epochs", "1", "--quiet", "--out",
+               str(tmp_path), "--nproc", "2", *args])
+    assert rc == 2
+    err = capfd.readouterr().err  # the ranks write to the file descriptors themselves
+    lines = err.strip().splitlines()
+    assert any(needle in line for line in lines), err
+    assert "Traceback" not in err and len(lines) <= 2
+    assert not any(tmp_path.iterdir())
+
+
+def test_nproc_must_be_positive(cli, tmp_path):
+    rc, _, err = cli("train", "--data", "breast-cancer", "--nproc", 0, "--out", tmp_path)
+    assert rc == 2 and "--nproc 0: expected at least 1" in err
