@@ -33,6 +33,16 @@ def spawn(*args, **kwargs) -> subprocess.Popen:
                             **kwargs)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` skip cleanly on machines without a CUDA GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def cli(capsys):
     return lambda *args: run_cli(capsys, *args)

@@ -21,6 +21,7 @@ OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir",
            "schedule": "schedule", "beta": "beta", "weight_decay": "weight_decay",
            "max_len": "max_len", "errors": "errors", "seq_len": "seq_len",
            "min_count": "min_count", "seed": "seed", "device": "device", "bf16": "bf16",
+           "precision": "precision", "channels_last": "channels_last", "compile": "compile",
            "augment": "augment", "train_dev": "train_dev", "targets": "targets"}
 
 DATA_HELP = ("digits, breast-cancer, fashion-mnist, mnist, dates (or dates:N), a folder with one "
@@ -75,8 +76,16 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, help=f"seed of splits, weights, order ({D['seed']})")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (auto)")
     p.add_argument("--gpus", help="GPU indices to use, e.g. 1,2 (sets CUDA_VISIBLE_DEVICES)")
+    p.add_argument("--precision", choices=("32", "bf16", "16"),
+                   help="float32, or autocast to bfloat16 (GPUs, CPUs with AVX512-BF16/AMX) or "
+                   "float16 with loss scaling (CUDA) (32)")
+    p.add_argument("--channels-last", action="store_const", const=True,
+                   help="convolutions on NHWC tensors (faster on GPUs with tensor cores)")
+    p.add_argument("--compile", action="store_const", const=True,
+                   help="torch.compile the network (needs a C++ compiler on CPUs; the first "
+                   "steps are slow while it compiles)")
     p.add_argument("--bf16", action="store_const", const=True,
-                   help="bfloat16 autocast (pays on GPUs and CPUs with AMX)")
+                   help="the same as --precision bf16")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="data-parallel training on N processes of this machine (DDP through "
                    "torchrun; gloo on CPUs, nccl on GPUs); the global batch is split among them")

@@ -46,7 +46,10 @@ DEFAULTS = {
     "fractions": [0.8, 0.1, 0.1],
     "augment": None,  # "crop", "flip" or "crop,flip"
     "device": "auto",
-    "bf16": False,
+    "bf16": False,  # the same as precision "bf16" (kept for runs made before --precision)
+    "precision": None,  # "32", "bf16" or "16" (CUDA); None: "bf16" when bf16 is set, else "32"
+    "channels_last": False,
+    "compile": False,
     "train_dev": 0.0,  # share of the training pool held out as the train-dev split
 }
 
@@ -114,7 +117,8 @@ def split_metrics(model, config: dict, dataset: Dataset, splits, device,
     out = {}
     for name in names or splits.names():
         idx = getattr(splits, name)
-        result = evaluate(model, batches(config, dataset, idx, device), bf16=config["bf16"])
+        result = evaluate(model, batches(config, dataset, idx, device),
+                          precision=precision_of(config))
         if config.get("targets"):  # several binary tasks: deepnotes.multitask
             report = multitask.report(result["y_true"], result["y_pred"], config["classes"])
         else:
@@ -153,6 +157,11 @@ def macro_over_present(report: dict) -> None:
         report[key] = float(np.mean([row[key] for row in present])) if present else 0.0
 
 
+def precision_of(config: dict) -> str:
+    """A run's --precision: its own, or "bf16" for runs that set only the older --bf16."""
+    return config.get("precision") or ("bf16" if config.get("bf16") else "32")
+
+
 def new_run_dir(out: str, name: str | None, default_name: str, overwrite: bool) -> Path:
     """A fresh folder; an explicit --name that exists is refused unless ``overwrite``."""
     root = Path(out)
@@ -184,7 +193,8 @@ def new_run_dir(out: str, name: str | None, default_name: str, overwrite: bool) 
 
 # added after the first release
 OPTIONAL_KEYS = {"beta": None, "weight_decay": 0.0, "max_len": None, "errors": "strict",
-                 "seq_len": None, "min_count": None, "targets": None, "train_dev": 0.0}
+                 "seq_len": None, "min_count": None, "targets": None, "precision": None,
+                 "channels_last": False, "compile": False, "train_dev": 0.0}
 RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
             "input_shape", "kind", "normalize"]
 

@@ -23,10 +23,20 @@ def prepare(config: dict, progress: bool = True, fresh: bool = True) -> dict:
     from deepnotes.data.splits import data_warnings
     from deepnotes.device import resolve_device
     from deepnotes.optim import check_schedule, create_optimizer
-    from deepnotes.train.run import build_data, build_model, check_model_fits, default_model
+    from deepnotes.train.run import (
+        build_data,
+        build_model,
+        check_model_fits,
+        default_model,
+        precision_of,
+    )
+    from deepnotes.train.trainer import autocast_dtype, check_compiler
 
     device = distributed.setup(resolve_device(config["device"]))
     distributed.check_batch(config["batch_size"])
+    autocast_dtype(precision_of(config), device)  # --precision 16 off CUDA fails here
+    if config.get("compile"):
+        check_compiler(device)
     check_schedule(config["schedule"])  # an unknown schedule fails here, early
     augment.parse(config.get("augment"))  # and so does an unknown augmentation
     dataset, splits = build_data(config, progress=progress)
@@ -63,7 +73,13 @@ def fit(session: dict, run_dir: Path, *, progress: bool = True, resuming: bool =
     plots. ``on_epoch(row)`` is called after each epoch (``tune`` prunes from it).
     """
     from deepnotes.train import Trainer, plots
-    from deepnotes.train.run import batches, provenance, split_metrics, write_json
+    from deepnotes.train.run import (
+        batches,
+        precision_of,
+        provenance,
+        split_metrics,
+        write_json,
+    )
 
     config, dataset, splits, device = (session[k] for k in ("config", "dataset", "splits",
                                                               "device"))
@@ -76,7 +92,8 @@ def fit(session: dict, run_dir: Path, *, progress: bool = True, resuming: bool =
                                                 "output": config["classes"]})
     trainer = Trainer(session["model"], session["optimizer"], epochs=config["epochs"],
                       schedule=config["schedule"], device=device, run_dir=run_dir,
-                      progress=progress, bf16=config["bf16"], on_epoch=on_epoch)
+                      progress=progress, on_epoch=on_epoch, precision=precision_of(config),
+                      channels_last=config["channels_last"], compile=config["compile"])
     if resuming:
         trainer.resume()
         if trainer.state["epoch"] >= config["epochs"]:

@@ -45,15 +45,26 @@ class Trainer:
 
     def __init__(self, model, optimizer, *, epochs: int, schedule: str = "onecycle",
                  device: torch.device | str = "cpu", run_dir: Path | None = None,
-                 progress: bool = True, bf16: bool = False, on_epoch=None):
+                 progress: bool = True, bf16: bool = False, on_epoch=None,
+                 precision: str = "32", channels_last: bool = False, compile: bool = False):
         if epochs < 1:
             raise DeepnotesError(f"--epochs {epochs}: expected at least 1")
         self.model, self.optimizer = model.to(device), optimizer
+        self.precision = "bf16" if bf16 else precision
+        self.amp = autocast_dtype(self.precision, torch.device(device))
+        self.scaler = torch.amp.GradScaler(torch.device(device).type,
+                                           enabled=self.precision == "16")
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.net = distributed.wrap(self.model, torch.device(device))  # DDP under torchrun
+        if compile:
+            check_compiler(torch.device(device))
+            self.net = torch.compile(self.net)
         self.epochs, self.schedule = epochs, schedule
         self.device = torch.device(device)
         self.run_dir = Path(run_dir) if run_dir else None
-        self.bf16, self.on_epoch = bf16, on_epoch
+        self.on_epoch = on_epoch
         self.progress = progress and distributed.is_writer()  # one bar, not one a rank
         self.step_losses: list[float] = []  # this process's steps only; not part of a checkpoint
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -112,7 +123,10 @@ class Trainer:
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
         """One step of gradient descent on a mini-batch; returns (loss, correct predictions,
         predictions made)."""
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, self.amp or torch.float32,
+                            enabled=self.amp is not None):
             z, y = forward(self.net, x, y)
             loss = loss_of(z, y)
         value = loss.item()
@@ -124,8 +138,9 @@ class Trainer:
         if not math.isfinite(value):
             return value, 0, 1  # no update: the weights in memory stay those of the last good step
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()  # float16: L scaled up so small gradients survive
+        self.scaler.step(self.optimizer)  # unscaled first; skipped when a gradient overflowed
+        self.scaler.update()
         counted = y != IGNORE
         return value, int(((labels_of(z, y) == y) & counted).sum()), int(counted.sum())
 
@@ -142,7 +157,7 @@ class Trainer:
                "train_accuracy": correct / max(1, seen)}
         writer = distributed.is_writer()
         if dev is not None and writer:
-            result = evaluate(self.model, dev, bf16=self.bf16)
+            result = evaluate(self.model, dev, precision=self.precision)
             row["dev_loss"] = result["loss"]
             present = result["y_true"] != IGNORE
             row["dev_accuracy"] = float((result["y_pred"] == result["y_true"])[present]
@@ -210,6 +225,29 @@ def forward(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torc
     return (z.transpose(1, 2), y) if z.dim() == 3 else (z, y)
 
 
+PRECISIONS = ("32", "bf16", "16")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a --precision: None (float32), bfloat16, or float16 (CUDA only: on
+    other devices its range needs loss scaling that torch offers on CUDA)."""
+    if precision not in PRECISIONS:
+        raise DeepnotesError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "16" and device.type != "cuda":
+        raise DeepnotesError(f"--precision 16 needs a CUDA GPU (this run is on {device.type}); "
+                             "use --precision bf16 on a CPU")
+    return {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[precision]
+
+
+def check_compiler(device: torch.device) -> None:
+    """torch.compile on the CPU generates C++: refuse early, in one line, without a compiler."""
+    import shutil
+
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise DeepnotesError("--compile on the CPU needs a C++ compiler (g++ or clang++); "
+                             "install one or train without --compile")
+
+
 def loss_of(z: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of softmax(z) over the targets that are not IGNORE; for several binary
     tasks (z and y both (N, T)) the masked binary cross-entropy of ``deepnotes.multitask``."""
@@ -224,15 +262,16 @@ def labels_of(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def evaluate(model, batches: Batches, bf16: bool = False) -> dict:
+def evaluate(model, batches: Batches, bf16: bool = False, precision: str = "32") -> dict:
     """Mean loss, labels and predictions over ``batches``: y_true and y_pred hold the counted
     targets (IGNORE dropped), or for several binary tasks the (N, T) matrices, missing labels
     kept as IGNORE in y_true."""
     model.eval()
     losses, ys, preds, counts = [], [], [], 0
-    device_type = batches.x.device.type
+    device = batches.x.device
+    amp = autocast_dtype("bf16" if bf16 else precision, device)
     for x, y in batches.epoch():
-        with torch.autocast(device_type, torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, amp or torch.float32, enabled=amp is not None):
             z, y = forward(model, x, y)
         z = z.float()
         losses.append(loss_of(z, y, reduction="sum"))

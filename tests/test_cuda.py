@@ -1,0 +1,93 @@
+"""The GPU path: every check here runs on CUDA and is skipped cleanly without it (marker ``cuda``;
+``pytest -m cuda`` runs them alone, as benchmarks/gpu_check.sh does)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import close
+
+pytestmark = pytest.mark.cuda
+DIGITS = ["train", "--data", "digits", "--quiet", "--epochs", "3", "--seed", "1"]
+
+
+def test_data_sets_live_on_the_gpu_once_and_training_matches_the_cpu(cli, tmp_path):
+    for name, device in (("cpu", "cpu"), ("gpu", "cuda")):
+        rc, _, err = cli(*DIGITS, "--device", device, "--out", tmp_path, "--name", name)
+        assert rc == 0, err
+    cpu, gpu = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("cpu", "gpu"))
+    assert abs(cpu["test"]["accuracy"] - gpu["test"]["accuracy"]) < 0.03
+
+
+@pytest.mark.parametrize("precision", ["bf16", "16"])
+def test_mixed_precision_on_the_gpu_stays_near_float32(cli, tmp_path, precision):
+    for name, extra in (("f32", []), ("amp", ["--precision", precision, "--channels-last"])):
+        rc, _, err = cli(*DIGITS, "--device", "cuda", "--out", tmp_path, "--name", name, *extra)
+        assert rc == 0, err
+    a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("f32", "amp"))
+    assert abs(a["test"]["accuracy"] - b["test"]["accuracy"]) < 0.04
+    assert b["test"]["loss"] == pytest.approx(a["test"]["loss"], abs=0.05)
+
+
+def test_compiled_training_on_the_gpu(cli, tmp_path):
+    rc, _, err = cli(*DIGITS, "--device", "cuda", "--compile", "--out", tmp_path, "--name", "c")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "c" / "metrics.json").read_text())["test"]["accuracy"] > 0.8
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "rmsprop", "adam"])
+def test_fused_optimizers_on_the_gpu_follow_the_reference(name):
+    from deepnotes.optim import create_optimizer
+
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(257, 33, generator=g), torch.randn(129, generator=g)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(30)]
+    results = {}
+    for impl, device in (("fused", "cuda"), ("reference", "cpu")):
+        params = [p.clone().to(device).requires_grad_() for p in start]
+        opt = create_optimizer(name, params, implementation=impl)
+        for step in grads:
+            for p, gr in zip(params, step):
+                p.grad = gr.to(device)
+            opt.step()
+        results[impl] = [p.detach().cpu() for p in params]
+    for a, b in zip(results["fused"], results["reference"]):
+        close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["LSTM", "GRU", "RNN"])
+def test_recurrent_layers_on_the_gpu_match_the_cpu(layer):
+    import deepnotes.nn as dnn
+
+    torch.manual_seed(0)
+    cpu = getattr(dnn, layer)(16, 32, num_layers=2, bidirectional=True)
+    gpu = getattr(dnn, layer)(16, 32, num_layers=2, bidirectional=True).cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    x = torch.randn(4, 9, 16)
+    out_cpu, _ = cpu(x)
+    out_gpu, _ = gpu(x.cuda())
+    close(out_gpu.cpu(), out_cpu, rtol=1e-4, atol=1e-5)
+    out_gpu.sum().backward()
+    out_cpu.sum().backward()
+    for (n, a), (_, b) in zip(gpu.named_parameters(), cpu.named_parameters()):
+        close(a.grad.cpu(), b.grad, rtol=1e-3, atol=1e-4)
+
+
+def test_word2vec_minibatch_path_on_the_gpu_separates_two_topics():
+    import random
+
+    from deepnotes.embeddings import Word2Vec
+
+    rng = random.Random(0)
+    groups = [[f"a{i}" for i in range(10)], [f"b{i}" for i in range(10)]]
+    sents = [[rng.choice(groups[k % 2]) for _ in range(8)] for k in range(1500)]
+    m = Word2Vec(sents, sg=1, min_count=1, vector_size=20, window=3, epochs=5, sample=0,
+                 device="cuda")
+    assert m.implementation == "minibatch"
+    x = torch.nn.functional.normalize(m.wv.vectors.float().cpu(), dim=1)
+    ia = torch.tensor([m.wv.key_to_index[w] for w in groups[0]])
+    ib = torch.tensor([m.wv.key_to_index[w] for w in groups[1]])
+    assert (x[ia] @ x[ia].T).mean() > (x[ia] @ x[ib].T).mean() + 0.3
