@@ -1,4 +1,4 @@
-"""Data-parallel training (DDP on Gloo, two CPU processes) against one process, same global batch."""
+"""Data-parallel training (DDP on Gloo, two CPU processes) against one process, same batch."""
 
 from __future__ import annotations
 
