@@ -65,21 +65,15 @@ def deepnotes_images_per_s(model, x, y, normalizer, batch, steps, warmup) -> flo
     return steps * batch / (time.perf_counter() - start)
 
 
-def main() -> None:
-    image_models = [m for m in list_models() if model_class(m).input_kind == "image"]
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=image_models)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=15)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    n = args.batch_size * (args.steps + args.warmup + 1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
-          f"{args.steps} timed steps")
-    print(f"{'model':<12} {'input':>9} {'deepnotes img/s':>16} {'plain loop img/s':>17} "
-          f"{'ratio':>6}")
-    for name in args.models:
+def image_models() -> list[str]:
+    return [m for m in list_models() if model_class(m).input_kind == "image"]
+
+
+def measure(names, batch: int, steps: int, warmup: int, repeats: int):
+    """Yield (model, input size, deepnotes images/s, peer images/s) per model, the medians of
+    ``repeats`` alternating timings."""
+    n = batch * (steps + warmup + 1)
+    for name in names:
         size = model_class(name).input_size
         x, y = fake_fashion(n, size)
         normalizer = Normalizer.fit(x)
@@ -87,12 +81,39 @@ def main() -> None:
         model = create_model(name, num_classes=10, in_channels=1)
         twin = copy.deepcopy(model)
         runs = {"ours": [], "peer": []}
-        for _ in range(args.repeats):
-            runs["ours"].append(deepnotes_images_per_s(model, x, y, normalizer, args.batch_size,
-                                                       args.steps, args.warmup))
-            runs["peer"].append(peer_images_per_s(twin, x, y, normalizer, args.batch_size,
-                                                  args.steps, args.warmup))
+        for _ in range(repeats):
+            runs["ours"].append(deepnotes_images_per_s(model, x, y, normalizer, batch, steps,
+                                                       warmup))
+            runs["peer"].append(peer_images_per_s(twin, x, y, normalizer, batch, steps, warmup))
         ours, peer = (statistics.median(v) for v in runs.values())
+        yield name, size, ours, peer
+
+
+def rows(quick: bool = False, device: str = "cpu") -> list[dict]:
+    """The suite's rows (CPU only; ``device`` is not used): every image model, or lenet5 and
+    resnet18 with 5 timed steps in quick mode. Goal: ratio >= 1.0 (RESULTS.md, issue 3)."""
+    names = ["lenet5", "resnet18"] if quick else image_models()
+    steps = 5 if quick else 15
+    return [{"task": f"training images/s, {name} 1x{size}x{size}, batch 64",
+             "peer": "plain loop (DataLoader, torch.optim.Adam)", "unit": "img/s",
+             "ours": ours, "peer_figure": peer, "compare": "ours/peer", "goal": ">= 1.0"}
+            for name, size, ours, peer in measure(names, 64, steps, 3, 3)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=image_models())
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
+          f"{args.steps} timed steps")
+    print(f"{'model':<12} {'input':>9} {'deepnotes img/s':>16} {'plain loop img/s':>17} "
+          f"{'ratio':>6}")
+    for name, size, ours, peer in measure(args.models, args.batch_size, args.steps, args.warmup,
+                                          args.repeats):
         print(f"{name:<12} {f'1x{size}x{size}':>9} {ours:>16.0f} {peer:>17.0f} "
               f"{ours / peer:>6.2f}", flush=True)
 

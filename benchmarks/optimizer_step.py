@@ -57,6 +57,52 @@ def step_ms(opt, steps: int, sync) -> float:
     return (time.perf_counter() - start) / steps * 1e3
 
 
+def resnet50_params(device: torch.device) -> list[torch.Tensor]:
+    """ResNet-50's parameters on ``device``, each with a random gradient (seed 0)."""
+    params = list(create_model("resnet50", num_classes=1000).to(device).parameters())
+    torch.manual_seed(0)
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-2
+    return params
+
+
+def measure(params, device: torch.device, steps: int, repeats: int, reference: bool) -> dict:
+    """Median ms per step of every contender (torch's and ours), alternating ``repeats`` times."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    contenders = {f"torch {k}": o for k, o in peers(params).items()}
+    for name, (make, _) in RULES.items():
+        contenders[name] = make(params)
+        if reference:
+            for impl in ("foreach", "reference"):
+                contenders[f"{name} [{impl}]"] = make(params)
+                contenders[f"{name} [{impl}]"].implementation = impl
+    for opt in contenders.values():  # state made, kernels warm
+        for _ in range(2):
+            opt.step()
+    times = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, opt in contenders.items():
+            times[name].append(step_ms(opt, steps, sync))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def peer_of(rule: str, median: dict) -> str:
+    """The fastest torch contender of ``rule``."""
+    return min((n for n in median if n.startswith(f"torch {rule} (")), key=median.get)
+
+
+def rows(quick: bool = False, device: str = "cpu") -> list[dict]:
+    """The suite's rows: each rule against the fastest torch.optim rule (3 steps x 3 repeats in
+    quick mode). Goal: ratio <= 1.0 (RESULTS.md, issue 4)."""
+    device = torch.device(device)
+    median = measure(resnet50_params(device), device, 3 if quick else 10, 3 if quick else 7,
+                     reference=False)
+    return [{"task": f"optimizer step, ResNet-50 parameters, {name} ({device.type})",
+             "peer": peer_of(rule, median), "unit": "ms",
+             "ours": median[name], "peer_figure": median[peer_of(rule, median)],
+             "compare": "ours/peer", "goal": "<= 1.0"} for name, (_, rule) in RULES.items()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
@@ -66,35 +112,14 @@ def main() -> None:
                     help="also time deepnotes' foreach and single-tensor reference paths")
     args = ap.parse_args()
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-    model = create_model("resnet50", num_classes=1000).to(device)
-    params = list(model.parameters())
-    torch.manual_seed(0)
-    for p in params:
-        p.grad = torch.randn_like(p) * 1e-2
+    params = resnet50_params(device)
     print(f"{sum(p.numel() for p in params) / 1e6:.1f} M parameters in {len(params)} tensors on "
           f"{device}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-
-    contenders = {f"torch {k}": o for k, o in peers(params).items()}
-    for name, (make, _) in RULES.items():
-        contenders[name] = make(params)
-        if args.reference:
-            for impl in ("foreach", "reference"):
-                contenders[f"{name} [{impl}]"] = make(params)
-                contenders[f"{name} [{impl}]"].implementation = impl
-    for opt in contenders.values():  # state made, kernels warm
-        for _ in range(2):
-            opt.step()
-    times = {name: [] for name in contenders}
-    for _ in range(args.repeats):
-        for name, opt in contenders.items():
-            times[name].append(step_ms(opt, args.steps, sync))
-    median = {name: statistics.median(t) for name, t in times.items()}
+    median = measure(params, device, args.steps, args.repeats, args.reference)
 
     print(f"\n{'rule':46s} {'deepnotes ms':>12s} {'peer ms':>8s} {'ratio':>6s}  peer")
     for name, (_, rule) in RULES.items():
-        peer = min((n for n in median if n.startswith(f"torch {rule} (")), key=median.get)
+        peer = peer_of(rule, median)
         print(f"{name:46s} {median[name]:12.2f} {median[peer]:8.2f} "
               f"{median[name] / median[peer]:6.2f}  {peer}")
         for impl in ("foreach", "reference"):

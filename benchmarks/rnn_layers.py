@@ -64,6 +64,45 @@ def step_ms(layer, x, lengths, steps: int, sync) -> float:
     return (time.perf_counter() - start) / steps * 1e3
 
 
+def measure(rows: dict, shapes: dict, x, lengths, hidden: int, steps: int, repeats: int):
+    """(row name, peer name, goal, deepnotes ms, peer ms) for every row and shape: medians of
+    ``repeats`` alternating timings of ``steps`` steps each."""
+    device = x.device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    contenders, pairs = {}, []
+    for shape, kw in shapes.items():
+        for peer in ("LSTM", "GRU"):
+            contenders[f"torch.nn.{peer}, {shape}"] = getattr(nn, peer)(
+                x.shape[2], hidden, batch_first=True, **kw).to(device)
+        for row, (cls, options, peer, goal) in rows.items():
+            name = f"{row}, {shape}"
+            contenders[name] = cls(x.shape[2], hidden, **kw, **options).to(device)
+            pairs.append((name, f"torch.nn.{peer}, {shape}", goal))
+    for layer in contenders.values():  # kernels warm, loops compiled
+        step_ms(layer, x, lengths, 2, sync)
+    times = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, layer in contenders.items():
+            times[name].append(step_ms(layer, x, lengths, steps, sync))
+    median = {name: statistics.median(t) for name, t in times.items()}
+    return [(name, peer, goal, median[name], median[peer]) for name, peer, goal in pairs]
+
+
+def rows(quick: bool = False, device: str = "cpu") -> list[dict]:
+    """The suite's rows at the default sizes; quick mode times only the rows with a goal
+    (RESULTS.md, issue 5: <= 1.05 fused, <= 1.5 the notes' GRU), 1 layer and bidirectional,
+    3 repeats."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 50, 128, device=device)
+    chosen = {k: v for k, v in ROWS.items() if v[3] is not None or not quick}
+    shapes = {k: v for k, v in SHAPES.items() if k != "2 layers" or not quick}
+    results = measure(chosen, shapes, x, None, 256, 3, 3 if quick else 7)
+    return [{"task": f"forward + backward, {name} ({x.device.type})", "peer": peer, "unit": "ms",
+             "ours": ours, "peer_figure": peer_ms, "compare": "ours/peer",
+             "goal": None if goal is None else f"<= {goal}"}
+            for name, peer, goal, ours, peer_ms in results]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
@@ -78,7 +117,6 @@ def main() -> None:
                     help="variable-length batches (lengths from seq/2 to seq; torch packs)")
     args = ap.parse_args()
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
     x = torch.randn(args.batch, args.seq, args.input, device=device)
     lengths = (torch.randint(args.seq // 2, args.seq + 1, (args.batch,)) if args.lengths
@@ -86,30 +124,14 @@ def main() -> None:
     print(f"forward + backward, batch {args.batch}, sequence {args.seq}, input {args.input}, "
           f"hidden {args.hidden}, {'variable' if args.lengths else 'full'} lengths, on "
           f"{device}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-
-    rows = {**ROWS, **(CELL_ROWS if args.cell else {})}
-    contenders, pairs = {}, []
-    for shape, kw in SHAPES.items():
-        for peer in ("LSTM", "GRU"):
-            contenders[f"torch.nn.{peer}, {shape}"] = getattr(nn, peer)(
-                args.input, args.hidden, batch_first=True, **kw).to(device)
-        for row, (cls, options, peer, goal) in rows.items():
-            name = f"{row}, {shape}"
-            contenders[name] = cls(args.input, args.hidden, **kw, **options).to(device)
-            pairs.append((name, f"torch.nn.{peer}, {shape}", goal))
-    for layer in contenders.values():  # kernels warm, loops compiled
-        step_ms(layer, x, lengths, 2, sync)
-    times = {name: [] for name in contenders}
-    for _ in range(args.repeats):
-        for name, layer in contenders.items():
-            times[name].append(step_ms(layer, x, lengths, args.steps, sync))
-    median = {name: statistics.median(t) for name, t in times.items()}
+    chosen = {**ROWS, **(CELL_ROWS if args.cell else {})}
+    results = measure(chosen, SHAPES, x, lengths, args.hidden, args.steps, args.repeats)
 
     print(f"\n{'deepnotes layer':50s} {'deepnotes ms':>12s} {'peer ms':>8s} {'ratio':>6s} "
           f"{'goal':>5s}  peer")
-    for name, peer, goal in pairs:
-        print(f"{name:50s} {median[name]:12.1f} {median[peer]:8.1f} "
-              f"{median[name] / median[peer]:6.2f} {'' if goal is None else goal:>5}  {peer}")
+    for name, peer, goal, ours, peer_ms in results:
+        print(f"{name:50s} {ours:12.1f} {peer_ms:8.1f} "
+              f"{ours / peer_ms:6.2f} {'' if goal is None else goal:>5}  {peer}")
 
 
 if __name__ == "__main__":

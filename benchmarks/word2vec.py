@@ -36,9 +36,9 @@ def default_corpus() -> str:
     return datapath("lee_background.cor")
 
 
-def text8_style(src: str, dst: str, block: int = 1 << 24) -> int:
-    """Write ``src`` as one line of lower-case a-z words (markup tags dropped) to ``dst``;
-    returns the number of words."""
+def text8_style(src: str, dst: str, block: int = 1 << 24, max_words: int | None = None) -> int:
+    """Write ``src`` as one line of lower-case a-z words (markup tags dropped) to ``dst``, only
+    its first ``max_words`` words if given; returns the number of words."""
     opener = gzip.open if src.endswith((".gz", ".dz")) else open
     words, carry = 0, ""
     with opener(src, "rb") as f, open(dst, "w") as out:
@@ -48,9 +48,11 @@ def text8_style(src: str, dst: str, block: int = 1 << 24) -> int:
             cut = len(text) if not raw else max(text.rfind(" "), text.rfind("\n"), 0)
             text, carry = text[:cut], text[cut:]
             text = re.sub(r"[^a-z]+", " ", re.sub(r"<[^>]*>", " ", text).lower()).split()
+            if max_words is not None:
+                text = text[: max_words - words]
             words += len(text)
             out.write(" ".join(text) + " ")
-            if not raw:
+            if not raw or words == max_words:
                 return words
 
 
@@ -85,8 +87,54 @@ def run_deepnotes(path: str, sg: int, args, **options) -> tuple[float, float, in
     m = Word2Vec(corpus_file=path, sg=sg, vector_size=100, window=5, negative=5, min_count=5,
                  sample=1e-3, workers=args.workers, epochs=args.epochs, seed=1, **options)
     raw = m.corpus.raw_words * args.epochs
-    vectors = m.wv.vectors.numpy() if hasattr(m.wv.vectors, "numpy") else m.wv.vectors
+    vectors = m.wv.vectors.cpu().numpy() if hasattr(m.wv.vectors, "cpu") else m.wv.vectors
     return raw / m.train_seconds, analogy_accuracy(list(m.wv.index_to_key), vectors), len(m.wv)
+
+
+def compare(path: str, settings, variants: dict):
+    """Yield (model, library, raw words/s, analogy %, vocabulary) for skip-gram then CBOW:
+    gensim first, then each deepnotes variant (name -> Word2Vec options)."""
+    for sg, name in ((1, "skip-gram"), (0, "CBOW")):
+        yield (name, "gensim", *run_gensim(path, sg, settings))
+        for lib, options in variants.items():
+            if "shared_negatives" in options and not sg:
+                continue  # CBOW draws its negatives once per centre anyway
+            yield (name, lib, *run_deepnotes(path, sg, settings, **options))
+
+
+def rows(quick: bool = False, device: str = "cpu") -> list[dict]:
+    """The suite's rows: words/s ratio (goal >= 1.5) and analogy difference (goal >= -1 point) of
+    the default path (RESULTS.md, issue 6); the full run adds the per-pair and mini-batch paths
+    (no goal), a GPU adds the mini-batch path on it (goal >= 20x gensim's CPU words/s). Quick
+    mode: the corpus's first million words, 1 epoch."""
+    import gensim
+
+    settings = argparse.Namespace(epochs=1 if quick else 5, workers=2)
+    variants = {"deepnotes": {}}
+    if not quick:
+        variants["deepnotes per-pair"] = {"shared_negatives": False}
+        variants["deepnotes minibatch"] = {"implementation": "minibatch"}
+    if device != "cpu":
+        variants[f"deepnotes minibatch on {device}"] = {"implementation": "minibatch",
+                                                       "device": device}
+    out, base = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "corpus.txt")
+        n = text8_style(default_corpus(), path, max_words=1_000_000 if quick else None)
+        for model, lib, wps, acc, _ in compare(path, settings, variants):
+            if lib == "gensim":
+                base[model] = (wps, acc)
+                continue
+            corpus = f"{n / 1e6:.1f} M words x {settings.epochs} epochs"
+            speed_goal = ">= 20" if "on " in lib else ">= 1.5" if lib == "deepnotes" else None
+            peer = f"gensim {gensim.__version__} (CPU, 2 threads)"
+            out.append({"task": f"word2vec {model}, {lib}, raw words/s ({corpus})", "peer": peer,
+                        "unit": "words/s", "ours": wps, "peer_figure": base[model][0],
+                        "compare": "ours/peer", "goal": speed_goal})
+            out.append({"task": f"word2vec {model}, {lib}, analogy accuracy ({corpus})",
+                        "peer": peer, "unit": "%", "ours": acc, "peer_figure": base[model][1],
+                        "compare": "ours-peer", "goal": ">= -1" if lib == "deepnotes" else None})
+    return out
 
 
 def main() -> None:
@@ -99,6 +147,11 @@ def main() -> None:
     ap.add_argument("--minibatch", action="store_true", help="also the torch mini-batch path")
     args = ap.parse_args()
     src = args.corpus or default_corpus()
+    variants = {"deepnotes": {}}
+    if args.per_pair:
+        variants["deepnotes per-pair"] = {"shared_negatives": False}
+    if args.minibatch:
+        variants["deepnotes minibatch"] = {"implementation": "minibatch"}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "corpus.txt")
         n = text8_style(src, path)
@@ -106,19 +159,11 @@ def main() -> None:
               f"{args.workers} threads; torch {torch.__version__}")
         print(f"\n{'model':10s} {'library':22s} {'raw words/s':>12s} {'analogy %':>10s} "
               f"{'vocab':>7s} {'speed ratio':>11s} {'accuracy diff':>13s}")
-        variants = {"deepnotes": {}}
-        if args.per_pair:
-            variants["deepnotes per-pair"] = {"shared_negatives": False}
-        if args.minibatch:
-            variants["deepnotes minibatch"] = {"implementation": "minibatch"}
-        for sg, name in ((1, "skip-gram"), (0, "CBOW")):
-            base = run_gensim(path, sg, args)
-            print(f"{name:10s} {'gensim':22s} {base[0]:12,.0f} {base[1]:10.2f} {base[2]:7d}",
-                  flush=True)
-            for lib, options in variants.items():
-                if "shared_negatives" in options and not sg:
-                    continue  # CBOW draws its negatives once per centre anyway
-                wps, acc, v = run_deepnotes(path, sg, args, **options)
+        for name, lib, wps, acc, v in compare(path, args, variants):
+            if lib == "gensim":
+                base = (wps, acc)
+                print(f"{name:10s} {'gensim':22s} {wps:12,.0f} {acc:10.2f} {v:7d}", flush=True)
+            else:
                 print(f"{name:10s} {lib:22s} {wps:12,.0f} {acc:10.2f} {v:7d} "
                       f"{wps / base[0]:11.2f} {acc - base[1]:+13.2f}", flush=True)
 

@@ -23,6 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from deepnotes.cli import (
+        bench,
         compare,
         devices,
         diagnose,
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (train, evaluate, predict, sequences, compare, tune, word2vec, devices,
-                   summary, diagnose):
+                   summary, diagnose, bench):
         module.add_parser(sub)
     return parser
 
