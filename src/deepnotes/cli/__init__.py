@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         devices,
         diagnose,
         evaluate,
+        finetune,
         predict,
         sequences,
         summary,
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (train, evaluate, predict, sequences, compare, tune, word2vec, devices,
-                   summary, diagnose, bench):
+                   summary, diagnose, finetune, bench):
         module.add_parser(sub)
     return parser
 

@@ -199,6 +199,9 @@ def resume(args, explicit: dict) -> int:
     config = read_config(run_dir)
     if not (run_dir / "state.safetensors").exists():
         raise DeepnotesError(f"--resume {run_dir}: no checkpoint in it yet; start a new run")
+    if config.get("transfer"):
+        raise DeepnotesError(f"--resume {run_dir}: a run made by deepnotes finetune (its layers "
+                             "are frozen in groups); run deepnotes finetune again")
     changed = {k: (config.get(k), v) for k, v in explicit.items() if config.get(k) != v}
     if "model" in changed:
         old, new = changed["model"]

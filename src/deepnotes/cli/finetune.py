@@ -1,0 +1,100 @@
+"""``deepnotes finetune RUN_OR_WEIGHTS --data SPEC``: transfer learning from task A to task B.
+
+Loads a run trained on A (or a torchvision-format weight file with ``--model``), replaces the
+output layer with one for B's classes, freezes the first N layer groups and trains on B into a
+normal run folder, which ``evaluate`` and ``predict`` read like any other.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from deepnotes.data import NAMED
+
+OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir", "skip_bad": "skip_bad",
+           "label_column": "label_column", "epochs": "epochs", "batch_size": "batch_size",
+           "lr": "lr", "optimizer": "optimizer", "schedule": "schedule", "beta": "beta",
+           "weight_decay": "weight_decay", "seed": "seed", "device": "device", "bf16": "bf16",
+           "augment": "augment"}
+
+
+def add_parser(sub) -> None:
+    from deepnotes.cli.train import DATA_HELP
+    from deepnotes.models import list_models
+    from deepnotes.train.run import DEFAULTS as D
+
+    p = sub.add_parser(
+        "finetune", help="transfer learning: fine-tune a trained run or weight file on new data",
+        description="Pre-train on task A, fine-tune on task B: load a run (or a torchvision-format "
+        "weight file), put a new output layer for B's classes on it, freeze the first N layer "
+        "groups and train on B. The more data B has, the fewer layers to freeze.",
+        argument_default=None)
+    p.add_argument("source", metavar="RUN_OR_WEIGHTS",
+                   help="a run folder, or a .safetensors / .pth state_dict (then give --model)")
+    p.add_argument("--data", required=True, help=f"task B's data: {DATA_HELP}")
+    p.add_argument("--model", help=f"the network a weight file holds: {', '.join(list_models())}")
+    p.add_argument("--freeze", default="auto",
+                   help="auto (from B's examples per class), none, all-but-head, or N: the first "
+                   "N layer groups (auto)")
+    p.add_argument("--gradual", action="store_true",
+                   help="gradual unfreezing: start with the head, thaw one more group an epoch, "
+                   "with lower learning rates for earlier groups")
+    p.add_argument("--lr-decay", type=float, metavar="D", help="group l of L learns at "
+                   "lr / D^(L - l) (2.6 with --gradual, else 1)")
+    p.add_argument("--no-cache", action="store_true", help="with every group frozen, run the "
+                   "frozen layers each step instead of training the head on cached features")
+    p.add_argument("--cache-dir", help="folder of the feature cache (OUT/.feature-cache)")
+    p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
+    p.add_argument("--label-column", help="label column of a CSV (default: 'label', else the last)")
+    p.add_argument("--skip-bad", action="store_const", const=True,
+                   help="train without unreadable images instead of stopping")
+    p.add_argument("--epochs", type=int, help=f"passes over B's training set ({D['epochs']})")
+    p.add_argument("--batch-size", type=int, help=f"mini-batch size ({D['batch_size']})")
+    p.add_argument("--optimizer", help=f"update rule ({D['optimizer']})")
+    p.add_argument("--lr", type=float, help="peak learning rate alpha of the head (the "
+                   "optimizer's default)")
+    p.add_argument("--beta", type=float, help="beta of momentum and rmsprop, beta1 of adam")
+    p.add_argument("--weight-decay", type=float, metavar="LAMBDA", help="L2: dW += LAMBDA W (0)")
+    p.add_argument("--schedule", help=f"learning-rate decay ({D['schedule']})")
+    p.add_argument("--augment", help="image augmentation: crop, flip or crop,flip (turns the "
+                   "feature cache off)")
+    p.add_argument("--seed", type=int, help=f"seed of splits, the new head, order ({D['seed']})")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (auto)")
+    p.add_argument("--bf16", action="store_const", const=True, help="bfloat16 autocast")
+    p.add_argument("--out", default="runs", help="folder for run folders (runs)")
+    p.add_argument("--name", help="run folder name (default: finetune-MODEL-DATA)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --name folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from deepnotes.cli.evaluate import print_table
+    from deepnotes.cli.train import check_numbers
+    from deepnotes.train.run import DEFAULTS, new_run_dir
+    from deepnotes.transfer import fit_finetune, prepare_finetune
+
+    explicit = {key: getattr(args, opt) for opt, key in OPTIONS.items()
+                if getattr(args, opt) is not None}
+    check_numbers(explicit)
+    config = {**DEFAULTS, **explicit}
+    session, line = prepare_finetune(args.source, config, freeze_option=args.freeze,
+                                     gradual=args.gradual, lr_decay=args.lr_decay,
+                                     progress=not args.quiet)
+    print(line)
+    data_name = config["data"] if config["data"] in NAMED else Path(config["data"]).stem
+    run_dir = new_run_dir(args.out, args.name, f"finetune-{config['model']}-{data_name}",
+                          args.overwrite)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.out) / ".feature-cache"
+    try:
+        _, result = fit_finetune(session, run_dir, cache=not args.no_cache, cache_dir=cache_dir,
+                                 progress=not args.quiet)
+    except BaseException:
+        if not (run_dir / "state.safetensors").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave nothing
+        raise
+    print_table(result)
+    print(f"run folder: {run_dir}")
+    return 0
+
