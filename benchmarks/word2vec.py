@@ -11,6 +11,7 @@ questions-words.txt for both models' vectors (ours loaded into a gensim KeyedVec
 
     python benchmarks/word2vec.py                 # GCIDE, 5.4 M words, ~3 minutes on 2 cores
     python benchmarks/word2vec.py --per-pair --minibatch   # and the other two paths
+    python benchmarks/word2vec.py --hs --epochs 3          # hierarchical softmax, both
     python benchmarks/word2vec.py --corpus text8 --epochs 1 --workers 2
 """
 
@@ -66,12 +67,17 @@ def analogy_accuracy(words: list[str], vectors) -> float:
     return 100 * score
 
 
+def output_layer(args) -> dict:
+    """negative 5, or with --hs hierarchical softmax alone (negative 0), for both libraries."""
+    return {"hs": 1, "negative": 0} if getattr(args, "hs", False) else {"negative": 5}
+
+
 def run_gensim(path: str, sg: int, args) -> tuple[float, float, int]:
     from gensim.models import Word2Vec
     from gensim.models.word2vec import Text8Corpus
 
-    m = Word2Vec(sg=sg, vector_size=100, window=5, negative=5, min_count=5, sample=1e-3,
-                 workers=args.workers, epochs=args.epochs, seed=1)
+    m = Word2Vec(sg=sg, vector_size=100, window=5, min_count=5, sample=1e-3,
+                 workers=args.workers, epochs=args.epochs, seed=1, **output_layer(args))
     corpus = Text8Corpus(path)
     m.build_vocab(corpus)
     start = time.perf_counter()
@@ -84,8 +90,9 @@ def run_gensim(path: str, sg: int, args) -> tuple[float, float, int]:
 def run_deepnotes(path: str, sg: int, args, **options) -> tuple[float, float, int]:
     from deepnotes.embeddings.word2vec import Word2Vec
 
-    m = Word2Vec(corpus_file=path, sg=sg, vector_size=100, window=5, negative=5, min_count=5,
-                 sample=1e-3, workers=args.workers, epochs=args.epochs, seed=1, **options)
+    m = Word2Vec(corpus_file=path, sg=sg, vector_size=100, window=5, min_count=5, sample=1e-3,
+                 workers=args.workers, epochs=args.epochs, seed=1,
+                 **{**output_layer(args), **options})
     raw = m.corpus.raw_words * args.epochs
     vectors = m.wv.vectors.cpu().numpy() if hasattr(m.wv.vectors, "cpu") else m.wv.vectors
     return raw / m.train_seconds, analogy_accuracy(list(m.wv.index_to_key), vectors), len(m.wv)
@@ -145,6 +152,8 @@ def main() -> None:
     ap.add_argument("--per-pair", action="store_true",
                     help="also skip-gram with new negatives for every pair (word2vec.c exactly)")
     ap.add_argument("--minibatch", action="store_true", help="also the torch mini-batch path")
+    ap.add_argument("--hs", action="store_true",
+                    help="hierarchical softmax instead of negative sampling, in both libraries")
     args = ap.parse_args()
     src = args.corpus or default_corpus()
     variants = {"deepnotes": {}}

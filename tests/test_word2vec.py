@@ -163,7 +163,7 @@ def test_compiled_skip_gram_pair_is_gradient_ascent_on_the_notes_loss():
     log_sigmoid_loss(a[3], b[2], b[[4, 0]], torch.ones(2)).backward()
     new_in, new_out = w_in.clone(), w_out.clone()
     hogwild.sg_pair(new_in.numpy(), new_out.numpy(), 3, targets, 0.1,
-                    numpy.empty(5, numpy.float32))
+                    numpy.empty(5, numpy.float32), False, hogwild.no_tree(5))
     assert torch.allclose(new_in - w_in, 0.1 * a.grad, atol=1e-6)
     assert torch.allclose(new_out - w_out, 0.1 * b.grad, atol=1e-6)
 
@@ -177,11 +177,53 @@ def test_compiled_cbow_centre_updates_every_context_with_the_gradient_of_the_mea
     log_sigmoid_loss(h, b[2], b[[4, 0]], torch.ones(2)).backward()
     new_in, new_out = w_in.clone(), w_out.clone()
     work = numpy.empty((1, 5), numpy.float32), numpy.empty(5, numpy.float32)
-    hogwild.cbow_centre(new_in.numpy(), new_out.numpy(), contexts, 3, targets, 0.05, *work)
+    hogwild.cbow_centre(new_in.numpy(), new_out.numpy(), contexts, 3, targets, 0.05, *work,
+                        False, hogwild.no_tree(5))
     expected = torch.zeros_like(w_in)
     expected[[1, 3, 5]] = 0.05 * h.grad  # unscaled, like word2vec.c; row 0 is past n = 3
     assert torch.allclose(new_in - w_in, expected, atol=1e-6)
     assert torch.allclose(new_out - w_out, 0.05 * b.grad, atol=1e-6)
+
+
+def test_huffman_tree_is_an_optimal_prefix_code():
+    import heapq
+
+    counts = [900, 300, 300, 120, 80, 40, 40, 12, 5, 3, 1]
+    tree = C.huffman_tree(counts)
+    v = len(counts)
+    words = [tree.codes[w, : tree.lengths[w]].tolist() for w in range(v)]
+    for a in range(v):
+        for b in range(v):  # no code is the beginning of another
+            assert a == b or words[b][: len(words[a])] != words[a]
+    heap = [(c, 0) for c in counts]  # (weight, weighted depth below) of each subtree
+    heapq.heapify(heap)
+    while len(heap) > 1:
+        (c1, d1), (c2, d2) = heapq.heappop(heap), heapq.heappop(heap)
+        heapq.heappush(heap, (c1 + c2, d1 + d2 + c1 + c2))
+    assert sum(c * len(w) for c, w in zip(counts, words)) == heap[0][1]  # optimal
+    assert torch.all(tree.points[:, 0] == v - 2)  # every path starts at the root
+    for w in range(v):
+        assert 0 <= tree.points[w, : tree.lengths[w]].min() and \
+            tree.points[w, : tree.lengths[w]].max() <= v - 2
+    assert tree.lengths[0] <= tree.lengths[-1]
+
+
+def test_compiled_hierarchical_softmax_is_gradient_ascent_on_the_path_probability():
+    g = torch.Generator().manual_seed(4)
+    tree = C.huffman_tree([40, 20, 10, 6, 3, 1])
+    w_in = torch.randn(6, 5, generator=g)
+    syn1 = torch.randn(5, 5, generator=g) * 0.5
+    word, row = 4, 2
+    length = int(tree.lengths[word])
+    points, codes = tree.points[word, :length], tree.codes[word, :length].double()
+    x, u = w_in[row].clone().requires_grad_(), syn1.clone().requires_grad_()
+    signs = (1 - 2 * codes).float()
+    torch.nn.functional.logsigmoid(signs * (u[points] @ x)).sum().backward()
+    new_syn1, neu1e = syn1.clone(), numpy.zeros(5, numpy.float32)
+    t = (tree.codes.numpy(), tree.points.numpy(), tree.lengths.numpy(), new_syn1.numpy())
+    hogwild.update_path(w_in.numpy(), row, word, t, neu1e, 0.1)
+    assert torch.allclose(torch.from_numpy(neu1e), 0.1 * x.grad, atol=1e-6)
+    assert torch.allclose(new_syn1 - syn1, 0.1 * u.grad, atol=1e-6)
 
 
 def test_learning_rate_decays_linearly_between_the_endpoints():
@@ -236,7 +278,8 @@ def test_determinism_with_a_seed(implementation):
 
 @pytest.mark.parametrize("sg, kw", [
     (1, {}), (0, {}), (1, dict(shared_negatives=False)), (1, dict(workers=2)),
-    (1, dict(implementation="minibatch")), (0, dict(implementation="minibatch"))])
+    (1, dict(implementation="minibatch")), (0, dict(implementation="minibatch")),
+    (1, dict(hs=1, negative=0)), (0, dict(hs=1, negative=0)), (1, dict(hs=1))])
 def test_vectors_recover_planted_groups(sg, kw):
     sents, groups = sentences_two_groups(1500)
     threads = hogwild.numba.get_num_threads()
@@ -275,6 +318,9 @@ def test_untrained_weights_follow_word2vec_initialisation():
     (dict(sentences=["a sentence as a string"], min_count=1), "expected lists of tokens"),
     (dict(corpus_file="/nonexistent/corpus.txt"), "cannot read"),
     (dict(sentences=[["a"]], implementation="fast"), "implementation must be one of"),
+    (dict(sentences=[["a"]], negative=0), "negative=0 needs hs=1"),
+    (dict(sentences=[["a"]], hs=1, implementation="minibatch"), "hogwild path only"),
+    (dict(sentences=[["a"]], hs=2), "hs must be"),
     (dict(sentences=[["a"]], implementation="hogwild", device="cuda"), "needs the CPU"),
 ])
 def test_bad_input_raises_one_line_errors(kwargs, match):

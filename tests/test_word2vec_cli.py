@@ -54,7 +54,8 @@ def test_every_format_answers_the_same(cli, tmp_path, corpus, vectors, suffix):
 
 
 @pytest.mark.parametrize("options", [["--per-pair-negatives"], ["--implementation", "minibatch"],
-                                     ["--cbow", "--implementation", "hogwild"]])
+                                     ["--cbow", "--implementation", "hogwild"],
+                                     ["--hs", "--negative", "0"]])
 def test_each_implementation_separates_the_topics(cli, tmp_path, corpus, options):
     out = tmp_path / "v.txt"
     rc, _, err = cli("word2vec", "train", corpus, "--out", out, *SMALL, *options)
@@ -83,6 +84,8 @@ def test_analogy_and_evaluate(cli, tmp_path, vectors):
     (["train", "CORPUS", "--out", "OUT.bin", "--min-count", "100000"], "min_count"),
     (["similar", "MISSING.bin", "cat"], "no such"),
     (["similar", "TRUNCATED", "cat"], "line"),
+    (["train", "CORPUS", "--out", "OUT.bin", "--negative", "0"], "--negative 0: expected at "
+                                                                 "least 1 (0 needs --hs)"),
 ])
 def test_bad_input_is_one_line(cli, tmp_path, corpus, vectors, args, needle):
     empty = tmp_path / "empty.txt"

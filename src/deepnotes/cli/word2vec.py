@@ -48,7 +48,10 @@ def _train_parser(commands) -> None:
     p.add_argument("--cbow", action="store_true", help="CBOW instead of skip-gram")
     p.add_argument("--vector-size", type=int, default=100, help="dimensions (100)")
     p.add_argument("--window", type=int, default=5, help="largest context window (5)")
-    p.add_argument("--negative", type=int, default=5, help="negative samples a word (5)")
+    p.add_argument("--negative", type=int, default=5,
+                   help="negative samples a word (5; 0 with --hs: hierarchical softmax alone)")
+    p.add_argument("--hs", action="store_true",
+                   help="hierarchical softmax over a Huffman tree of the vocabulary")
     p.add_argument("--min-count", type=int, default=5, help="ignore rarer words (5)")
     p.add_argument("--sample", type=float, default=1e-3,
                    help="subsampling threshold of frequent words (1e-3; 0: off)")
@@ -68,7 +71,10 @@ def _train_parser(commands) -> None:
 
 
 def check_train_numbers(args) -> None:
-    for name in ("vector_size", "window", "negative", "min_count", "epochs"):
+    if args.negative < (0 if args.hs else 1):
+        raise DeepnotesError(f"--negative {args.negative}: expected at least "
+                             f"{0 if args.hs else 1}" + ("" if args.hs else " (0 needs --hs)"))
+    for name in ("vector_size", "window", "min_count", "epochs"):
         if getattr(args, name) < 1:
             raise DeepnotesError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected at "
                                  "least 1")
@@ -91,7 +97,7 @@ def run_train(args) -> int:
                      min_count=args.min_count, sample=args.sample, alpha=args.alpha,
                      epochs=args.epochs, workers=args.workers, seed=args.seed,
                      device=args.device, progress=not args.quiet,
-                     implementation=args.implementation,
+                     implementation=args.implementation, hs=int(args.hs),
                      shared_negatives=not args.per_pair_negatives)
     save_vectors(model.wv, args.out)
     print(f"{len(model.wv)} words x {model.wv.vector_size} dimensions -> {args.out}")

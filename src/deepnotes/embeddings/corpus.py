@@ -216,3 +216,53 @@ class NoiseSampler:
         column = torch.randint(0, n, shape, generator=generator)
         take = torch.rand(shape, generator=generator, dtype=torch.float64) < self.prob[column]
         return torch.where(take, column, self.alias[column])
+
+
+@dataclass
+class HuffmanTree:
+    """Hierarchical softmax's binary tree over the vocabulary (word2vec.c's CreateBinaryTree):
+    frequent words get short paths. Word w's path from the root has ``lengths[w]`` inner nodes
+    ``points[w, :L]`` (rows 0..V-2 of the inner-node vectors) and turns ``codes[w, :L]`` (0 or 1);
+    P(w | x) = prod_j sigma((1 - 2 code_j) u_{point_j} . x)."""
+
+    codes: torch.Tensor  # (V, max length) int8
+    points: torch.Tensor  # (V, max length) int64
+    lengths: torch.Tensor  # (V,) int64
+
+
+def huffman_tree(counts: list[int]) -> HuffmanTree:
+    """Merge the two least frequent nodes until one is left; ``counts`` sorted descending, as in
+    the Vocabulary (two pointers walk the leaves and the new nodes, both in sorted order)."""
+    v = len(counts)
+    if v < 2:
+        raise DeepnotesError("hierarchical softmax needs at least 2 words in the vocabulary")
+    count = list(counts) + [float("inf")] * (v - 1)
+    parent, binary = [0] * (2 * v - 1), [0] * (2 * v - 1)
+    leaf, node = v - 1, v
+    for a in range(v - 1):
+        picked = []
+        for _ in range(2):
+            if leaf >= 0 and count[leaf] < count[node]:
+                picked.append(leaf)
+                leaf -= 1
+            else:
+                picked.append(node)
+                node += 1
+        count[v + a] = count[picked[0]] + count[picked[1]]
+        parent[picked[0]] = parent[picked[1]] = v + a
+        binary[picked[1]] = 1
+    root, paths = 2 * v - 2, []
+    for w in range(v):
+        code, point, b = [], [], w
+        while b != root:
+            code.append(binary[b])
+            b = parent[b]
+            point.append(b - v)
+        paths.append((code[::-1], point[::-1]))
+    longest = max(len(c) for c, _ in paths)
+    codes = torch.zeros(v, longest, dtype=torch.int8)
+    points = torch.zeros(v, longest, dtype=torch.int64)
+    for w, (c, p) in enumerate(paths):
+        codes[w, : len(c)] = torch.tensor(c, dtype=torch.int8)
+        points[w, : len(p)] = torch.tensor(p)
+    return HuffmanTree(codes, points, torch.tensor([len(c) for c, _ in paths]))

@@ -13,6 +13,10 @@ centre, one update per (context, centre) pair. CBOW: x = h = mean of the context
 last update goes to every context vector unscaled (word2vec.c, gensim). sigma is computed exactly,
 not from word2vec.c's table.
 
+Hierarchical softmax (``hs``, optional as in word2vec.c, with or without negatives) replaces the
+K + 1 targets by the inner nodes on the centre's path in a Huffman tree (``corpus.huffman_tree``):
+e_j = eta (1 - code_j - sigma(u_{p_j} . x)), the same two updates.
+
 ``shared_negatives`` (skip-gram): the K negatives are drawn once per centre and used by all its
 pairs, as in HogBatch (Ji et al. 2016) and BlazingText; the targets' rows then stay in cache
 across the window, about 3x faster on a 2-core machine for the same analogy accuracy (see
@@ -111,18 +115,46 @@ def update_targets(xs, row, targets, w_out, neu1e, lr):
 
 
 @_jit()
-def sg_pair(w_in, w_out, context, targets, lr, neu1e):
+def update_path(xs, row, word, tree, neu1e, lr):
+    """Hierarchical softmax, x = xs[row]: for each inner node p_j on ``word``'s path, turning
+    c_j, e = eta (1 - c_j - sigma(u_{p_j} . x)), neu1e += e u_{p_j}, u_{p_j} += e x (gradient
+    ascent on log P(word | x) = sum_j log sigma((1 - 2 c_j) u_{p_j} . x))."""
+    codes, points, lengths, syn1 = tree
+    d = syn1.shape[1]
+    for k in range(lengths[word]):
+        p = points[word, k]
+        f = np.float32(0.0)
+        for j in range(d):
+            f += xs[row, j] * syn1[p, j]
+        e = np.float32(lr * (1.0 - codes[word, k] - _sigmoid(f)))
+        for j in range(d):
+            neu1e[j] += e * syn1[p, j]
+            syn1[p, j] += e * xs[row, j]
+
+
+@_jit()
+def update_outputs(xs, row, targets, w_out, hs, tree, neu1e, lr):
+    """Negative sampling over ``targets`` (when K > 0) and/or hierarchical softmax for the
+    centre targets[0] (when ``hs``)."""
+    if targets.shape[0] > 1:
+        update_targets(xs, row, targets, w_out, neu1e, lr)
+    if hs:
+        update_path(xs, row, targets[0], tree, neu1e, lr)
+
+
+@_jit()
+def sg_pair(w_in, w_out, context, targets, lr, neu1e, hs, tree):
     """Skip-gram, one (context, centre) pair: x = v_context, then v_context += neu1e."""
     d = w_in.shape[1]
     for j in range(d):
         neu1e[j] = 0.0
-    update_targets(w_in, context, targets, w_out, neu1e, lr)
+    update_outputs(w_in, context, targets, w_out, hs, tree, neu1e, lr)
     for j in range(d):
         w_in[context, j] += neu1e[j]
 
 
 @_jit()
-def cbow_centre(w_in, w_out, contexts, n, targets, lr, neu1, neu1e):
+def cbow_centre(w_in, w_out, contexts, n, targets, lr, neu1, neu1e, hs, tree):
     """CBOW, one centre: x = h = mean of v over contexts[:n]; each of them += neu1e.
     ``neu1`` is a (1, d) work row that receives h."""
     d = w_in.shape[1]
@@ -135,7 +167,7 @@ def cbow_centre(w_in, w_out, contexts, n, targets, lr, neu1, neu1e):
             neu1[0, j] += w_in[row, j]
     for j in range(d):
         neu1[0, j] /= n
-    update_targets(neu1, 0, targets, w_out, neu1e, lr)
+    update_outputs(neu1, 0, targets, w_out, hs, tree, neu1e, lr)
     for c in range(n):
         row = contexts[c]
         for j in range(d):
@@ -182,7 +214,7 @@ def touch(table, rows, n):
 
 @_jit()
 def train_chunk(ids, sent, lo, hi, keep, prob, alias, w_in, w_out, sg, window, negative,
-                shared, alpha, min_alpha, done, per_id, total, state):
+                shared, alpha, min_alpha, done, per_id, total, state, hs, tree):
     """Train on corpus positions lo..hi-1. ``done``: raw words before this epoch; ``per_id``: raw
     words per corpus id; the learning rate at position p is alpha - (alpha - min_alpha)
     (done + p per_id) / total. The targets of centre i + 1 are drawn while centre i trains."""
@@ -212,12 +244,12 @@ def train_chunk(ids, sent, lo, hi, keep, prob, alias, w_in, w_out, sg, window, n
         if n == 0:
             continue
         if not sg:
-            cbow_centre(w_in, w_out, contexts, n, targets, lr, neu1, neu1e)
+            cbow_centre(w_in, w_out, contexts, n, targets, lr, neu1, neu1e, hs, tree)
             continue
         for c in range(n):
             if not shared:
                 state = draw_targets(targets, kept[i], state, prob, alias)
-            sg_pair(w_in, w_out, contexts[c], targets, lr, neu1e)
+            sg_pair(w_in, w_out, contexts[c], targets, lr, neu1e, hs, tree)
     if sink == np.float32(1.2345e-30):  # keeps the compiler from dropping the touches
         state += 1
     return state
@@ -225,21 +257,25 @@ def train_chunk(ids, sent, lo, hi, keep, prob, alias, w_in, w_out, sg, window, n
 
 @_jit(parallel=True)
 def _round(starts, seeds, ids, sent, keep, prob, alias, w_in, w_out, sg, window, negative,
-           shared, alpha, min_alpha, done, per_id, total):
+           shared, alpha, min_alpha, done, per_id, total, hs, tree):
     """One task per thread: chunk t covers starts[t]..starts[t+1]-1, its LCG starts at seeds[t]."""
     for t in prange(starts.shape[0] - 1):
         train_chunk(ids, sent, starts[t], starts[t + 1], keep, prob, alias, w_in, w_out, sg,
-                    window, negative, shared, alpha, min_alpha, done, per_id, total, seeds[t])
+                    window, negative, shared, alpha, min_alpha, done, per_id, total, seeds[t],
+                    hs, tree)
 
 
 def train_epoch(corpus, tables, w_in, w_out, settings, epoch: int, workers: int,
-                on_round=None) -> None:
+                on_round=None, tree=None) -> None:
     """One pass over ``corpus`` = (ids, sentence) int32 arrays in rounds of ``workers`` chunks of
     ``CHUNK`` ids, in corpus order. ``tables`` = (keep, prob, alias); ``settings`` = (sg, window,
     negative, shared, alpha, min_alpha, raw words per id, total raw words of the run, seed);
+    ``tree`` = (codes, points, lengths, inner-node vectors) for hierarchical softmax, or None;
     ``on_round(hi)`` is called after each round with the corpus position reached."""
     ids, sent = corpus
     sg, window, negative, shared, alpha, min_alpha, per_id, total, seed = settings
+    hs = tree is not None
+    tree = no_tree(w_in.shape[1]) if tree is None else tree
     done = epoch * ids.shape[0] * per_id
     step = CHUNK * workers
     for lo in range(0, ids.shape[0], step):
@@ -248,9 +284,15 @@ def train_epoch(corpus, tables, w_in, w_out, settings, epoch: int, workers: int,
         seeds = np.array([chunk_seed(seed, epoch, lo // CHUNK + t) for t in range(workers)],
                          np.int64)
         _round(starts, seeds, ids, sent, *tables, w_in, w_out, sg, window, negative, shared,
-               alpha, min_alpha, done, per_id, total)
+               alpha, min_alpha, done, per_id, total, hs, tree)
         if on_round is not None:
             on_round(hi)
+
+
+def no_tree(d: int) -> tuple:
+    """A typed placeholder for ``tree`` without hierarchical softmax (one compiled signature)."""
+    return (np.zeros((1, 1), np.int8), np.zeros((1, 1), np.int64), np.zeros(1, np.int64),
+            np.zeros((1, d), np.float32))
 
 
 def chunk_seed(seed: int, epoch: int, chunk: int) -> int:

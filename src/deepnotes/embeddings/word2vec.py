@@ -45,6 +45,7 @@ from deepnotes.embeddings.corpus import (
     Vocabulary,
     build_vocabulary,
     encode,
+    huffman_tree,
     iter_sentences,
     keep_probability,
     noise_distribution,
@@ -176,7 +177,9 @@ class Word2Vec:
     any device) or "auto" (hogwild on the CPU when Numba is installed). Deterministic for a
     ``seed`` with one worker (the mini-batch path in practice with more too); Hogwild threads
     race by design. ``shared_negatives`` (hogwild skip-gram): one draw of K negatives per centre,
-    shared by its pairs (see ``hogwild``). ``batch_centres`` (minibatch): centre words per step
+    shared by its pairs (see ``hogwild``). ``hs=1``: hierarchical softmax over a Huffman tree
+    (hogwild path; with ``negative=0`` alone, else besides negative sampling; its inner-node
+    vectors are ``w_hs``). ``batch_centres`` (minibatch): centre words per step
     (None: ``centres_per_step``, at most 1024 for skip-gram, 2048 for CBOW).
     After training: ``wv`` (a KeyedVectors of the input vectors), ``w_out`` (output vectors),
     ``train_seconds``.
@@ -187,10 +190,15 @@ class Word2Vec:
                  alpha: float = 0.025, min_alpha: float = 0.0001, epochs: int = 5,
                  workers: int | None = None, seed: int = 1, device="cpu", progress: bool = False,
                  implementation: str = "auto", shared_negatives: bool = True,
-                 batch_centres: int | None = None):
+                 batch_centres: int | None = None, hs: int = 0):
         _check("vector_size", vector_size, int, 1)
         _check("window", window, int, 1)
-        _check("negative", negative, int, 1)
+        _check("negative", negative, int, 0)
+        if hs not in (0, 1):
+            raise DeepnotesError(f"hs must be 1 (hierarchical softmax) or 0, got {hs!r}")
+        if negative == 0 and not hs:
+            raise DeepnotesError("negative=0 needs hs=1: without negative sampling, hierarchical "
+                                 "softmax is the output layer")
         _check("min_count", min_count, int, 1)
         _check("epochs", epochs, int, 1)
         if batch_centres is not None:
@@ -208,6 +216,10 @@ class Word2Vec:
         self.epochs, self.workers, self.seed, self.progress = epochs, workers, seed, progress
         self.device = torch.device(device)
         self.implementation = _implementation(implementation, self.device)
+        self.hs = hs
+        if hs and self.implementation != "hogwild":
+            raise DeepnotesError("hs=1 (hierarchical softmax) runs on the hogwild path only: the "
+                                 "CPU with Numba")
         self.shared_negatives, self.batch_centres = bool(shared_negatives), batch_centres
         self.vocab: Vocabulary | None = None
         self.corpus: EncodedCorpus | None = None
@@ -232,6 +244,9 @@ class Word2Vec:
         n, d = len(self.vocab), self.vector_size
         self.w_in = ((torch.rand(n, d, generator=g) - 0.5) / d).to(self.device)
         self.w_out = torch.zeros(n, d, device=self.device)
+        if self.hs:  # the V - 1 inner nodes of the Huffman tree, initialised to zero
+            self.tree = huffman_tree(self.vocab.counts)
+            self.w_hs = torch.zeros(max(n - 1, 1), d, device=self.device)
         self._publish()
 
     def _publish(self) -> None:
@@ -280,13 +295,17 @@ class Word2Vec:
         threads = hogwild.numba.get_num_threads()
         workers = min(self.workers or threads, hogwild.numba.config.NUMBA_NUM_THREADS)
         hogwild.numba.set_num_threads(workers)
+        tree = None
+        if self.hs:
+            t = self.tree
+            tree = (t.codes.numpy(), t.points.numpy(), t.lengths.numpy(), self.w_hs.numpy())
         try:
             for epoch in range(self.epochs):
                 tick = None if bar is None else (
                     lambda hi, e=epoch: bar.update(round(e * c.raw_words + hi * per_id) - bar.n))
                 hogwild.train_epoch((c.ids.numpy(), c.sentence.numpy()), tables,
                                     self.w_in.numpy(), self.w_out.numpy(), settings, epoch,
-                                    workers, tick)
+                                    workers, tick, tree)
         finally:
             hogwild.numba.set_num_threads(threads)
 
