@@ -91,3 +91,15 @@ def test_word2vec_minibatch_path_on_the_gpu_separates_two_topics():
     ia = torch.tensor([m.wv.key_to_index[w] for w in groups[0]])
     ib = torch.tensor([m.wv.key_to_index[w] for w in groups[1]])
     assert (x[ia] @ x[ia].T).mean() > (x[ia] @ x[ib].T).mean() + 0.3
+
+
+def test_float16_loss_scale_survives_a_resume(cli, tmp_path):
+    args = [*DIGITS, "--device", "cuda", "--precision", "16", "--schedule", "constant"]
+    rc, _, err = cli(*args, "--epochs", 1, "--out", tmp_path, "--name", "r")
+    assert rc == 0, err
+    state = json.loads((tmp_path / "r" / "state.json").read_text())
+    assert state["scaler"]["scale"] > 0
+    rc, _, err = cli("train", "--resume", tmp_path / "r", "--epochs", 2, "--allow-changes",
+                     "--quiet")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "r" / "state.json").read_text())["epoch"] == 2

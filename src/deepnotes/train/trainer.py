@@ -79,6 +79,8 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``run_dir/state.safetensors``."""
         self.state = checkpoint.load(self.run_dir, self.model, self.optimizer)
+        if self.scaler.is_enabled() and "scaler" in self.state:  # float16's loss scale
+            self.scaler.load_state_dict(self.state["scaler"])
 
     def fit(self, train: Batches, dev: Batches | None = None) -> list[dict]:
         """Run the remaining epochs; return the history (one dict per epoch)."""
@@ -167,7 +169,7 @@ class Trainer:
         st["history"].append(row)
         st.update(epoch=st["epoch"] + 1, step=0, loss_sum=0.0, correct=0, seen=0, seconds=0.0)
         if self.run_dir and writer:
-            checkpoint.save(self.run_dir, self.model, self.optimizer, st)
+            self._save(st)
             write_history(self.run_dir / "history.csv", st["history"])
         distributed.barrier()  # the checkpoint is whole before any rank goes on
         dev_text = (f" | dev loss {row['dev_loss']:.4f} acc {row['dev_accuracy']:.4f}"
@@ -177,6 +179,11 @@ class Trainer:
                  train.num_examples / max(row["seconds"], 1e-9))
         if self.on_epoch is not None:
             self.on_epoch(row)
+
+    def _save(self, st: dict) -> None:
+        if self.scaler.is_enabled():
+            st["scaler"] = self.scaler.state_dict()  # numbers only: JSON in the checkpoint
+        checkpoint.save(self.run_dir, self.model, self.optimizer, st)
 
     def _kept(self) -> str:
         if self.run_dir and (self.run_dir / "state.safetensors").exists():
@@ -188,7 +195,7 @@ class Trainer:
         where = f"epoch {st['epoch'] + 1}, step {st['step']}"
         if self.run_dir:
             if distributed.is_writer():
-                checkpoint.save(self.run_dir, self.model, self.optimizer, st)
+                self._save(st)
             distributed.barrier()
             raise TrainingInterrupted(
                 f"interrupted at {where}; checkpoint saved, continue with --resume {self.run_dir}"
