@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -53,6 +54,24 @@ def test_two_processes_train_what_one_process_trains(cli, tmp_path):
         assert [round(float(v), 4) for v in a.split(",")[:5]] == \
             [round(float(v), 4) for v in b.split(",")[:5]]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # one folder, rank 0's
+
+
+def test_torchrun_itself_runs_deepnotes_train(cli, tmp_path):
+    import subprocess
+    import sys
+
+    rc, _, err = cli(*COMMON, "--epochs", 1, "--out", tmp_path, "--name", "one")
+    assert rc == 0, err
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc-per-node=2", "-m", "deepnotes", *COMMON, "--epochs", "1",
+                           "--out", str(tmp_path), "--name", "torchrun"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("run folder:") == 1  # rank 0 alone reports
+    one, two = weights(tmp_path / "one"), weights(tmp_path / "torchrun")
+    for k in one:
+        close(two[k], one[k], rtol=1e-4, atol=1e-5)
 
 
 def test_a_distributed_run_resumes(cli, tmp_path):
