@@ -118,7 +118,8 @@ def update_targets(xs, row, targets, w_out, neu1e, lr):
 def update_path(xs, row, word, tree, neu1e, lr):
     """Hierarchical softmax, x = xs[row]: for each inner node p_j on ``word``'s path, turning
     c_j, e = eta (1 - c_j - sigma(u_{p_j} . x)), neu1e += e u_{p_j}, u_{p_j} += e x (gradient
-    ascent on log P(word | x) = sum_j log sigma((1 - 2 c_j) u_{p_j} . x))."""
+    ascent on log P(word | x) = sum_j log sigma((1 - 2 c_j) u_{p_j} . x)). The loops are those
+    of ``update_targets`` written out again: a shared per-row helper measured 1/3 slower."""
     codes, points, lengths, syn1 = tree
     d = syn1.shape[1]
     for k in range(lengths[word]):
