@@ -74,6 +74,18 @@ def test_torchrun_itself_runs_deepnotes_train(cli, tmp_path):
         close(two[k], one[k], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("data", ["dates:200", "TEXT"])
+def test_sequence_models_train_on_two_processes(cli, tmp_path, data):
+    """Teacher forcing reaches the encoder-decoder inside DDP; a language model's windows too."""
+    if data == "TEXT":
+        data = tmp_path / "text.txt"
+        data.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    rc, _, err = cli("train", "--data", data, "--epochs", 1, "--batch-size", 16, "--quiet",
+                     "--out", tmp_path, "--name", "seq", "--nproc", 2)
+    assert rc == 0, err
+    assert json.loads((tmp_path / "seq" / "metrics.json").read_text())["test"]["loss"] > 0
+
+
 def test_a_distributed_run_resumes(cli, tmp_path):
     rc, _, err = cli(*COMMON, "--epochs", 2, "--out", tmp_path, "--name", "full", "--nproc", 2)
     assert rc == 0, err
