@@ -37,9 +37,9 @@ def default_corpus() -> str:
     return datapath("lee_background.cor")
 
 
-def text8_style(src: str, dst: str, block: int = 1 << 24, max_words: int | None = None) -> int:
-    """Write ``src`` as one line of lower-case a-z words (markup tags dropped) to ``dst``, only
-    its first ``max_words`` words if given; returns the number of words."""
+def text8_style(src: str, dst: str, block: int = 1 << 24) -> int:
+    """Write ``src`` as one line of lower-case a-z words (markup tags dropped) to ``dst``;
+    returns the number of words."""
     opener = gzip.open if src.endswith((".gz", ".dz")) else open
     words, carry = 0, ""
     with opener(src, "rb") as f, open(dst, "w") as out:
@@ -49,11 +49,9 @@ def text8_style(src: str, dst: str, block: int = 1 << 24, max_words: int | None 
             cut = len(text) if not raw else max(text.rfind(" "), text.rfind("\n"), 0)
             text, carry = text[:cut], text[cut:]
             text = re.sub(r"[^a-z]+", " ", re.sub(r"<[^>]*>", " ", text).lower()).split()
-            if max_words is not None:
-                text = text[: max_words - words]
             words += len(text)
             out.write(" ".join(text) + " ")
-            if not raw or words == max_words:
+            if not raw:
                 return words
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import subprocess
@@ -23,6 +24,18 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
         rc = exc.code
     out = capsys.readouterr()
     return rc, out.out, out.err
+
+
+def run_cli_quietly(*args) -> tuple[int, str, str]:
+    """``deepnotes ARGS`` in-process without capsys (for module-scoped fixtures): (exit status,
+    stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse
+            rc = exc.code
+    return rc, out.getvalue(), err.getvalue()
 
 
 def spawn(*args, **kwargs) -> subprocess.Popen:

@@ -9,8 +9,6 @@ trains does so for one or two epochs on breast-cancer, digits or a folder of 8x8
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
 import shutil
@@ -21,8 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli
-from deepnotes.cli import main
+from conftest import run_cli, run_cli_quietly
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible here")
 
@@ -34,17 +31,6 @@ def call(capsys, *argv) -> tuple[int, str, str]:
     """``deepnotes ARGV`` in-process with capsys: (exit status, stdout, stderr)."""
     capsys.readouterr()  # drop anything printed before
     return run_cli(capsys, *argv)
-
-
-def call_quietly(*argv) -> tuple[int, str, str]:
-    """The same without capsys, for module-scoped fixtures."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main([str(a) for a in argv])
-        except SystemExit as exc:
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 def error_lines(err: str) -> list[str]:
@@ -121,7 +107,7 @@ def write_csv(path: Path, rows: int = 40, edit=None) -> Path:
 def cancer_run(tmp_path_factory) -> Path:
     """A finished two-epoch MLP run on breast-cancer (a table)."""
     runs = tmp_path_factory.mktemp("cancer")
-    rc, _, err = call_quietly(*train(runs, "--data", "breast-cancer", "--epochs", 2,
+    rc, _, err = run_cli_quietly(*train(runs, "--data", "breast-cancer", "--epochs", 2,
                                      "--name", "bc"))
     assert rc == 0, err
     return runs / "bc"
@@ -131,7 +117,7 @@ def cancer_run(tmp_path_factory) -> Path:
 def digits_run(tmp_path_factory) -> Path:
     """A finished one-epoch LeNet-5 run on digits (images)."""
     runs = tmp_path_factory.mktemp("digits")
-    rc, _, err = call_quietly(*train(runs, "--data", "digits", "--epochs", 1, "--name", "dg"))
+    rc, _, err = run_cli_quietly(*train(runs, "--data", "digits", "--epochs", 1, "--name", "dg"))
     assert rc == 0, err
     return runs / "dg"
 

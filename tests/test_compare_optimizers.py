@@ -6,16 +6,13 @@ Small budgets: the breast-cancer table with the MLP for two epochs, and LeNet-5 
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 
 import pytest
 import torch
 
-from conftest import run_cli
-from deepnotes.cli import main
+from conftest import run_cli, run_cli_quietly
 from deepnotes.optim import DEFAULT_LRS
 from deepnotes.optim.compare import (
     COLUMNS,
@@ -39,11 +36,9 @@ def read_csv(path):
 def table_run(tmp_path_factory):
     """All four rules with their default alphas on breast-cancer: (folder, stdout)."""
     out = tmp_path_factory.mktemp("compare")
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        rc = main(["compare-optimizers", *map(str, TABLE), "--out", str(out)])
-    assert rc == 0, stderr.getvalue()
-    return out / "compare-mlp-breast-cancer", stdout.getvalue()
+    rc, stdout, stderr = run_cli_quietly("compare-optimizers", *TABLE, "--out", out)
+    assert rc == 0, stderr
+    return out / "compare-mlp-breast-cancer", stdout
 
 
 # ---------------------------------------------------------------- the CLI's run folder

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepnotes.cli import main
+from conftest import run_cli_quietly
 from deepnotes.data import stratified_split
 from deepnotes.data.splits import hold_out_train_dev
 from deepnotes.errors import DeepnotesError
@@ -123,15 +121,7 @@ def test_train_dev_is_cut_from_the_training_pool_stratified_and_seeded():
 # ---------------------------------------------------------------- the CLI on a real run
 
 
-def call(*argv) -> tuple[int, str, str]:
-    """``deepnotes ARGV`` in-process: (exit status, stdout, stderr); usable in any fixture."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main([str(a) for a in argv])
-        except SystemExit as exc:
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
+call = run_cli_quietly  # usable in module-scoped fixtures
 
 
 def refused(result, *needles) -> None:

@@ -58,14 +58,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from deepnotes.cli.train import check_numbers
+    from deepnotes.cli.train import explicit_options
     from deepnotes.optim.compare import learning_rates, parse_lrs, parse_names, run_comparison
     from deepnotes.train.run import DEFAULTS
     from deepnotes.train.session import prepare
 
-    explicit = {key: getattr(args, opt) for opt, key in OPTIONS.items()
-                if getattr(args, opt) is not None}
-    check_numbers(explicit)
+    explicit = explicit_options(args, OPTIONS)
     names = parse_names(args.optimizers)
     lrs = learning_rates(names, parse_lrs(args.lr) if args.lr is not None else None)
     config = {**DEFAULTS, "epochs": EPOCHS, **explicit}

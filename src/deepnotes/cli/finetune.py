@@ -71,13 +71,11 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from deepnotes.cli.evaluate import print_table
-    from deepnotes.cli.train import check_numbers
+    from deepnotes.cli.train import explicit_options
     from deepnotes.train.run import DEFAULTS, new_run_dir
     from deepnotes.transfer import fit_finetune, prepare_finetune
 
-    explicit = {key: getattr(args, opt) for opt, key in OPTIONS.items()
-                if getattr(args, opt) is not None}
-    check_numbers(explicit)
+    explicit = explicit_options(args, OPTIONS)
     config = {**DEFAULTS, **explicit}
     session, line = prepare_finetune(args.source, config, freeze_option=args.freeze,
                                      gradual=args.gradual, lr_decay=args.lr_decay,

@@ -140,12 +140,19 @@ def _without_launch_options(argv: list[str]) -> list[str]:
 
 
 def _run(args) -> int:
-    explicit = {key: getattr(args, opt) for opt, key in OPTIONS.items()
-                if getattr(args, opt) is not None}
-    check_numbers(explicit)
+    explicit = explicit_options(args, OPTIONS)
     if args.resume:
         return resume(args, explicit)
     return start(args, explicit)
+
+
+def explicit_options(args, options: dict) -> dict:
+    """{config key: value} of the options given on the command line (every option defaults to
+    None), impossible numbers refused (``check_numbers``)."""
+    explicit = {key: getattr(args, opt) for opt, key in options.items()
+                if getattr(args, opt) is not None}
+    check_numbers(explicit)
+    return explicit
 
 
 def check_numbers(options: dict) -> None:

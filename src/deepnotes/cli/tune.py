@@ -78,9 +78,11 @@ def run(args) -> int:
 
 
 def parse_options(args) -> dict:
-    """The options given on the command line, as tune.json settings (ranges as [low, high])."""
-    explicit = {key: getattr(args, opt) for opt, key in OPTIONS.items()
-                if getattr(args, opt) is not None}
+    """The options given on the command line, as tune.json settings (ranges as [low, high]);
+    impossible numbers refused."""
+    from deepnotes.cli.train import explicit_options
+
+    explicit = explicit_options(args, OPTIONS)
     for key in ("lr_range", "beta_range"):
         if key in explicit:
             explicit[key] = parse_range(explicit[key], "--" + key.replace("_", "-"))
@@ -100,11 +102,9 @@ def parse_range(text: str, option: str) -> list[float]:
 
 def check_options(explicit: dict, trials: int) -> None:
     """Refuse impossible settings before any work (and before any folder is made)."""
-    from deepnotes.cli.train import check_numbers
     from deepnotes.optim import list_optimizers
     from deepnotes.optim.tune import beta_name
 
-    check_numbers(explicit)
     if trials < 1:
         raise DeepnotesError(f"--trials {trials}: expected at least 1")
     share = explicit.get("coarse_share")

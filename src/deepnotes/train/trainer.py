@@ -224,8 +224,7 @@ def forward(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torc
     """(logits z (N, K), targets (N,)) of a batch. A sequence model's outputs (B, T, K) and targets
     (B, T) are laid out as (B, K, T) and (B, T), which cross-entropy reads step by step; an
     encoder-decoder is fed y<0..T-1> (teacher forcing) and predicts y<1..T>."""
-    inner = getattr(model, "module", model)  # the network inside DDP
-    if getattr(inner, "teacher_forcing", False):
+    if getattr(distributed.unwrap(model), "teacher_forcing", False):  # looks inside DDP
         y_in, y = teacher_forcing(y)
         z = model(x, y_in)
     else:
