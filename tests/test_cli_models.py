@@ -15,7 +15,8 @@ IMAGE_MODELS = [m for m in list_models() if model_class(m).input_kind == "image"
 # One of each family through the CLI: the VGGs differ only in their config list, and each of
 # them writes a 1.6 GB checkpoint (weights and Adam's two moments); test_model_zoo.py trains
 # every model for a few steps at its input size.
-FAMILIES = ["lenet5", "lenet5_relu", "alexnet", "vgg11_bn", "resnet18", "resnet50", "googlenet"]
+FAMILIES = ["lenet5", "lenet5_relu", "alexnet", "vgg11_bn", "resnet18", "resnet50", "googlenet",
+            "fastnet"]
 
 
 @pytest.fixture(scope="module")

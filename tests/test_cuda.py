@@ -103,3 +103,50 @@ def test_float16_loss_scale_survives_a_resume(cli, tmp_path):
                      "--quiet")
     assert rc == 0, err
     assert json.loads((tmp_path / "r" / "state.json").read_text())["epoch"] == 2
+
+
+def test_the_fast_recipe_on_the_gpu(cli, tmp_path):
+    from deepnotes.train import Trainer
+
+    rc, _, err = cli("train", "--recipe", "fast", "--data", "digits", "--augment", "crop",
+                     "--epochs", "4", "--batch-size", "128", "--device", "cuda", "--quiet",
+                     "--out", tmp_path, "--name", "f")
+    assert rc == 0, err
+    config = json.loads((tmp_path / "f/config.json").read_text())
+    assert config["precision"] == "bf16" and config["channels_last"] is True
+    history = (tmp_path / "f/history.csv").read_text().splitlines()
+    assert len(history) == 1 + 4
+    assert json.loads((tmp_path / "f/metrics.json").read_text())["test"]["accuracy"] > 0.8
+    model = torch.nn.Linear(3, 2)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), 0.1), epochs=1,
+                      device="cuda", progress=False)
+    assert trainer.read_every == 25  # the step losses of a GPU are read in groups
+
+
+def test_a_training_step_on_the_gpu_never_waits_for_it():
+    """Augmenting, normalising and a lazy step queue work on the GPU without one synchronising
+    call (torch's sync debug mode raises on any), so the CPU runs ahead of the GPU."""
+    from deepnotes.data import Normalizer
+    from deepnotes.data.augment import Augment
+    from deepnotes.data.loader import generator_on
+    from deepnotes.models import create_model
+    from deepnotes.optim import create_optimizer
+    from deepnotes.train import Trainer
+
+    x = torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8, device="cuda")
+    y = torch.randint(0, 10, (32,), device="cuda")
+    model = create_model("fastnet", num_classes=10, in_channels=1)
+    trainer = Trainer(model, create_optimizer("adam", model.parameters()), epochs=1,
+                      device="cuda", progress=False, precision="bf16", channels_last=True)
+    normalizer, augment = Normalizer([0.3], [0.3], 1 / 255), Augment(("crop", "flip"))
+    for _ in range(2):  # the first step copies the normaliser's numbers and builds the state
+        batch = normalizer(augment(x, generator_on(x.device, 7)))
+        trainer._step(batch, y, lazy=True)
+        torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        batch = normalizer(augment(x, generator_on(x.device, 8)))
+        loss, correct, counted = trainer._step(batch, y, lazy=True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert loss.device.type == "cuda" and int(counted) == 32 and 0 <= int(correct) <= 32

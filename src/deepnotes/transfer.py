@@ -56,10 +56,12 @@ def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's layers in forward order, head left out; each family says which of its
     containers hold single layers (opened) and which hold stages or modules (kept whole)."""
     from deepnotes.models.classifier import ConvClassifier
+    from deepnotes.models.fastnet import FastNet
     from deepnotes.models.lenet import LeNet5
     from deepnotes.models.mlp import MLP
 
-    opened = {LeNet5: ("conv", "fc"), MLP: ("body",), ConvClassifier: ("features", "classifier")}
+    opened = {LeNet5: ("conv", "fc"), MLP: ("body",), ConvClassifier: ("features", "classifier"),
+              FastNet: ("body",)}
     opens = next((names for cls, names in opened.items() if isinstance(model, cls)), ())
     head, out = model.head, []
     for name, child in model.named_children():

@@ -22,7 +22,8 @@ OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir",
            "max_len": "max_len", "errors": "errors", "seq_len": "seq_len",
            "min_count": "min_count", "seed": "seed", "device": "device", "bf16": "bf16",
            "precision": "precision", "channels_last": "channels_last", "compile": "compile",
-           "augment": "augment", "train_dev": "train_dev", "targets": "targets"}
+           "augment": "augment", "train_dev": "train_dev", "targets": "targets",
+           "recipe": "recipe"}
 
 DATA_HELP = ("digits, breast-cancer, fashion-mnist, mnist, dates (or dates:N), a folder with one "
              "sub-folder per class, a .csv file (a table, or text,label), a .txt (character "
@@ -32,6 +33,7 @@ DATA_HELP = ("digits, breast-cancer, fashion-mnist, mnist, dates (or dates:N), a
 def add_parser(sub) -> None:
     from deepnotes.models import list_models
     from deepnotes.optim import DEFAULT_LRS, SCHEDULES, list_optimizers
+    from deepnotes.train.recipes import list_recipes
     from deepnotes.train.run import DEFAULTS as D
 
     p = sub.add_parser(
@@ -39,6 +41,9 @@ def add_parser(sub) -> None:
         description="Train a network end to end. With no options: LeNet-5 on scikit-learn's "
         "handwritten digits, shown at 32x32, in well under a minute on a CPU.",
         argument_default=None)
+    p.add_argument("--recipe", help=f"a named set of defaults for the other options: "
+                   f"{', '.join(list_recipes())} (fast: fastnet, augmentation, big batches, "
+                   "bfloat16 where the hardware has it; see the README); explicit options win")
     p.add_argument("--model", help=f"network: {', '.join(list_models())} "
                    "(default: lenet5 for images, mlp for tables)")
     p.add_argument("--data", help=f"{DATA_HELP} (default: {D['data']})")
@@ -177,11 +182,14 @@ def check_numbers(options: dict) -> None:
 
 
 def start(args, explicit: dict) -> int:
+    from deepnotes.device import resolve_device
     from deepnotes.train import distributed
+    from deepnotes.train.recipes import recipe_options
     from deepnotes.train.run import DEFAULTS, new_run_dir
     from deepnotes.train.session import prepare
 
-    config = {**DEFAULTS, **explicit}
+    device = resolve_device(explicit.get("device", DEFAULTS["device"]))
+    config = {**DEFAULTS, **recipe_options(explicit.get("recipe"), device), **explicit}
     session = prepare(config, progress=not args.quiet, fresh=True)
     data_name = config["data"] if config["data"] in NAMED else Path(config["data"]).stem
     run_dir = None

@@ -3,7 +3,8 @@
 ``crop``: pad each image by p pixels on every side with zeros, then cut a random n_H x n_W window
 (the image shifted by up to p pixels). ``flip``: mirror left-right with probability 1/2 (right
 for photos and clothes, wrong for digits and text). The randomness of batch b of epoch e comes from
-(seed, e, b) alone, so a resumed run sees the same augmented batches.
+(seed, e, b) alone, so a resumed run sees the same augmented batches; the numbers are drawn on
+the generator's device (the GPU's for data on a GPU).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     """Each image shifted by a random (dy, dx) in [-p, p]^2, the gap filled with zeros."""
     b, _, h, w = x.shape
     padded = F.pad(x, (padding,) * 4)  # (B, n_C, n_H + 2p, n_W + 2p)
-    dy, dx = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).to(x.device)
+    dy, dx = torch.randint(0, 2 * padding + 1, (2, b), generator=generator,
+                           device=generator.device).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, n_H, 1)
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, n_W)
     batch = torch.arange(b, device=x.device)[:, None, None]
@@ -55,5 +57,5 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
 
 def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
-    flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
+    flip = (torch.rand(len(x), generator=generator, device=generator.device) < 0.5).to(x.device)
     return torch.where(flip[:, None, None, None], x.flip(-1), x)

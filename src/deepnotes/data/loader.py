@@ -20,6 +20,7 @@ class Normalizer:
         std_t = torch.tensor(self.std, dtype=torch.float32).clamp_min(1e-8)
         self._mul = scale / std_t
         self._add = -torch.tensor(self.mean, dtype=torch.float32) / std_t
+        self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # copies by device
 
     @classmethod
     def fit(cls, x: torch.Tensor) -> Normalizer:
@@ -42,9 +43,10 @@ class Normalizer:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.mean:  # token ids
             return x
+        if x.device not in self._on:  # copied once: a copy to a GPU every batch would wait for it
+            self._on[x.device] = (self._mul.to(x.device), self._add.to(x.device))
         shape = (1, -1, 1, 1) if x.dim() == 4 else (1, -1)
-        mul = self._mul.to(x.device).view(shape)
-        add = self._add.to(x.device).view(shape)
+        mul, add = (t.view(shape) for t in self._on[x.device])
         return torch.addcmul(add, x.float(), mul)
 
 
@@ -93,10 +95,18 @@ class Batches:
             x = self.x[idx]
             if self.augment is not None:  # on the whole batch: each rank draws what one would
                 seed = (self.seed * 100_003 + epoch) * 1_000_003 + b
-                x = self.augment(x, torch.Generator().manual_seed(seed))
+                x = self.augment(x, generator_on(x.device, seed))
             part = self._slice(len(idx))
             yield self.normalizer(x[part]), self.y[idx[part]]
 
     def _slice(self, n: int) -> slice:
         r, world = self.shard
         return slice(r * n // world, (r + 1) * n // world)
+
+
+def generator_on(device: torch.device, seed: int) -> torch.Generator:
+    """A random generator seeded with ``seed``: on the GPU for CUDA data, so that augmenting a
+    batch there copies nothing from the CPU (a copy would wait for the GPU to catch up); on the
+    CPU otherwise."""
+    device = torch.device(device)
+    return torch.Generator(device if device.type == "cuda" else "cpu").manual_seed(seed)

@@ -12,6 +12,7 @@ from torch import nn
 
 from deepnotes.errors import DeepnotesError, unknown_name
 from deepnotes.models.alexnet import AlexNet
+from deepnotes.models.fastnet import FastNet
 from deepnotes.models.inception import GoogLeNet
 from deepnotes.models.lenet import LeNet5
 from deepnotes.models.mlp import MLP
@@ -39,6 +40,7 @@ MODELS = {
     "resnet101": (ResNet, {"block": "bottleneck", "layers": (3, 4, 23, 3)}),
     "resnet152": (ResNet, {"block": "bottleneck", "layers": (3, 8, 36, 3)}),
     "googlenet": (GoogLeNet, {}),
+    "fastnet": (FastNet, {}),
     "rnn": (SequenceClassifier, {"cell": "rnn"}),
     "gru": (SequenceClassifier, {"cell": "gru"}),
     "lstm": (SequenceClassifier, {"cell": "lstm"}),

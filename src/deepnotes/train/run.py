@@ -51,6 +51,7 @@ DEFAULTS = {
     "channels_last": False,
     "compile": False,
     "train_dev": 0.0,  # share of the training pool held out as the train-dev split
+    "recipe": None,  # the named defaults the run started from (deepnotes.train.recipes)
 }
 
 
@@ -92,8 +93,13 @@ def check_model_fits(model_name: str, dataset: Dataset) -> None:
 
 
 def build_model(config: dict) -> torch.nn.Module:
-    extra = {"task": config["kind"]} if getattr(model_class(config["model"]), "sequence",
-                                                False) else {}
+    """The run's network, fresh. A model that can average over mirror images at test time
+    (fastnet) does so exactly when the run trained on mirror images (``--augment flip``)."""
+    cls, extra = model_class(config["model"]), {}
+    if getattr(cls, "sequence", False):
+        extra["task"] = config["kind"]
+    if getattr(cls, "takes_mirror_tta", False):
+        extra["mirror_tta"] = "flip" in augment.parse(config.get("augment"))
     return create_model(config["model"], num_classes=len(config["classes"]),
                         in_channels=config["in_channels"], **extra)
 
@@ -194,7 +200,7 @@ def new_run_dir(out: str, name: str | None, default_name: str, overwrite: bool) 
 # added after the first release
 OPTIONAL_KEYS = {"beta": None, "weight_decay": 0.0, "max_len": None, "errors": "strict",
                  "seq_len": None, "min_count": None, "targets": None, "precision": None,
-                 "channels_last": False, "compile": False, "train_dev": 0.0}
+                 "channels_last": False, "compile": False, "train_dev": 0.0, "recipe": None}
 RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
             "input_shape", "kind", "normalize"]
 

@@ -67,6 +67,8 @@ class Trainer:
         self.on_epoch = on_epoch
         self.progress = progress and distributed.is_writer()  # one bar, not one a rank
         self.step_losses: list[float] = []  # this process's steps only; not part of a checkpoint
+        # a GPU runs ahead of the CPU: read its step losses every 25 steps, not every step
+        self.read_every = 25 if self.device.type == "cuda" and not distributed.active() else 1
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self.state = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "correct": 0,
                       "seen": 0, "seconds": 0.0, "history": []}
@@ -96,55 +98,84 @@ class Trainer:
         self.model.train()
         bar = tqdm(total=len(train), initial=st["step"], disable=not self.progress, leave=False,
                    desc=f"epoch {st['epoch'] + 1}/{self.epochs}", unit="batch", dynamic_ncols=True)
-        start = time.perf_counter()
+        start, pending = time.perf_counter(), []
         with bar:
             for x, y in train.epoch(st["epoch"], start=st["step"]):
                 lr = self._set_lr(st["global_step"], total_steps, steps_per_epoch)
-                loss, correct, counted = self.train_step(x, y)
-                if not math.isfinite(loss):
-                    raise DeepnotesError(
-                        f"loss became {loss} at epoch {st['epoch'] + 1}, step {st['step'] + 1} "
-                        f"(lr {lr:.3g}); stopped, {self._kept()}; try a lower --lr"
-                    )
-                self.step_losses.append(loss)
-                st["loss_sum"] += loss * counted
-                st["correct"] += correct
-                st["seen"] += counted
+                pending.append((*self._step(x, y, lazy=self.read_every > 1), lr))
                 st["step"] += 1
                 st["global_step"] += 1
-                elapsed = st["seconds"] + time.perf_counter() - start
-                bar.set_postfix(loss=f"{st['loss_sum'] / st['seen']:.4f}",
-                                acc=f"{st['correct'] / st['seen']:.3f}",
-                                img_s=f"{st['seen'] / max(elapsed, 1e-9):.0f}", refresh=False)
-                bar.update()
+                if len(pending) >= self.read_every or self._stop_signal is not None:
+                    self._account(pending, bar, start)
                 if self._stop_signal is not None:
-                    st["seconds"] = elapsed
+                    st["seconds"] += time.perf_counter() - start
                     self._interrupt()
+            self._account(pending, bar, start)
         st["seconds"] += time.perf_counter() - start
+
+    def _account(self, pending: list, bar, start: float) -> None:
+        """Add the steps in ``pending`` (loss, correct, counted, lr) to the epoch's sums, read from
+        the device all at once; a non-finite loss stops the run."""
+        if not pending:
+            return
+        st = self.state
+        numbers = [p[:3] for p in pending]
+        if torch.is_tensor(numbers[0][0]):  # lazy steps: one transfer for all of them
+            numbers = torch.stack([torch.stack([t.float() for t in n]) for n in numbers]).tolist()
+        first_step = st["step"] - len(pending)
+        for i, ((loss, correct, counted), (*_, lr)) in enumerate(zip(numbers, pending)):
+            if not math.isfinite(loss):
+                raise DeepnotesError(
+                    f"loss became {loss} at epoch {st['epoch'] + 1}, step {first_step + i + 1} "
+                    f"(lr {lr:.3g}); stopped, {self._kept()}; try a lower --lr"
+                )
+            self.step_losses.append(loss)
+            st["loss_sum"] += loss * counted
+            st["correct"] += int(correct)
+            st["seen"] += int(counted)
+        pending.clear()
+        elapsed = st["seconds"] + time.perf_counter() - start
+        bar.set_postfix(loss=f"{st['loss_sum'] / max(1, st['seen']):.4f}",
+                        acc=f"{st['correct'] / max(1, st['seen']):.3f}",
+                        img_s=f"{st['seen'] / max(elapsed, 1e-9):.0f}", refresh=False)
+        bar.update(len(numbers))
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
         """One step of gradient descent on a mini-batch; returns (loss, correct predictions,
-        predictions made)."""
+        predictions made). A non-finite loss makes no update."""
+        return self._step(x, y, lazy=False)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, lazy: bool) -> tuple:
+        """The step. ``lazy`` leaves the three numbers on the device as 0-dim tensors, so that a
+        GPU need not wait for the CPU to read them, and updates without looking at the loss."""
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, self.amp or torch.float32,
                             enabled=self.amp is not None):
             z, y = forward(self.net, x, y)
             loss = loss_of(z, y)
-        value = loss.item()
-        if distributed.active():  # every rank must agree on stopping: the mean loss, any signal
-            value, stop = distributed.all_sum([value, self._stop_signal is not None], self.device)
-            value /= distributed.shard()[1]
-            if stop and self._stop_signal is None:
-                self._stop_signal = signal.SIGTERM
-        if not math.isfinite(value):
-            return value, 0, 1  # no update: the weights in memory stay those of the last good step
+        value = loss.detach() if lazy else self._read_loss(loss)
+        if not lazy and not math.isfinite(value):
+            return value, 0, 1  # no update: the weights in memory stay the last good step's
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()  # float16: L scaled up so small gradients survive
         self.scaler.step(self.optimizer)  # unscaled first; skipped when a gradient overflowed
         self.scaler.update()
         counted = y != IGNORE
-        return value, int(((labels_of(z, y) == y) & counted).sum()), int(counted.sum())
+        correct = ((labels_of(z, y) == y) & counted).sum()
+        return (value, correct, counted.sum()) if lazy else (value, int(correct),
+                                                             int(counted.sum()))
+
+    def _read_loss(self, loss: torch.Tensor) -> float:
+        """L as a number; under DDP the mean over the ranks, which also carries any rank's stop
+        signal, so that all ranks stop at the same step."""
+        value = loss.item()
+        if distributed.active():
+            value, stop = distributed.all_sum([value, self._stop_signal is not None], self.device)
+            value /= distributed.shard()[1]
+            if stop and self._stop_signal is None:
+                self._stop_signal = signal.SIGTERM
+        return value
 
     def _set_lr(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
