@@ -21,7 +21,7 @@ from deepnotes.errors import DeepnotesError, unknown_name
 
 RECIPES = {
     "fast": {"model": "fastnet", "augment": "crop,flip", "batch_size": 512, "optimizer": "adam",
-             "lr": 4e-3, "schedule": "onecycle:0.2", "weight_decay": 5e-5, "epochs": 12,
+             "lr": 4e-3, "schedule": "onecycle:0.2", "weight_decay": 5e-5, "epochs": 10,
              "channels_last": True},
 }
 
