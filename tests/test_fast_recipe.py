@@ -94,6 +94,14 @@ def test_train_with_the_fast_recipe_and_an_explicit_option(cli, tmp_path):
     assert f"{metrics['test']['accuracy']:.4f}" in out
 
 
+def test_the_older_bf16_flag_wins_over_the_recipe(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr("deepnotes.device.cpu_has_bf16", lambda: False)  # the recipe picks 32
+    rc, _, err = cli("train", "--recipe", "fast", "--bf16", "--data", "digits", "--epochs", 1,
+                     "--augment", "crop", "--quiet", "--out", tmp_path, "--name", "r")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "r/config.json").read_text())["precision"] == "bf16"
+
+
 def test_an_unknown_recipe_is_one_line(cli, tmp_path):
     rc, _, err = cli("train", "--recipe", "fastest", "--out", tmp_path)
     assert rc == 2 and "recipe 'fastest'" in err and len(err.strip().splitlines()) == 1

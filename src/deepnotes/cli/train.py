@@ -189,6 +189,8 @@ def start(args, explicit: dict) -> int:
     from deepnotes.train.session import prepare
 
     device = resolve_device(explicit.get("device", DEFAULTS["device"]))
+    if explicit.get("bf16"):  # the older flag is an explicit --precision bf16, over a recipe's
+        explicit.setdefault("precision", "bf16")
     config = {**DEFAULTS, **recipe_options(explicit.get("recipe"), device), **explicit}
     session = prepare(config, progress=not args.quiet, fresh=True)
     data_name = config["data"] if config["data"] in NAMED else Path(config["data"]).stem
