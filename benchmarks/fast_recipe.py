@@ -37,7 +37,8 @@ def recipe_config(args) -> dict:
     config = {**DEFAULTS, **recipe_options("fast", torch.device(args.device)),
               "data": "fashion-mnist", "device": args.device, "recipe": "fast"}
     config.update({k: v for k, v in (("epochs", args.epochs), ("lr", args.lr),
-                                     ("batch_size", args.batch_size)) if v is not None})
+                                     ("batch_size", args.batch_size), ("seed", args.seed))
+                   if v is not None})
     return config
 
 
@@ -148,6 +149,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, help="the recipe's schedule length (its default)")
     parser.add_argument("--lr", type=float, help="the recipe's peak alpha (its default)")
     parser.add_argument("--batch-size", type=int, help="the recipe's batch (its default)")
+    parser.add_argument("--seed", type=int, help="split, weights and order (0)")
     parser.add_argument("--peer-epochs", type=int, default=15, help="the peer's most epochs")
     parser.add_argument("--skip-peer", action="store_true")
     return parser

@@ -31,8 +31,8 @@ torch.__version__, '| CUDA', torch.version.cuda, '|', torch.cuda.get_device_name
 timeout 120 python -m pytest -m cuda -q -p no:cacheprovider tests 2>&1 | tail -25 >> "$results"
 echo '```' >> "$results"
 echo >> "$results"
-timeout 120 python -m benchmarks --device cuda --only fast_recipe \
+timeout 150 python -m benchmarks --device cuda --only fast_recipe \
     --out "${OUT:-benchmarks}/gpu_fast.md" 2>&1 | tail -8
-timeout 240 python -m benchmarks --device cuda --quick \
+timeout 210 python -m benchmarks --device cuda --quick \
     --only fashion_mnist optimizer_step rnn_layers word2vec --out "$results" 2>&1 | tail -40
 echo "gpu_check: $(( $(date +%s) - start )) s; results in $results"
