@@ -75,12 +75,19 @@ def accuracy(model, x, y) -> float:
 
 def run_peer(x_train, y_train, x_test, y_test, target, max_epochs, arch,
              device: str = "cpu") -> dict:
-    """The user's loop: batches from a DataLoader, each moved to the device as it comes."""
+    """The user's loop over a TensorDataset of the training tensors."""
     torch.manual_seed(0)
     model = peer_model(arch).to(device)
+    data = torch.utils.data.TensorDataset(x_train, y_train)
+    return plain_loop(model, data, x_test, y_test, target, max_epochs, device)
+
+
+def plain_loop(model, data, x_test, y_test, target, max_epochs, device: str = "cpu") -> dict:
+    """The loop a user writes: a DataLoader over ``data`` (batch 128, shuffled), each batch moved
+    to the device as it comes, Adam at alpha = 1e-3; test accuracy after every epoch, until
+    ``target`` or ``max_epochs``."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_train, y_train),
-                                         batch_size=128, shuffle=True)
+    loader = torch.utils.data.DataLoader(data, batch_size=128, shuffle=True)
     seconds, curve = 0.0, []
     for epoch in range(1, max_epochs + 1):
         start = time.perf_counter()
@@ -95,7 +102,7 @@ def run_peer(x_train, y_train, x_test, y_test, target, max_epochs, arch,
         curve.append((epoch, round(seconds, 2), accuracy(model, x_test, y_test)))
         if curve[-1][2] >= target:
             break
-    return summary(curve, len(x_train), target)
+    return summary(curve, len(data), target)
 
 
 def run_deepnotes(dataset, splits, normalizer, x_test, y_test, target, args) -> dict:

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks.fashion_mnist import _sync, accuracy, summary
+from benchmarks.fashion_mnist import plain_loop, summary
 from deepnotes.data import Normalizer
 from deepnotes.models import create_model
 from deepnotes.train import Trainer
@@ -79,6 +78,7 @@ class ShiftMirror(torch.utils.data.Dataset):
 
 
 def run_peer(session: dict, target: float, max_epochs: int, device: str) -> dict:
+    """The plain loop on all 60,000 training images, each shifted and mirrored as it is read."""
     dataset, splits = session["dataset"], session["splits"]
     normalizer = Normalizer.from_dict(session["config"]["normalize"])
     pool = torch.cat([splits.train, splits.dev]).cpu()
@@ -86,22 +86,7 @@ def run_peer(session: dict, target: float, max_epochs: int, device: str) -> dict
     x_test, y_test = normalizer(dataset.x.cpu()[splits.test.cpu()]), dataset.y.cpu()[splits.test]
     torch.manual_seed(session["config"]["seed"])
     model = create_model("fastnet", num_classes=10, in_channels=1).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = torch.utils.data.DataLoader(ShiftMirror(x, y), batch_size=128, shuffle=True)
-    seconds, curve = 0.0, []
-    for epoch in range(1, max_epochs + 1):
-        start = time.perf_counter()
-        for xb, yb in loader:
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            optimizer.zero_grad()
-            F.cross_entropy(model(xb), yb).backward()
-            optimizer.step()
-        _sync(device)
-        seconds += time.perf_counter() - start
-        curve.append((epoch, round(seconds, 2), round(accuracy(model, x_test, y_test), 4)))
-        if curve[-1][2] >= target:
-            break
-    return summary(curve, len(pool), target)
+    return plain_loop(model, ShiftMirror(x, y), x_test, y_test, target, max_epochs, device)
 
 
 def measure(args) -> dict:
