@@ -82,10 +82,11 @@ def run_peer(x_train, y_train, x_test, y_test, target, max_epochs, arch,
     return plain_loop(model, data, x_test, y_test, target, max_epochs, device)
 
 
-def plain_loop(model, data, x_test, y_test, target, max_epochs, device: str = "cpu") -> dict:
+def plain_loop(model, data, x_test, y_test, target, max_epochs, device: str = "cpu",
+               max_seconds: float | None = None) -> dict:
     """The loop a user writes: a DataLoader over ``data`` (batch 128, shuffled), each batch moved
     to the device as it comes, Adam at alpha = 1e-3; test accuracy after every epoch, until
-    ``target`` or ``max_epochs``."""
+    ``target``, ``max_epochs``, or the first epoch that ends past ``max_seconds`` of training."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = torch.utils.data.DataLoader(data, batch_size=128, shuffle=True)
     seconds, curve = 0.0, []
@@ -100,7 +101,7 @@ def plain_loop(model, data, x_test, y_test, target, max_epochs, device: str = "c
         _sync(device)
         seconds += time.perf_counter() - start
         curve.append((epoch, round(seconds, 2), accuracy(model, x_test, y_test)))
-        if curve[-1][2] >= target:
+        if curve[-1][2] >= target or (max_seconds is not None and seconds > max_seconds):
             break
     return summary(curve, len(data), target)
 

@@ -150,3 +150,34 @@ def test_a_training_step_on_the_gpu_never_waits_for_it():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert loss.device.type == "cuda" and int(counted) == 32 and 0 <= int(correct) <= 32
+
+
+def test_the_distributed_helpers_run_on_nccl(tmp_path):
+    """NCCL, the backend of GPU ranks, in a one-rank group (one GPU cannot hold two NCCL ranks):
+    the sums, the broadcast and the barrier of distributed.py, and DDP's gradient equals the
+    bare model's."""
+    import copy
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from deepnotes.train import distributed
+
+    torch.cuda.set_device(0)
+    dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0,
+                            world_size=1, device_id=torch.device("cuda", 0))
+    try:
+        assert distributed.active() and dist.get_backend() == "nccl"
+        assert distributed.all_sum([1.5, 2.0], torch.device("cuda", 0)) == [1.5, 2.0]
+        assert distributed.broadcast({"epoch": 3}) == {"epoch": 3}
+        assert distributed.shard() == (0, 1)
+        torch.manual_seed(0)
+        bare = torch.nn.Linear(8, 3).cuda()
+        ddp = DistributedDataParallel(copy.deepcopy(bare), device_ids=[0])
+        x = torch.randn(16, 8, device="cuda")
+        for model in (bare, ddp):
+            model(x).square().mean().backward()
+        close(ddp.module.weight.grad, bare.weight.grad, rtol=1e-5, atol=1e-6)
+        distributed.barrier()
+    finally:
+        dist.destroy_process_group()
