@@ -58,8 +58,18 @@ def test_fused_optimizers_on_the_gpu_follow_the_reference(name):
         close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.fixture
+def float32_cudnn():
+    """cuDNN in true float32: its recurrent layers use TensorFloat-32 by default (10-bit
+    mantissa, relative errors near 5e-4), which would hide a wrong weight under the rounding."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = saved
+
+
 @pytest.mark.parametrize("layer", ["LSTM", "GRU", "RNN"])
-def test_recurrent_layers_on_the_gpu_match_the_cpu(layer):
+def test_recurrent_layers_on_the_gpu_match_the_cpu(layer, float32_cudnn):
     import deepnotes.nn as dnn
 
     torch.manual_seed(0)
@@ -181,3 +191,31 @@ def test_the_distributed_helpers_run_on_nccl(tmp_path):
         distributed.barrier()
     finally:
         dist.destroy_process_group()
+
+
+def test_a_word2vec_step_on_the_gpu_never_waits_for_it_and_matches_the_cpu():
+    """The mini-batch path's skip-gram and CBOW steps (the row cap included) queue on the GPU
+    without one synchronising call, and update the tables as the same steps on the CPU do."""
+    from deepnotes.embeddings.word2vec import cbow_step, sg_step
+
+    g = torch.Generator().manual_seed(0)
+    V, d, B, W, K = 40, 8, 64, 2, 5
+    tables = [torch.randn(V, d, generator=g) * 0.1 for _ in range(2)]
+    span = torch.randint(0, V, (B + 2 * W,), generator=g)
+    valid = torch.rand(B, 2 * W + 1, generator=g) < 0.7
+    negs = torch.randint(0, V, (B, K), generator=g)
+    cpu = [t.clone() for t in tables]
+    gpu = [t.cuda() for t in tables]
+    on_gpu = [t.cuda() for t in (span, valid, negs)]
+    sg_step(*gpu, *on_gpu, 0.025, 4.0)  # the first call loads the kernels
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step in (sg_step, cbow_step):
+            step(*gpu, *on_gpu, 0.025, 4.0)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for step in (sg_step, sg_step, cbow_step):
+        step(*cpu, span, valid, negs, 0.025, 4.0)
+    for a, b in zip(gpu, cpu):
+        close(a, b, rtol=1e-4, atol=1e-6)

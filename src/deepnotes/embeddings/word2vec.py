@@ -115,9 +115,11 @@ def _fold(dxw: torch.Tensor) -> torch.Tensor:
 def _add_rows(table, rows, update, cap: float | None) -> None:
     """table[rows[i]] += update[i]; with ``cap``, a row occurring n > cap times in this step gets
     its summed update scaled by cap / n (a guard against runs of one word: n stale updates of one
-    row add up and diverge)."""
+    row add up and diverge). The counts come from index_add_, which unlike bincount never waits
+    for a GPU (bincount reads the largest id back to size its output)."""
     if cap is not None:
-        n = torch.bincount(rows, minlength=table.shape[0])[rows].to(update.dtype)
+        ones = torch.ones(rows.shape, dtype=update.dtype, device=rows.device)
+        n = update.new_zeros(table.shape[0]).index_add_(0, rows, ones)[rows]
         update = update * (cap / n).clamp_(max=1.0).unsqueeze(1)
     table.index_add_(0, rows, update)
 
@@ -330,7 +332,8 @@ class Word2Vec:
                     bar.update(round((epoch * c.raw_words + hi * per_id) - bar.n))
 
     def _train_chunk(self, ids, sentence, keep, noise, g, done, words, total) -> None:
-        """Subsample the chunk, build its windows, then step over B centres at a time."""
+        """Subsample the chunk, build its windows, then step over B centres at a time (the
+        chunk's ids, masks and negatives move to the device once, so no step waits for it)."""
         kept = subsample_mask(ids, keep, g)
         wid, sent = ids[kept].long(), sentence[kept]
         m = wid.shape[0]
@@ -339,14 +342,14 @@ class Word2Vec:
         valid = window_mask(sent, self.window, g)
         pad = wid.new_zeros(self.window)
         span = torch.cat([pad, wid, pad]).to(self.device)
-        negs = noise.sample((m, self.negative), g)
+        valid, negs = valid.to(self.device), noise.sample((m, self.negative), g).to(self.device)
         step = sg_step if self.sg else cbow_step
         w2, bsz = 2 * self.window, self.batch_centres
         for b in range(0, m, bsz):
             e = min(b + bsz, m)
             lr = learning_rate(self.alpha, self.min_alpha, done + words * b / m, total)
-            step(self.w_in, self.w_out, span[b : e + w2], valid[b:e].to(self.device),
-                 negs[b:e].to(self.device), lr, ROW_CAP[self.sg])
+            step(self.w_in, self.w_out, span[b : e + w2], valid[b:e], negs[b:e], lr,
+                 ROW_CAP[self.sg])
 
 
 IMPLEMENTATIONS = ("auto", "hogwild", "minibatch")
