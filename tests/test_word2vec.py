@@ -12,7 +12,15 @@ import torch
 from conftest import warnings_of
 from deepnotes.embeddings import corpus as C
 from deepnotes.embeddings import hogwild
-from deepnotes.embeddings.word2vec import Word2Vec, cbow_step, learning_rate, sg_step, window_mask
+from deepnotes.embeddings.word2vec import (
+    Word2Vec,
+    _fold,
+    _windows,
+    cbow_step,
+    learning_rate,
+    sg_step,
+    window_mask,
+)
 from deepnotes.errors import DeepnotesError
 
 
@@ -334,3 +342,16 @@ def test_empty_file_is_an_empty_corpus(tmp_path):
     path.write_text("\n\n")
     with pytest.raises(DeepnotesError, match="corpus is empty"):
         Word2Vec(corpus_file=str(path))
+
+
+def test_fold_is_the_adjoint_of_the_sliding_windows():
+    """<windows(x), y> = <x, fold(y)> for every x and y: fold sums each row's window copies."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(9 + 4, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(9, 5, 3, generator=g, dtype=torch.float64)
+    assert torch.allclose((_windows(x, 5) * y).sum(), (x * _fold(y)).sum())
+    by_hand = torch.zeros_like(x)
+    for i in range(9):
+        for o in range(5):
+            by_hand[i + o] += y[i, o]
+    assert torch.allclose(_fold(y), by_hand)

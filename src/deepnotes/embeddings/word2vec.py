@@ -106,10 +106,9 @@ def _windows(x: torch.Tensor, width: int) -> torch.Tensor:
 def _fold(dxw: torch.Tensor) -> torch.Tensor:
     """Adjoint of ``_windows``: (B, width, d) -> (B + width - 1, d), overlapping rows summed."""
     bsz, width, d = dxw.shape
-    dx = dxw.new_zeros(bsz + width - 1, d)
-    for o in range(width):
-        dx[o : o + bsz] += dxw[:, o]
-    return dx
+    rows = torch.arange(bsz, device=dxw.device).unsqueeze(1) + torch.arange(width,
+                                                                            device=dxw.device)
+    return dxw.new_zeros(bsz + width - 1, d).index_add_(0, rows.view(-1), dxw.reshape(-1, d))
 
 
 def _add_rows(table, rows, update, cap: float | None) -> None:
