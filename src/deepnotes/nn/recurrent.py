@@ -112,23 +112,9 @@ class _Cell(nn.Module):
                 torch.cat([getattr(self, f"b_{g}") for g in self.gates]))
 
     def torch_weights(self) -> list[Tensor]:
-        """[weight_ih, weight_hh, bias_ih, bias_hh] in torch's layout (where it is the same): the
-        W_g stacked once, split by columns."""
-        b = self._stack(self.gates, "b")
-        return [*self._split(self._stack(self.gates)), b, torch.zeros_like(b)]
-
-    def _split(self, w: Tensor) -> list[Tensor]:
-        """[W_x rows, W_a rows] of stacked W_g: views where cuDNN takes them (it copies the
-        weights into its own buffer anyway), contiguous copies for the CPU's kernels."""
-        n = self.hidden_size
-        parts = [w[:, n:], w[:, :n]]
-        return parts if w.is_cuda else [p.contiguous() for p in parts]
-
-    def _stack(self, gates, kind: str = "W", negate: str = "") -> Tensor:
-        """The gates' W_g (or b_g) stacked by rows, those in ``negate`` negated."""
-        parts = [getattr(self, f"{kind}_{g}") for g in gates]
-        parts = [-p if g in negate else p for g, p in zip(gates, parts)]
-        return torch.cat(parts) if len(parts) > 1 else parts[0]
+        """[weight_ih, weight_hh, bias_ih, bias_hh] in torch's layout (where it is the same)."""
+        w_a, w_x, b = self.stacked()
+        return [w_x, w_a, b, torch.zeros_like(b)]
 
     @torch.no_grad()
     def load_torch_weights(self, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> None:
@@ -211,9 +197,11 @@ class GRUCell(_Cell):
 
     def torch_weights(self) -> list[Tensor]:
         """torch's gates (r, z, n), z = 1 - Gamma_u: the u rows negated; b_ca is torch's b_hn."""
-        return [*self._split(self._stack(self.gates, negate="u")),
-                self._stack(self.gates, "b", negate="u"),
-                torch.cat([self.b_ca.new_zeros(2 * self.hidden_size), self.b_ca])]
+        n, (w_r, w_u, w_c) = self.hidden_size, (self.W_r, -self.W_u, self.W_c)
+        return [torch.cat([w_r[:, n:], w_u[:, n:], w_c[:, n:]]),
+                torch.cat([w_r[:, :n], w_u[:, :n], w_c[:, :n]]),
+                torch.cat([self.b_r, -self.b_u, self.b_c]),
+                torch.cat([self.b_ca.new_zeros(2 * n), self.b_ca])]
 
     @torch.no_grad()
     def load_torch_weights(self, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> None:
