@@ -13,6 +13,9 @@
 # progress lines go to gpu_log.txt beside it.
 #
 #     bash benchmarks/gpu_check.sh
+#
+# It needs Fashion-MNIST, the GCIDE text and gensim; on a machine without network,
+# benchmarks/offline_bundle.sh carries them in.
 set -u
 cd "$(dirname "$0")/.."
 folder="${OUT:-benchmarks}"

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# What benchmarks/gpu_check.sh needs on a GPU machine with no network (no PyPI, no Debian
+# mirror), in one folder of about 60 MB: gensim's wheels for that machine's Python, and
+# Fashion-MNIST and the GCIDE text, xz-compressed.
+#
+#     bash benchmarks/offline_bundle.sh pack DIR [PYTHON_VERSION]  # here (default 3.12)
+#     bash benchmarks/offline_bundle.sh unpack DIR [ROOT]          # there, as root (ROOT: /)
+#     PYTHONPATH=/tmp/site bash benchmarks/gpu_check.sh
+#
+# pack needs dataset-fashion-mnist and dict-gcide installed here. unpack puts the files where
+# those Debian packages put theirs (under ROOT), and gensim into /tmp/site.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-} dir=${2:-}
+if [ -z "$dir" ] || { [ "$mode" != pack ] && [ "$mode" != unpack ]; }; then
+    echo "usage: $0 pack DIR [PYTHON_VERSION] | unpack DIR [ROOT]" >&2
+    exit 2
+fi
+FMNIST=usr/share/datasets/fashion-mnist
+GCIDE=usr/share/dictd/gcide.dict.dz
+
+if [ "$mode" = pack ]; then
+    for f in "/$FMNIST" "/$GCIDE"; do
+        [ -e "$f" ] || { echo "$f: not found; apt-get install dataset-fashion-mnist dict-gcide" >&2
+                         exit 2; }
+    done
+    mkdir -p "$dir/wheels"
+    python -m pip download -q --no-deps --only-binary=:all: -d "$dir/wheels" \
+        --python-version "${3:-3.12}" --implementation cp --platform manylinux_2_28_x86_64 \
+        --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 gensim smart_open
+    python - "$dir" "/$FMNIST" "/$GCIDE" <<'PY'
+import gzip, lzma, pathlib, shutil, sys
+from benchmarks.word2vec import text8_style
+out, fmnist, gcide = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+for f in sorted(fmnist.glob("*-ubyte.gz")):
+    with gzip.open(f) as src, lzma.open(out / (f.name[:-3] + ".xz"), "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+text8_style(gcide, str(out / "gcide.txt"))  # the words alone: a third smaller than the markup
+with open(out / "gcide.txt", "rb") as src, lzma.open(out / "gcide.txt.xz", "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+(out / "gcide.txt").unlink()
+PY
+    du -sh "$dir"
+else
+    root=${3:-/}
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+        --target /tmp/site "$dir"/wheels/*.whl
+    python3 - "$dir" "$root/$FMNIST" "$root/$GCIDE" <<'PY'
+import gzip, lzma, os, pathlib, shutil, sys
+src_dir, fmnist, gcide = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+fmnist.mkdir(parents=True, exist_ok=True)
+for f in sorted(src_dir.glob("*-ubyte.xz")):
+    with lzma.open(f) as src, open(fmnist / f.name[:-3], "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+os.makedirs(os.path.dirname(gcide), exist_ok=True)
+with lzma.open(src_dir / "gcide.txt.xz") as src, gzip.open(gcide, "wb", compresslevel=1) as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)  # the words as text8_style writes them: unchanged
+PY
+    echo "unpacked: $root/$FMNIST, $root/$GCIDE, gensim in /tmp/site"
+fi
