@@ -31,8 +31,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="small sizes: under 10 minutes, 2 cores")
     ap.add_argument("--only", nargs="+", metavar="NAME", choices=benchmarks.NAMES,
                     help=f"run only these benchmarks ({', '.join(benchmarks.NAMES)})")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (optimizer_step, rnn_layers, "
-                    "word2vec's mini-batch path; the others run on the CPU)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (fashion_mnist, fast_recipe, "
+                    "optimizer_step, rnn_layers, word2vec's mini-batch path; cnn_throughput and "
+                    "multitask run on the CPU)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
                     help="Markdown file whose generated section gets the table (RESULTS.md); "
                          "'-' writes nothing")

@@ -26,7 +26,10 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from benchmarks.fashion_mnist import plain_loop, summary
+try:
+    from benchmarks.fashion_mnist import plain_loop, summary
+except ModuleNotFoundError:  # run as a script, python benchmarks/fast_recipe.py: no package
+    from fashion_mnist import plain_loop, summary
 from deepnotes.data import Normalizer
 from deepnotes.models import create_model
 from deepnotes.train import Trainer

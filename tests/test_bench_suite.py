@@ -169,3 +169,15 @@ def test_bench_without_a_checkout_says_so(monkeypatch, tmp_path, capsys):
     assert cli_main(["bench", "--quick"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "source checkout" in err
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("[a-z]*.py")))
+def test_each_benchmark_runs_as_the_script_its_docs_show(script):
+    """``python benchmarks/NAME.py --help``, as README and RESULTS.md write it: no import error
+    when the benchmarks folder is not a package on the path."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage:")
