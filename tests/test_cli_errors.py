@@ -552,7 +552,7 @@ def test_nan_loss_after_a_checkpoint_keeps_it(resumed_into_nan):
     after = snapshot(run)
     for name in ("state.safetensors", "model.safetensors", "state.json", "history.csv"):
         assert after[name] == before[name], name
-    assert not [p.name for p in run.iterdir() if ".tmp-" in p.name]
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_nan_loss_after_resume_leaves_the_config_as_it_was(resumed_into_nan):

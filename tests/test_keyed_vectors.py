@@ -237,7 +237,7 @@ def test_own_format_round_trip(tmp_path):
     back = KeyedVectors.load(tmp_path / "vectors.safetensors")
     assert back.index_to_key == WORDS and back.counts == kv.counts
     torch.testing.assert_close(back.vectors, kv.vectors, rtol=0, atol=0)
-    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_own_format_mismatched_vocabulary(tmp_path):

@@ -117,7 +117,9 @@ import os, sys, time
 real_fsync = os.fsync
 def slow_fsync(fd):
     writing = os.readlink(f"/proc/self/fd/{fd}")
-    if ".state.safetensors.tmp" in writing and os.path.exists(os.environ["SLOW_AFTER"]):
+    name = os.path.basename(writing)
+    if name.startswith(".state.safetensors.") and name.endswith(".tmp") \
+            and os.path.exists(os.environ["SLOW_AFTER"]):
         time.sleep(30)  # the test kills us here: temporary file written, not yet renamed
     real_fsync(fd)
 os.fsync = slow_fsync
@@ -132,7 +134,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, referen
     env = {**os.environ, "SLOW_AFTER": str(run / "state.json")}  # slow from the 2nd checkpoint on
     proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, *train_args(tmp_path, "r")],
                             stderr=subprocess.PIPE, text=True, env=env)
-    wait_for(lambda: (run / "state.json").exists() and any(run.glob(".state.safetensors.tmp-*")),
+    wait_for(lambda: (run / "state.json").exists() and any(run.glob(".state.safetensors.*.tmp")),
              proc)
     before = (run / "state.safetensors").read_bytes()
     proc.kill()
@@ -160,7 +162,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys
     assert "No space left on device" in err and "Traceback" not in err
     run = tmp_path / "r"
     assert epoch_on_disk(run) == 1
-    assert not list(run.glob(".*.tmp-*"))
+    assert not list(run.glob(".*.tmp"))
 
 
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):

@@ -14,13 +14,29 @@ import torch
 from deepnotes.errors import DeepnotesError
 
 
-def set_visible_gpus(gpus: str) -> None:
-    """Set ``CUDA_VISIBLE_DEVICES`` from ``"1,2"``; the chosen GPUs become cuda:0, cuda:1."""
-    if not re.fullmatch(r"\d+(,\d+)*", gpus.replace(" ", "")):
+def set_visible_gpus(gpus: str, require: bool = False) -> None:
+    """Set ``CUDA_VISIBLE_DEVICES`` from ``"1,2"``; the chosen GPUs become cuda:0, cuda:1.
+
+    ``require``: then check that every chosen GPU exists. The check asks CUDA for its devices,
+    which fixes what CUDA sees for the rest of the process, so it comes after the variable is set.
+    """
+    chosen = gpus.replace(" ", "")
+    if not re.fullmatch(r"\d+(,\d+)*", chosen):
         raise DeepnotesError(f"--gpus {gpus!r}: expected GPU indices and commas, like 0 or 1,2")
     if torch.cuda.is_initialized():
         raise DeepnotesError("--gpus: CUDA has already started; set it before any CUDA work")
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpus.replace(" ", "")
+    os.environ["CUDA_VISIBLE_DEVICES"] = chosen
+    if not require:
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0 and not torch.backends.cuda.is_built():
+        raise DeepnotesError(f"--gpus {gpus}: no CUDA GPU here (this torch is built for the CPU "
+                             "only); leave --gpus out to train on the CPU")
+    wanted = len(chosen.split(","))
+    if count < wanted:  # CUDA stops at the first index that does not exist
+        raise DeepnotesError(f"--gpus {gpus}: no CUDA GPU here with "
+                             f"{'these indices' if wanted > 1 else 'this index'} ({count} of "
+                             f"{wanted} found); deepnotes devices lists the GPUs there are")
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

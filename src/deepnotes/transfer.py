@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from deepnotes.errors import DeepnotesError
+from deepnotes.train.folder import MARKER
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +254,7 @@ def cached_features(model: nn.Module, x: torch.Tensor, normalize: dict, cache_di
             log.warning("feature cache %s is unreadable (%s); computing again", path, exc)
     features = compute_features(model, x, normalize, device)
     path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.sweep(path.parent)  # what killed writers left
     atomic.write_bytes(path, save({"features": features.contiguous()},
                                   metadata={"examples": str(len(x)), "format": CACHE_FORMAT}))
     return features, False
@@ -366,9 +368,10 @@ def prepare_finetune(source: str | Path, config: dict, *, freeze_option="auto",
 
 
 def fit_finetune(session: dict, run_dir: Path, *, cache: bool = True,
-                 cache_dir: str | Path | None = None, progress: bool = True):
+                 cache_dir: str | Path | None = None, progress: bool = True, on_checkpoint=None):
     """Train the session into ``run_dir``; return (trainer, metrics). With every group frozen
-    (and no augmentation), the head is trained on cached features."""
+    (and no augmentation), the head is trained on cached features. ``on_checkpoint()`` is
+    called after each checkpoint is committed."""
     from deepnotes.train.session import fit
 
     config, model = session["config"], session["model"]
@@ -377,17 +380,19 @@ def fit_finetune(session: dict, run_dir: Path, *, cache: bool = True,
     transfer["feature_cache"] = bool(cache and head_only and not config.get("augment"))
     if transfer["feature_cache"]:
         return fit_head_on_cache(session, run_dir, Path(cache_dir or run_dir.parent /
-                                                        ".feature-cache"), progress=progress)
+                                                        ".feature-cache"), progress=progress,
+                                 on_checkpoint=on_checkpoint)
     on_epoch = None
     if transfer["gradual"]:
         def on_epoch(row):
             name = unfreeze_next(model, transfer["freeze"])
             if name:
                 log.info("gradual unfreezing: %s trains from epoch %d on", name, row["epoch"] + 1)
-    return fit(session, run_dir, progress=progress, on_epoch=on_epoch)
+    return fit(session, run_dir, progress=progress, on_epoch=on_epoch, on_checkpoint=on_checkpoint)
 
 
-def fit_head_on_cache(session: dict, run_dir: Path, cache_dir: Path, progress: bool = True):
+def fit_head_on_cache(session: dict, run_dir: Path, cache_dir: Path, progress: bool = True,
+                      on_checkpoint=None):
     """Train only the head, on features a[L-1] computed once and cached on disk; then write the
     run folder as ``fit`` does (metrics are computed through the whole network)."""
     from deepnotes.data import Batches, Normalizer
@@ -397,7 +402,7 @@ def fit_head_on_cache(session: dict, run_dir: Path, cache_dir: Path, progress: b
     config, dataset, splits, device = (session[k] for k in ("config", "dataset", "splits",
                                                               "device"))
     model = session["model"].to(device)
-    config["provenance"] = provenance()
+    config.update(MARKER, provenance=provenance())
     write_json(run_dir / "config.json", config)
     features = {}
     for name in ("train", "dev"):
@@ -414,7 +419,7 @@ def fit_head_on_cache(session: dict, run_dir: Path, cache_dir: Path, progress: b
                   max(512, config["batch_size"]), same, device=device)
     trainer = Trainer(HeadOnFeatures(model), session["optimizer"], epochs=config["epochs"],
                       schedule=config["schedule"], device=device, run_dir=run_dir,
-                      progress=progress, bf16=config["bf16"])
+                      progress=progress, bf16=config["bf16"], on_checkpoint=on_checkpoint)
     log.info("training the head of %s on cached features of %s (%s) on %s; run folder %s",
              config["model"], config["data"], splits.sizes(), device, run_dir)
     trainer.fit(train, dev)

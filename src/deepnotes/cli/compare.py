@@ -86,10 +86,10 @@ def make_run_dir(args, config: dict) -> Path:
     """``--out/--name``, or ``compare-MODEL-DATA`` numbered if taken; ``--overwrite`` replaces
     an earlier comparison (and nothing else)."""
     from deepnotes.optim.compare import is_comparison
-    from deepnotes.train.run import new_run_dir
+    from deepnotes.train.folder import check_name, new_container
 
     if args.name:
-        existing = Path(args.out) / args.name
+        existing = Path(args.out) / check_name(args.name)
         if existing.exists() and not args.overwrite:
             raise DeepnotesError(f"--name {args.name}: {existing} exists; use --overwrite to "
                                  "replace it")
@@ -100,7 +100,7 @@ def make_run_dir(args, config: dict) -> Path:
                                      "not removing it")
             shutil.rmtree(existing)
     data_name = config["data"] if config["data"] in NAMED else Path(config["data"]).stem
-    return new_run_dir(args.out, args.name, f"compare-{config['model']}-{data_name}", False)
+    return new_container(args.out, args.name, f"compare-{config['model']}-{data_name}")
 
 
 def print_rows(rows: list[dict]) -> None:

@@ -7,7 +7,6 @@ normal run folder, which ``evaluate`` and ``predict`` read like any other.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from deepnotes.data import NAMED
@@ -72,9 +71,12 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from deepnotes.cli.evaluate import print_table
     from deepnotes.cli.train import explicit_options
-    from deepnotes.train.run import DEFAULTS, new_run_dir
+    from deepnotes.train import folder
+    from deepnotes.train.run import DEFAULTS
     from deepnotes.transfer import fit_finetune, prepare_finetune
 
+    if args.name is not None:
+        folder.check_name(args.name)  # before any work
     explicit = explicit_options(args, OPTIONS)
     config = {**DEFAULTS, **explicit}
     session, line = prepare_finetune(args.source, config, freeze_option=args.freeze,
@@ -82,17 +84,12 @@ def run(args) -> int:
                                      progress=not args.quiet)
     print(line)
     data_name = config["data"] if config["data"] in NAMED else Path(config["data"]).stem
-    run_dir = new_run_dir(args.out, args.name, f"finetune-{config['model']}-{data_name}",
-                          args.overwrite)
     cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.out) / ".feature-cache"
-    try:
-        _, result = fit_finetune(session, run_dir, cache=not args.no_cache, cache_dir=cache_dir,
-                                 progress=not args.quiet)
-    except BaseException:
-        if not (run_dir / "state.safetensors").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave nothing
-        raise
+    with folder.create(args.out, args.name, f"finetune-{config['model']}-{data_name}",
+                       args.overwrite) as run:
+        _, result = fit_finetune(session, run.path, cache=not args.no_cache, cache_dir=cache_dir,
+                                 progress=not args.quiet, on_checkpoint=run.committed)
     print_table(result)
-    print(f"run folder: {run_dir}")
+    print(f"run folder: {run.path}")
     return 0
 

@@ -6,7 +6,6 @@ import argparse
 import logging
 import math
 import shlex
-import shutil
 from pathlib import Path
 
 from deepnotes.data import NAMED
@@ -120,7 +119,7 @@ def run(args) -> int:
     from deepnotes.train import distributed
 
     if args.gpus:
-        set_visible_gpus(args.gpus)  # before --nproc: the ranks inherit it
+        set_visible_gpus(args.gpus, require=True)  # before --nproc: the ranks inherit it
     if args.nproc is not None:
         check_numbers({})
         return distributed.launch(_without_launch_options(args.argv), args.nproc,
@@ -179,46 +178,58 @@ def check_numbers(options: dict) -> None:
     if options.get("train_dev") is not None and not 0 <= options["train_dev"] < 1:
         raise DeepnotesError(f"--train-dev {options['train_dev']}: expected a fraction in [0, 1), "
                              "e.g. 0.05")
+    # torch takes seeds up to 2**64 - 1, numpy none below 0; the loader seeds augmentation with
+    # (seed * 100_003 + epoch) * 1_000_003 + batch, which stays below 2**64 up to 10**8
+    if options.get("seed") is not None and not 0 <= options["seed"] <= 10**8:
+        raise DeepnotesError(f"--seed {options['seed']}: expected an integer from 0 to "
+                             "100000000")
 
 
 def start(args, explicit: dict) -> int:
     from deepnotes.device import resolve_device
-    from deepnotes.train import distributed
+    from deepnotes.train import distributed, folder
     from deepnotes.train.recipes import recipe_options
-    from deepnotes.train.run import DEFAULTS, new_run_dir
+    from deepnotes.train.run import DEFAULTS
     from deepnotes.train.session import prepare
 
+    if args.name is not None:
+        folder.check_name(args.name)  # before any work
     device = resolve_device(explicit.get("device", DEFAULTS["device"]))
     if explicit.get("bf16"):  # the older flag is an explicit --precision bf16, over a recipe's
         explicit.setdefault("precision", "bf16")
     config = {**DEFAULTS, **recipe_options(explicit.get("recipe"), device), **explicit}
     session = prepare(config, progress=not args.quiet, fresh=True)
     data_name = config["data"] if config["data"] in NAMED else Path(config["data"]).stem
-    run_dir = None
-    if distributed.is_writer():  # rank 0 names and makes the folder; the others are told
-        run_dir = new_run_dir(args.out, args.name, f"{config['model']}-{data_name}",
-                              args.overwrite)
-    run_dir = distributed.broadcast(run_dir)
-    try:
-        return train(session, run_dir, args)
-    except BaseException:
-        if not (run_dir / "state.safetensors").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave nothing
-        raise
+    if not distributed.is_writer():  # rank 0 names, makes and locks the folder; the others are told
+        return train(session, distributed.broadcast(None), args)
+    with folder.create(args.out, args.name, f"{config['model']}-{data_name}",
+                       args.overwrite) as run:
+        distributed.broadcast(run.path)
+        return train(session, run.path, args, on_checkpoint=run.committed)
 
 
 def resume(args, explicit: dict) -> int:
-    from deepnotes.train import distributed
-    from deepnotes.train.run import read_config, write_json
-    from deepnotes.train.session import prepare
+    from deepnotes.train import distributed, folder
+    from deepnotes.train.run import read_config
 
     run_dir = Path(args.resume)
     config = read_config(run_dir)
-    if not (run_dir / "state.safetensors").exists():
-        raise DeepnotesError(f"--resume {run_dir}: no checkpoint in it yet; start a new run")
     if config.get("transfer"):
         raise DeepnotesError(f"--resume {run_dir}: a run made by deepnotes finetune (its layers "
                              "are frozen in groups); run deepnotes finetune again")
+    if not distributed.is_writer():  # rank 0 locks and repairs the folder
+        return _continue(args, explicit, config, run_dir)
+    with folder.open_to_continue(run_dir) as run:
+        return _continue(args, explicit, config, run_dir, run)
+
+
+def _continue(args, explicit: dict, config: dict, run_dir: Path, run=None) -> int:
+    """Train a run on from its last checkpoint (``run``: the locked folder, on rank 0)."""
+    from deepnotes.train import distributed, folder
+    from deepnotes.train.checkpoint import committed_state
+    from deepnotes.train.run import write_json
+    from deepnotes.train.session import prepare
+
     changed = {k: (config.get(k), v) for k, v in explicit.items() if config.get(k) != v}
     if "model" in changed:
         old, new = changed["model"]
@@ -231,22 +242,24 @@ def resume(args, explicit: dict) -> int:
         log.warning("resuming with changed options: %s", listed)
         config.update(explicit)
     session = prepare(config, progress=not args.quiet, fresh=False)
-    if not changed:
-        return train(session, run_dir, args, resuming=True)
-    state_file = run_dir / "state.safetensors"
-    before = state_file.stat().st_mtime_ns
-    try:
-        return train(session, run_dir, args, resuming=True)
-    finally:  # the new options are the run's once a checkpoint was made with them
-        if state_file.stat().st_mtime_ns != before and distributed.is_writer():
-            write_json(run_dir / "config.json", config)
+    distributed.barrier()  # the folder is repaired before any rank reads it
+    on_checkpoint = None
+    if run is not None:
+        if committed_state(run_dir)["epoch"] < config["epochs"]:
+            folder.forget_final_results(run)  # they will describe the new end
+        if changed:  # the new options are the run's once a checkpoint was made with them
+            def on_checkpoint():
+                write_json(run_dir / "config.json", config)
+    return train(session, run_dir, args, resuming=True, on_checkpoint=on_checkpoint)
 
 
-def train(session: dict, run_dir: Path, args, resuming: bool = False) -> int:
+def train(session: dict, run_dir: Path, args, resuming: bool = False,
+          on_checkpoint=None) -> int:
     from deepnotes.cli.evaluate import print_table
     from deepnotes.train.session import fit
 
-    _, result = fit(session, run_dir, progress=not args.quiet, resuming=resuming)
+    _, result = fit(session, run_dir, progress=not args.quiet, resuming=resuming,
+                    on_checkpoint=on_checkpoint)
     if result is None:  # a rank other than 0
         return 0
     print_table(result)

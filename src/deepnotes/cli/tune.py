@@ -66,12 +66,16 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from deepnotes.train.folder import check_name
+
     try:
         import optuna  # noqa: F401
     except ImportError:
         raise DeepnotesError(NEEDS_OPTUNA) from None
     explicit = parse_options(args)
     check_options(explicit, args.trials)
+    if args.name is not None:
+        check_name(args.name)
     stored = existing_tune(args.out, args.name)
     settings = resolve_settings(explicit, stored, Path(args.out) / str(args.name))
     return start(args, settings, created=stored is None)
@@ -191,14 +195,15 @@ def start(args, settings: dict, created: bool) -> int:
 def claim_tune_dir(args, settings: dict, created: bool) -> Path:
     """The tune folder, made and given its tune.json if new (another process may just have)."""
     from deepnotes.data import NAMED
-    from deepnotes.train.run import new_run_dir, write_json
+    from deepnotes.train.folder import check_name, new_container
+    from deepnotes.train.run import write_json
 
-    if args.name:
-        tune_dir = Path(args.out) / args.name
+    if args.name:  # several workers share one tune folder: it may exist
+        tune_dir = Path(args.out) / check_name(args.name)
         tune_dir.mkdir(parents=True, exist_ok=True)
     else:
         data = settings["data"] if settings["data"] in NAMED else Path(settings["data"]).stem
-        tune_dir = new_run_dir(args.out, None, f"tune-{settings['model']}-{data}", False)
+        tune_dir = new_container(args.out, None, f"tune-{settings['model']}-{data}")
     if created:
         stored = existing_tune(args.out, tune_dir.name) if args.name else None
         if stored is not None:

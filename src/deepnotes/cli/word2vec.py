@@ -1,15 +1,20 @@
 """``deepnotes word2vec train|similar|analogy|evaluate``: word embeddings from the notes' Word2Vec.
 
 VECTORS ending in ``.bin`` are the word2vec C tool's binary format, ``.txt`` its text format (both
-load in gensim and the C tool); any other name is deepnotes' own (safetensors + vocabulary JSON).
+load in gensim and the C tool); any other name is deepnotes' own (safetensors + vocabulary JSON),
+which ``train --out`` writes for a name ending in ``.safetensors``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from deepnotes.errors import DeepnotesError
+
+MAX_SEED = 2**64 - 1  # torch's largest seed
+SUFFIXES = {".bin": "C binary", ".txt": "C text", ".safetensors": "deepnotes"}
 
 
 def add_parser(sub) -> None:
@@ -44,7 +49,8 @@ def _train_parser(commands) -> None:
                             "long line (text8); words are split on whitespace.")
     p.add_argument("corpus", metavar="CORPUS", help="text file")
     p.add_argument("--out", required=True, metavar="VECTORS",
-                   help="where to write: .bin (C binary), .txt (C text) or our own format")
+                   help="where to write: .bin (C binary), .txt (C text) or .safetensors "
+                   "(deepnotes' own, with a .vocab.json beside it)")
     p.add_argument("--cbow", action="store_true", help="CBOW instead of skip-gram")
     p.add_argument("--vector-size", type=int, default=100, help="dimensions (100)")
     p.add_argument("--window", type=int, default=5, help="largest context window (5)")
@@ -84,19 +90,39 @@ def check_train_numbers(args) -> None:
         raise DeepnotesError(f"--alpha {args.alpha}: expected a number in (0, 1)")
     if args.workers is not None and args.workers < 1:
         raise DeepnotesError(f"--workers {args.workers}: expected at least 1")
+    if not 0 <= args.seed <= MAX_SEED:  # what torch.Generator.manual_seed takes
+        raise DeepnotesError(f"--seed {args.seed}: expected an integer from 0 to {MAX_SEED}")
     if not Path(args.corpus).is_file():
         raise DeepnotesError(f"{args.corpus}: no such file")
 
 
+def check_out(out: str) -> None:
+    """--out must have a known extension and a folder that can be written, before training."""
+    path, folder = Path(out), Path(out).parent
+    if path.is_dir():
+        raise DeepnotesError(f"--out {out}: is a folder; expected a file name in it")
+    if path.suffix.lower() not in SUFFIXES:
+        raise DeepnotesError(f"--out {out}: unknown extension {path.suffix!r}; expected "
+                             f"{', '.join(f'{k} ({v})' for k, v in SUFFIXES.items())}")
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise DeepnotesError(f"--out {out}: the folder {folder} {what}; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DeepnotesError(f"--out {out}: the folder {folder} is not writable")
+
+
 def run_train(args) -> int:
+    from deepnotes.device import resolve_device
     from deepnotes.embeddings import Word2Vec
 
     check_train_numbers(args)
+    check_out(args.out)
+    device = resolve_device(args.device)  # a GPU that is not there: before reading the corpus
     model = Word2Vec(corpus_file=args.corpus, sg=0 if args.cbow else 1,
                      vector_size=args.vector_size, window=args.window, negative=args.negative,
                      min_count=args.min_count, sample=args.sample, alpha=args.alpha,
                      epochs=args.epochs, workers=args.workers, seed=args.seed,
-                     device=args.device, progress=not args.quiet,
+                     device=device, progress=not args.quiet,
                      implementation=args.implementation, hs=int(args.hs),
                      shared_negatives=not args.per_pair_negatives)
     save_vectors(model.wv, args.out)

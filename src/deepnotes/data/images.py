@@ -5,6 +5,8 @@ mislabelled or oversized (decompression bomb) file is reported up front with its
 than crashing an epoch. Images are converted consistently: one channel if every image is grey,
 else three; transparency is composited over white, palettes are applied and 16-bit grey is
 scaled to 8 bits. Each image is resized so its shorter side is ``size`` and centre-cropped.
+Files that are not images (``notes.txt``) are skipped with one warning that counts them; system
+junk (``.DS_Store``, ``.ipynb_checkpoints/``, ``__MACOSX/``) is skipped silently.
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ def load_image_folder(
     size = _check_size(size)
     root = _check_folder(path)
     classes = _class_folders(root)
-    files, labels = [], []
+    files, labels, others = [], [], []
     for label, name in enumerate(classes):
-        found = _image_files(root / name)
+        found, not_images = _image_files(root / name)
+        others += not_images
         if not found:
             raise DeepnotesError(
                 f"{root / name}: empty class folder; expected image files "
@@ -51,6 +54,9 @@ def load_image_folder(
             )
         files += found
         labels += [label] * len(found)
+    if others:
+        log.warning("skipped %d files that are not images in %s, e.g. %s", len(others), root,
+                    others[0].relative_to(root))
     arrays, keep, bad = _read_all(files, size, progress, root)
     if bad and not skip_bad:
         shown = "; ".join(f"{p} ({why})" for p, why in bad[:SHOW_BAD])
@@ -127,15 +133,18 @@ def _class_folders(root: Path) -> list[str]:
     return classes
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively, sorted), hidden and junk entries left out."""
-    found = []
+def _image_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Image files under ``folder`` (recursively, sorted), and the other files; hidden and junk
+    entries are in neither."""
+    found, others = [], []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
         for name in sorted(filenames):
-            if not _ignored(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                found.append(Path(dirpath) / name)
-    return found
+            if _ignored(name):
+                continue
+            is_image = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+            (found if is_image else others).append(Path(dirpath) / name)
+    return found, others
 
 
 def _read_all(

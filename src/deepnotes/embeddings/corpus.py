@@ -59,10 +59,10 @@ def _split_words(text: bytes, sentence: list[str], out: list[list[str]]) -> None
             sentence.clear()
 
 
-def iter_file(path) -> Iterator[list[str]]:
+def iter_file(path, warn: bool = True) -> Iterator[list[str]]:
     """Sentences of a text file, streamed in ``BLOCK_BYTES`` blocks (one per line, long lines cut
     into ``MAX_SENTENCE``-word chunks). Invalid UTF-8 is replaced by U+FFFD; the number of replaced
-    bytes is logged once as a warning at the end."""
+    bytes is logged once as a warning at the end (``warn=False``: not, for a second pass)."""
     _replaced[0] = 0
     try:
         f = open(path, "rb")
@@ -85,16 +85,18 @@ def iter_file(path) -> Iterator[list[str]]:
                 break
     if sentence:
         yield sentence
-    if _replaced[0]:
+    if _replaced[0] and warn:
         log.warning("corpus_file %r: %d invalid UTF-8 byte(s) replaced by U+FFFD",
                     str(path), _replaced[0])
 
 
-def iter_sentences(sentences: Iterable[list[str]] | None, corpus_file) -> Iterator[list[str]]:
+def iter_sentences(sentences: Iterable[list[str]] | None, corpus_file,
+                   warn: bool = True) -> Iterator[list[str]]:
     """One pass over the corpus, from a list (or re-iterable) of token lists or from a file;
-    list sentences longer than ``MAX_SENTENCE`` are cut like file lines."""
+    list sentences longer than ``MAX_SENTENCE`` are cut like file lines. ``warn``: see
+    :func:`iter_file`."""
     if corpus_file is not None:
-        yield from iter_file(corpus_file)
+        yield from iter_file(corpus_file, warn)
         return
     for s in sentences:
         if isinstance(s, str):

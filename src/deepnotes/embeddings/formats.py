@@ -14,15 +14,17 @@ each vector and gensim does not; the reader accepts both (a newline before a wor
 files that do not belong together is refused.
 
 Every problem with a file is a :class:`~deepnotes.errors.DeepnotesError` whose one-line message
-names the file and the line (text) or entry and byte offset (binary).
+names the file and the line (text) or entry and byte offset (binary). Vectors holding NaN or inf
+are refused on load, with their count and the first such word; a word that appears twice keeps
+its first vector, with one logged warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,8 @@ from deepnotes.errors import DeepnotesError
 FORMAT_NAME = "deepnotes.keyed_vectors"
 FORMAT_VERSION = 1
 META_KEY = "deepnotes_keyed_vectors"
+
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- word2vec: writing
@@ -170,17 +174,31 @@ def _read_binary(path: Path, data: bytes, count: int, dim: int, start: int,
 
 
 def _dedupe(path: Path, words: list[str], rows: list[np.ndarray]):
-    """Keep the first vector of a word that appears twice (as gensim does), with a warning."""
+    """Keep the first vector of a word that appears twice (as gensim does), with one warning."""
     seen: dict[str, int] = {}
-    keep = []
+    keep, dropped = [], []
     for i, w in enumerate(words):
         if w in seen:
-            warnings.warn(f"{path}: duplicate word {w!r} (entry {i + 1}); keeping the first",
-                          stacklevel=3)
+            dropped.append(i)
             continue
         seen[w] = i
         keep.append(i)
+    if dropped:
+        first = dropped[0]
+        log.warning("%s: %d duplicate %s, the first %r (entry %d); keeping the first vector "
+                    "of each", path, len(dropped), "word" if len(dropped) == 1 else "words",
+                    words[first], first + 1)
     return [words[i] for i in keep], [rows[i] for i in keep]
+
+
+def _check_finite(path: Path, words: list[str], vectors: np.ndarray) -> None:
+    """Refuse vectors holding NaN or inf: every cosine with them is NaN."""
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DeepnotesError(f"{path}: {len(bad)} of {len(words)} word vectors hold NaN or inf, "
+                             f"the first {words[bad[0]]!r}; expected finite numbers (retrain, "
+                             "or remove those words)")
 
 
 def guess_binary(path: str | os.PathLike) -> bool:
@@ -204,6 +222,7 @@ def load_word2vec(path: str | os.PathLike, binary: bool | None = None,
     words, rows = reader(path, data, count, dim, start, errors)
     words, rows = _dedupe(path, words, rows)
     vectors = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+    _check_finite(path, words, vectors)
     return words, vectors
 
 
@@ -278,4 +297,6 @@ def load_native(path: str | os.PathLike) -> tuple[list[str], torch.Tensor, list[
     if META_KEY in meta and json.loads(meta[META_KEY]).get("sha256") != _words_digest(words):
         raise DeepnotesError(f"{path}: the vectors were saved with another vocabulary than "
                              f"{vocab_path(path).name}")
-    return words, vectors.to(torch.float32), counts
+    vectors = vectors.to(torch.float32)
+    _check_finite(path, words, vectors.numpy())
+    return words, vectors, counts

@@ -38,6 +38,7 @@ import time
 
 import torch
 
+from deepnotes.device import resolve_device
 from deepnotes.embeddings import hogwild
 from deepnotes.embeddings.corpus import (
     EncodedCorpus,
@@ -54,6 +55,7 @@ from deepnotes.embeddings.corpus import (
 from deepnotes.errors import DeepnotesError
 
 CHUNK_WORDS = 200_000
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes no more
 # Centres per step. The row of a frequent word receives the summed (stale) updates of all its
 # occurrences in a step, so a step may hold at most about DUPLICATES[sg] occurrences of the most
 # frequent word (after subsampling, or in the noise): skip-gram, with 2b pairs per centre, diverges
@@ -211,12 +213,16 @@ class Word2Vec:
                                  f"min_alpha={min_alpha}")
         if workers is not None:
             _check("workers", workers, int, 1)
+        _check("seed", seed, int, 0)
+        if seed > MAX_SEED:
+            raise DeepnotesError(f"seed must be an integer from 0 to {MAX_SEED} (torch's "
+                                 f"largest), got {seed}")
         self.sg, self.vector_size, self.window, self.negative = sg, vector_size, window, negative
         self.min_count, self.sample = min_count, sample
         self.alpha, self.min_alpha = alpha, min_alpha
         self.epochs, self.workers, self.seed, self.progress = epochs, workers, seed, progress
-        self.device = torch.device(device)
-        self.implementation = _implementation(implementation, self.device)
+        self.implementation = _implementation(implementation, _parse_device(device))
+        self.device = resolve_device(str(device))  # one that exists, before any reading
         self.hs = hs
         if hs and self.implementation != "hogwild":
             raise DeepnotesError("hs=1 (hierarchical softmax) runs on the hogwild path only: the "
@@ -240,7 +246,7 @@ class Word2Vec:
         if sentences is not None and iter(sentences) is sentences:
             raise DeepnotesError("sentences must be re-iterable (a list, not a generator)")
         self.vocab = build_vocabulary(iter_sentences(sentences, corpus_file), self.min_count)
-        self.corpus = encode(iter_sentences(sentences, corpus_file), self.vocab)
+        self.corpus = encode(iter_sentences(sentences, corpus_file, warn=False), self.vocab)
         g = torch.Generator().manual_seed(self.seed)
         n, d = len(self.vocab), self.vector_size
         self.w_in = ((torch.rand(n, d, generator=g) - 0.5) / d).to(self.device)
@@ -366,6 +372,13 @@ def _implementation(name: str, device: torch.device) -> str:
     if name == "auto":
         return "hogwild" if cpu and hogwild.available() else "minibatch"
     return name
+
+
+def _parse_device(device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeepnotesError(f"device {device!r}: expected cpu, cuda, cuda:N or mps") from None
 
 
 def _check(name: str, value, kind, low) -> None:

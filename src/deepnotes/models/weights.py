@@ -116,13 +116,20 @@ def _read_pickle(path: Path):
 
 
 def _refusal(path: Path, message: str) -> str:
-    """One line for a pickle that ``weights_only=True`` would not unpickle."""
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+    """One line for a pickle that ``weights_only=True`` would not unpickle. torch's message
+    names the blocked global ("Unsupported global: GLOBAL x.y" up to torch 2.5, "Trying to load
+    unsupported GLOBAL x.y whose module x is blocked" later) and advises ``weights_only=False``,
+    which is exactly what must not be done with a file from elsewhere: that advice is dropped."""
+    found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", message, re.IGNORECASE)
     if found:
         return (f"{path}: refused: it holds a pickled {found.group(1)}, not only tensors, and "
-                "unpickling it could run code; save model.state_dict() or use .safetensors")
+                "unpickling it could run code (nothing was loaded); save model.state_dict() "
+                "or use .safetensors")
     found = re.search(r"Unsupported operand \d+", message)
-    detail = found.group(0) if found else (message.strip().splitlines() or ['?'])[0]
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    advice = ("weights only load failed", "weights_only", "check the documentation")
+    detail = found.group(0) if found else next(
+        (line for line in lines if not any(a in line.lower() for a in advice)), "?")
     return (f"corrupt weights file {path}, or a pickle beyond tensors (refused: unpickling it "
             f"could run code): {detail}")
 

@@ -1,15 +1,24 @@
 """Checkpoints without pickle: tensors in safetensors, everything else in JSON.
 
-``state.safetensors`` is the resume point. It holds the model (``model.*``), the optimizer state
-(``optim.*``), the RNG state, and the trainer's counters as JSON in the file's metadata, so one
-atomic rename commits all of it together: a kill at any moment leaves the previous checkpoint or
-the new one. ``model.safetensors`` (the weights alone, for evaluate / predict / transfer) and
-``state.json`` (the counters, for people) are written after it.
+``state.safetensors`` is the resume point and the commit record. It holds the model (``model.*``),
+the optimizer state (``optim.*``), the RNG state, and the trainer's counters and history as JSON in
+the file's metadata, with the checkpoint's id (``epoch:step:global_step``). Its one atomic rename
+commits all of it together: a kill at any moment leaves the previous checkpoint or the new one.
+
+The other files are derived from it and written after it: ``model.safetensors`` (the weights
+alone, for evaluate / predict / transfer; the id in its metadata), ``state.json`` (the counters,
+for people; the id) and ``history.csv``. A kill between the commit and these writes leaves them a
+checkpoint behind; :func:`repair` rewrites them from the committed state, and
+:func:`committed_weights` reads the committed weights whatever the state of the folder.
+
+A checkpoint is only written if it is good: every weight finite. Weights read back are checked
+the same way, so a NaN never reaches a prediction.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -20,14 +29,22 @@ from safetensors.torch import save as st_save
 from deepnotes import atomic
 from deepnotes.errors import DeepnotesError
 from deepnotes.models.weights import check_state_dict
+from deepnotes.train.history import history_text, write_history
+from deepnotes.train.schema import check_state
 
 STATE_KEY = "deepnotes_state"
+ID_KEY = "deepnotes_checkpoint"  # model.safetensors: the id of the checkpoint it came from
+
+log = logging.getLogger(__name__)
 
 
 def save(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
          state: dict) -> None:
-    """Write the resume point, then the weights and the readable state."""
-    tensors = {f"model.{k}": v for k, v in _plain(model.state_dict()).items()}
+    """Commit the resume point (one rename), then write the files derived from it."""
+    weights = _plain(model.state_dict())
+    check_finite(weights, "the model to save")  # a bad checkpoint is never committed
+    state["checkpoint"] = checkpoint_id(state)
+    tensors = {f"model.{k}": v for k, v in weights.items()}
     optim_tensors, optim_json = _split_optimizer(optimizer.state_dict())
     tensors.update({f"optim.{k}": v for k, v in optim_tensors.items()})
     tensors["rng.cpu"] = torch.get_rng_state()
@@ -37,28 +54,99 @@ def save(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
     meta = {**state, "optimizer": optim_json}
     atomic.write_bytes(run_dir / "state.safetensors",
                        st_save(tensors, metadata={STATE_KEY: json.dumps(meta)}))
-    save_weights(run_dir / "model.safetensors", model)
-    atomic.write_text(run_dir / "state.json", json.dumps(state, indent=1) + "\n")
+    _write_derived(run_dir, weights, state)
+
+
+def _write_derived(run_dir: Path, weights: dict, state: dict) -> None:
+    """model.safetensors, state.json and history.csv of the committed ``state``."""
+    atomic.write_bytes(run_dir / "model.safetensors",
+                       st_save(weights, metadata={ID_KEY: state["checkpoint"]}))
+    readable = {k: v for k, v in state.items() if k != "optimizer"}
+    atomic.write_text(run_dir / "state.json", json.dumps(readable, indent=1) + "\n")
+    write_history(run_dir / "history.csv", state["history"])
+
+
+def checkpoint_id(state: dict) -> str:
+    """``epoch:step:global_step``: it only grows within a run folder."""
+    return f"{state['epoch']}:{state['step']}:{state['global_step']}"
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> None:
     atomic.write_bytes(path, st_save(_plain(model.state_dict())))
 
 
+def committed_state(run_dir: Path) -> dict | None:
+    """The trainer state of the committed checkpoint (its metadata only), None without one."""
+    path = run_dir / "state.safetensors"
+    if not path.is_file():
+        return None
+    return _state_of(_metadata(path), path)
+
+
+def committed_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The run's trained weights: ``model.safetensors``, or the committed checkpoint's weights
+    when a kill left model.safetensors behind the checkpoint (``--resume`` repairs the file)."""
+    path, state = run_dir / "model.safetensors", committed_state(run_dir)
+    current = state is None or (path.is_file() and _metadata(path).get(ID_KEY)
+                                == state.get("checkpoint"))
+    if current:
+        return load_weights(path)
+    log.warning("%s is behind the run's last checkpoint (it was interrupted while saving); "
+                "using the checkpoint's weights; deepnotes train --resume %s repairs the folder",
+                path, run_dir)
+    tensors = _read(run_dir / "state.safetensors")[0]
+    return {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def repair(run_dir: Path) -> bool:
+    """Make model.safetensors, state.json and history.csv agree with the committed checkpoint;
+    return whether anything was rewritten."""
+    state = committed_state(run_dir)
+    if state is None:
+        return False
+    model_file = run_dir / "model.safetensors"
+    try:
+        readable = json.loads((run_dir / "state.json").read_text())
+        current = (_metadata(model_file).get(ID_KEY) == state["checkpoint"]
+                   and readable.get("checkpoint") == state["checkpoint"])
+    except (OSError, ValueError, DeepnotesError):
+        current = False
+    history = run_dir / "history.csv"
+    if current and history.is_file() and history.read_text() == history_text(state["history"]):
+        return False
+    tensors = _read(run_dir / "state.safetensors")[0]
+    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    _write_derived(run_dir, weights, state)
+    log.warning("%s: rewrote model.safetensors, state.json and history.csv from the last "
+                "checkpoint (the run was interrupted while saving it)", run_dir)
+    return True
+
+
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file; a damaged file is named as a corrupt checkpoint."""
-    return _read(path)[0]
+    """The tensors of a safetensors file; a damaged file is named as a corrupt checkpoint, a
+    weight that is NaN or infinite by its name."""
+    tensors = _read(path)[0]
+    check_finite(tensors, str(path))
+    return tensors
+
+
+def check_finite(tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Refuse NaN and infinity, naming the first tensor that holds one."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise DeepnotesError(f"{where}: weight {name!r} holds {bad} NaN or infinite "
+                                 f"value{'s' if bad > 1 else ''}; the weights are unusable")
 
 
 def load(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore model, optimizer and RNG from ``state.safetensors``; return the trainer's state."""
-    tensors, meta = _read(run_dir / "state.safetensors")
-    if STATE_KEY not in meta:
-        path = run_dir / "state.safetensors"
-        raise DeepnotesError(f"corrupt checkpoint {path}: no trainer state")
-    state = json.loads(meta[STATE_KEY])
+    path = run_dir / "state.safetensors"
+    tensors, meta = _read(path)
+    state = _state_of(meta, path, optimizer)
     model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    load_model_state(model, model_sd, run_dir / "state.safetensors")
+    check_finite(model_sd, str(path))
+    load_model_state(model, model_sd, path)
     optim_tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("optim.")}
     optimizer.load_state_dict(_join_optimizer(optim_tensors, state.pop("optimizer")))
     torch.set_rng_state(tensors["rng.cpu"])
@@ -75,17 +163,39 @@ def load_model_state(model: torch.nn.Module, state_dict: dict, path: Path) -> No
 
 
 def _read(path: Path) -> tuple[dict, dict]:
-    from safetensors import safe_open
-
     if not path.is_file():
         raise DeepnotesError(f"{path}: no such checkpoint file")
     try:
         tensors = st_load(path.read_bytes())
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
     except (SafetensorError, ValueError, OSError) as exc:
         raise DeepnotesError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0]}") from None
-    return tensors, meta
+    return tensors, _metadata(path)
+
+
+def _metadata(path: Path) -> dict:
+    """A safetensors file's metadata, read from its header alone."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise DeepnotesError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0]}") from None
+
+
+def _state_of(meta: dict, path: Path, optimizer: torch.optim.Optimizer | None = None) -> dict:
+    """The trainer state in a checkpoint's metadata, checked field by field (and against the
+    ``optimizer`` it is to be loaded into) by :func:`deepnotes.train.schema.check_state`."""
+    if STATE_KEY not in meta:
+        raise DeepnotesError(f"corrupt checkpoint {path}: no trainer state")
+    try:
+        state = json.loads(meta[STATE_KEY])
+    except (ValueError, RecursionError) as exc:
+        raise DeepnotesError(f"corrupt checkpoint {path}: trainer state is not JSON ({exc})") \
+            from None
+    check_state(state, path, optimizer)
+    state.setdefault("checkpoint", checkpoint_id(state))  # a checkpoint from before the ids
+    return state
 
 
 def _plain(state_dict: dict) -> dict[str, torch.Tensor]:

@@ -21,6 +21,7 @@ import sys
 import torch
 import torch.distributed as dist
 
+from deepnotes.device import visible_names
 from deepnotes.errors import DeepnotesError
 
 
@@ -56,9 +57,12 @@ def setup(device: torch.device) -> torch.device:
 def _local_device(device: torch.device) -> torch.device:
     if device.type == "cuda" and world_size() > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        if local >= torch.cuda.device_count():
-            raise DeepnotesError(f"rank {rank()}: LOCAL_RANK {local} but only "
-                                 f"{torch.cuda.device_count()} GPU(s) are visible")
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", local + 1))
+        count = torch.cuda.device_count()
+        if per_node > count:  # checked on every rank, so that rank 0 says it too
+            raise DeepnotesError(f"--nproc {per_node}: one GPU per process, but only {count} "
+                                 f"GPU(s) are visible ({visible_names()}); use --nproc "
+                                 f"{count} or --device cpu")
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return device
@@ -123,8 +127,11 @@ def launch(argv: list[str], nproc: int, torchrun_args: list[str]) -> int:
     """``deepnotes train --nproc N ...``: run the same command under torchrun's launcher (in this
     process) with N ranks on this node; ``torchrun_args`` (e.g. --nnodes=2 --node-rank=0
     --rdzv-endpoint=host:29500) pass through, else the rendezvous is local (--standalone).
-    Returns 0, or the exit status of the first rank that failed (its message is printed by
-    rank 0 when rank 0 fails too)."""
+    Returns 0, or the exit status of the first rank that failed. One line says why: rank 0's
+    own ``error:`` line when the ranks refused their input (status 2: every rank refuses alike,
+    and rank 0 prints) or were interrupted (130), else a line naming the rank that failed."""
+    import contextlib
+    import io
     import logging
     import uuid
 
@@ -134,12 +141,15 @@ def launch(argv: list[str], nproc: int, torchrun_args: list[str]) -> int:
 
     if nproc < 1:
         raise DeepnotesError(f"--nproc {nproc}: expected at least 1")
+    said = io.StringIO()  # torchrun's parser prints its usage and a line: keep the line
     try:
-        args = parse_args([f"--nproc-per-node={nproc}", *torchrun_args, "-m", "deepnotes",
-                           *argv])
+        with contextlib.redirect_stderr(said):
+            args = parse_args([f"--nproc-per-node={nproc}", *torchrun_args, "-m", "deepnotes",
+                               *argv])
     except SystemExit:
-        raise DeepnotesError(f"--torchrun {' '.join(torchrun_args)!r}: not torchrun options "
-                             "(see torchrun --help)") from None
+        why = (said.getvalue().strip().splitlines() or [""])[-1].partition("error: ")[2]
+        raise DeepnotesError(f"--torchrun {' '.join(torchrun_args)!r}: not torchrun options"
+                             f"{f' ({why})' if why else ''}; see torchrun --help") from None
     if not any(a.startswith(("--rdzv", "--nnodes", "--master")) for a in torchrun_args):
         args.rdzv_backend, args.rdzv_endpoint, args.rdzv_id = "c10d", "localhost:0", \
             str(uuid.uuid4())
@@ -149,6 +159,10 @@ def launch(argv: list[str], nproc: int, torchrun_args: list[str]) -> int:
     try:
         elastic_launch(config, entrypoint)(*cmd_args)
     except ChildFailedError as exc:
+        said = sorted((f.timestamp, f.exitcode) for f in exc.failures.values()
+                      if f.exitcode in (2, 130))
+        if said:  # bad input or an interrupt: every rank meets it alike and rank 0 said why
+            return said[0][1]
         failed_rank, failure = exc.get_first_failure()
         print(f"error: training on {nproc} processes stopped: rank {failed_rank} exited with "
               f"status {failure.exitcode}", file=sys.stderr)

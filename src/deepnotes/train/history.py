@@ -13,11 +13,16 @@ COLUMNS = ["epoch", "train_loss", "train_accuracy", "dev_loss", "dev_accuracy", 
 
 
 def write_history(path: Path, history: list[dict]) -> None:
+    atomic.write_text(path, history_text(history))
+
+
+def history_text(history: list[dict]) -> str:
+    """The CSV text of ``history``."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    atomic.write_text(path, out.getvalue())
+    return out.getvalue()
 
 
 def read_history(path: Path) -> list[dict]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +21,7 @@ from deepnotes.data import Batches, Dataset, Normalizer, augment, load_dataset, 
 from deepnotes.data.splits import hold_out_train_dev
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import create_model, model_class
+from deepnotes.train.schema import check_config
 from deepnotes.train.trainer import evaluate
 
 DEFAULTS = {
@@ -168,35 +168,6 @@ def precision_of(config: dict) -> str:
     return config.get("precision") or ("bf16" if config.get("bf16") else "32")
 
 
-def new_run_dir(out: str, name: str | None, default_name: str, overwrite: bool) -> Path:
-    """A fresh folder; an explicit --name that exists is refused unless ``overwrite``."""
-    root = Path(out)
-    if name:
-        run_dir = root / name
-        if run_dir.exists() and not overwrite:
-            raise DeepnotesError(
-                f"--name {name}: {run_dir} exists; use --resume {run_dir} to continue it "
-                "or --overwrite to replace it"
-            )
-        if run_dir.exists():
-            if not (run_dir / "config.json").exists() and any(run_dir.iterdir()):
-                raise DeepnotesError(f"--overwrite: {run_dir} is not a run folder; not removing it")
-            shutil.rmtree(run_dir)
-    else:
-        run_dir, n = root / default_name, 1
-        while run_dir.exists():
-            n += 1
-            run_dir = root / f"{default_name}-{n}"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise DeepnotesError(f"--out {out}: cannot write there ({exc.strerror})") from None
-    return run_dir
-
-
 # added after the first release
 OPTIONAL_KEYS = {"beta": None, "weight_decay": 0.0, "max_len": None, "errors": "strict",
                  "seq_len": None, "min_count": None, "targets": None, "precision": None,
@@ -206,18 +177,19 @@ RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_cha
 
 
 def read_config(run_dir: str | Path) -> dict:
-    """A run's config.json, checked to hold everything needed to rebuild model and data."""
+    """A run's config.json, checked to hold everything needed to rebuild model and data, each
+    field of the right type and range (:mod:`deepnotes.train.schema`)."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise DeepnotesError(f"{run_dir}: not a deepnotes run folder (no config.json)")
     try:
         config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DeepnotesError(f"{path}: not valid JSON ({exc})") from None
-    missing = [k for k in RUN_KEYS if k not in config] if isinstance(config, dict) else RUN_KEYS
-    if missing:
-        raise DeepnotesError(f"{path}: incomplete run config, missing {', '.join(missing)}")
-    return {**OPTIONAL_KEYS, **config}
+    except (ValueError, RecursionError) as exc:  # also bad UTF-8, 5000 digits, deep nesting
+        raise DeepnotesError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+    if isinstance(config, dict) and any(k not in config for k in RUN_KEYS):
+        missing = ", ".join(k for k in RUN_KEYS if k not in config)
+        raise DeepnotesError(f"{path}: incomplete run config, missing {missing}")
+    return check_config({**OPTIONAL_KEYS, **config} if isinstance(config, dict) else config, path)
 
 
 def write_json(path: Path, obj) -> None:

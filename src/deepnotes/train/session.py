@@ -13,6 +13,7 @@ import torch
 
 from deepnotes.errors import DeepnotesError
 from deepnotes.train import distributed
+from deepnotes.train.folder import MARKER
 
 log = logging.getLogger("deepnotes.train")
 
@@ -66,11 +67,12 @@ def prepare(config: dict, progress: bool = True, fresh: bool = True) -> dict:
 
 
 def fit(session: dict, run_dir: Path, *, progress: bool = True, resuming: bool = False,
-        on_epoch=None):
+        on_epoch=None, on_checkpoint=None):
     """Train ``session``'s model into ``run_dir``; return (trainer, metrics of every split).
 
-    Writes config.json (unless resuming), the checkpoints and history, metrics.json and the two
-    plots. ``on_epoch(row)`` is called after each epoch (``tune`` prunes from it).
+    Writes config.json (unless resuming; marked as a deepnotes run), the checkpoints and history,
+    metrics.json and the two plots. ``on_epoch(row)`` is called after each epoch (``tune`` prunes
+    from it), ``on_checkpoint()`` after each checkpoint is committed.
     """
     from deepnotes.train import Trainer, plots
     from deepnotes.train.run import (
@@ -85,14 +87,15 @@ def fit(session: dict, run_dir: Path, *, progress: bool = True, resuming: bool =
                                                               "device"))
     writer = distributed.is_writer()
     if not resuming and writer:
-        config["provenance"] = provenance()
+        config.update(MARKER, provenance=provenance())
         write_json(run_dir / "config.json", config)
         if dataset.vocab is not None:  # the ids a sequence model reads and writes
             write_json(run_dir / "vocab.json", {"input": dataset.vocab,
                                                 "output": config["classes"]})
     trainer = Trainer(session["model"], session["optimizer"], epochs=config["epochs"],
                       schedule=config["schedule"], device=device, run_dir=run_dir,
-                      progress=progress, on_epoch=on_epoch, precision=precision_of(config),
+                      progress=progress, on_epoch=on_epoch, on_checkpoint=on_checkpoint,
+                      precision=precision_of(config),
                       channels_last=config["channels_last"], compile=config["compile"])
     if resuming:
         trainer.resume()

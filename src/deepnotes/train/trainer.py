@@ -27,7 +27,6 @@ from deepnotes.data.text import teacher_forcing
 from deepnotes.errors import DeepnotesError
 from deepnotes.optim import learning_rate
 from deepnotes.train import checkpoint, distributed
-from deepnotes.train.history import write_history
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +39,13 @@ class Trainer:
     """Train ``model`` with ``optimizer`` for ``epochs`` passes over the training batches.
 
     With ``run_dir`` the trainer checkpoints after every epoch (and on SIGTERM / Ctrl-C) and writes
-    ``history.csv``; ``resume()`` loads the last checkpoint from it.
+    ``history.csv``; ``resume()`` loads the last checkpoint from it. ``on_epoch(row)`` is called
+    after each epoch, ``on_checkpoint()`` after each checkpoint is committed.
     """
 
     def __init__(self, model, optimizer, *, epochs: int, schedule: str = "onecycle",
                  device: torch.device | str = "cpu", run_dir: Path | None = None,
-                 progress: bool = True, bf16: bool = False, on_epoch=None,
+                 progress: bool = True, bf16: bool = False, on_epoch=None, on_checkpoint=None,
                  precision: str = "32", channels_last: bool = False, compile: bool = False):
         if epochs < 1:
             raise DeepnotesError(f"--epochs {epochs}: expected at least 1")
@@ -64,7 +64,7 @@ class Trainer:
         self.epochs, self.schedule = epochs, schedule
         self.device = torch.device(device)
         self.run_dir = Path(run_dir) if run_dir else None
-        self.on_epoch = on_epoch
+        self.on_epoch, self.on_checkpoint = on_epoch, on_checkpoint
         self.progress = progress and distributed.is_writer()  # one bar, not one a rank
         self.step_losses: list[float] = []  # this process's steps only; not part of a checkpoint
         # a GPU runs ahead of the CPU: read its step losses every 25 steps, not every step
@@ -197,11 +197,12 @@ class Trainer:
                                         .float().mean())
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["seconds"] = st["seconds"]
+        if writer:
+            self._check_good(row)
         st["history"].append(row)
         st.update(epoch=st["epoch"] + 1, step=0, loss_sum=0.0, correct=0, seen=0, seconds=0.0)
         if self.run_dir and writer:
             self._save(st)
-            write_history(self.run_dir / "history.csv", st["history"])
         distributed.barrier()  # the checkpoint is whole before any rank goes on
         dev_text = (f" | dev loss {row['dev_loss']:.4f} acc {row['dev_accuracy']:.4f}"
                     if "dev_loss" in row else "")
@@ -211,10 +212,24 @@ class Trainer:
         if self.on_epoch is not None:
             self.on_epoch(row)
 
+    def _check_good(self, row: dict) -> None:
+        """Only a good model becomes a checkpoint: finite weights whose dev loss is finite (the
+        training loss alone can stay finite while the weights already give NaN)."""
+        bad = [name for name, t in self.model.state_dict().items()
+               if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        dev_loss = row.get("dev_loss", 0.0)
+        if bad or not math.isfinite(dev_loss):
+            what = f"weight {bad[0]!r} became NaN or infinite" if bad else \
+                f"the dev loss became {dev_loss}"
+            raise DeepnotesError(f"{what} at the end of epoch {row['epoch']} (lr {row['lr']:.3g});"
+                                 f" stopped, {self._kept()}; try a lower --lr")
+
     def _save(self, st: dict) -> None:
         if self.scaler.is_enabled():
             st["scaler"] = self.scaler.state_dict()  # numbers only: JSON in the checkpoint
         checkpoint.save(self.run_dir, self.model, self.optimizer, st)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint()
 
     def _kept(self) -> str:
         if self.run_dir and (self.run_dir / "state.safetensors").exists():

@@ -1,0 +1,79 @@
+"""What crash-consistent checkpoints cost: a default ``deepnotes train`` with and without them.
+
+The run is the main job as a user types it (``deepnotes train``: LeNet-5 on the digits, 20
+epochs, a checkpoint after every epoch), in this process. The peer is the same run with the
+durability switched off: no fsync of any file or folder (the extra cost of the commit protocol is
+mostly those flushes; the lock, the checkpoint id and the finite-weights check are timed in both).
+The two alternate ``--repeats`` times; figures are medians of the wall time of the whole command,
+and the ratio is ours / peer (the issue's goal: under 1.05).
+
+    python benchmarks/checkpoint_cost.py              # 3 repeats of each, about 3 minutes on 2 cores
+    python benchmarks/checkpoint_cost.py --repeats 5 --epochs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import tempfile
+import time
+from unittest import mock
+
+from deepnotes import atomic
+from deepnotes.cli import main as deepnotes
+
+
+def timed_run(epochs: int, durable: bool) -> float:
+    """Seconds of ``deepnotes train --epochs EPOCHS --quiet`` into a fresh folder."""
+    with tempfile.TemporaryDirectory() as out, contextlib.ExitStack() as stack:
+        if not durable:
+            stack.enter_context(mock.patch.object(os, "fsync", lambda fd: None))
+            stack.enter_context(mock.patch.object(atomic, "sync_folder", lambda folder: None))
+        stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        start = time.perf_counter()
+        rc = deepnotes(["train", "--epochs", str(epochs), "--out", out, "--quiet"])
+        seconds = time.perf_counter() - start
+    if rc != 0:
+        raise RuntimeError(f"deepnotes train exited with {rc}")
+    return seconds
+
+
+def measure(epochs: int, repeats: int) -> dict:
+    timed_run(1, True)  # warm-up: imports, the digits, the first kernels
+    ours, peer = [], []
+    for _ in range(repeats):
+        ours.append(timed_run(epochs, durable=True))
+        peer.append(timed_run(epochs, durable=False))
+    return {"ours": statistics.median(ours), "peer": statistics.median(peer),
+            "all_ours": ours, "all_peer": peer}
+
+
+def rows(quick: bool = False, device: str = "cpu") -> list[dict]:
+    """The suite's row (CPU; ``device`` is not used). Quick mode: 5 epochs, 2 repeats."""
+    epochs, repeats = (5, 2) if quick else (20, 3)
+    r = measure(epochs, repeats)
+    return [{"task": f"deepnotes train (digits, LeNet-5, {epochs} epochs), seconds with "
+                     "crash-consistent checkpoints", "peer": "the same without any fsync",
+             "unit": "s", "ours": r["ours"], "peer_figure": r["peer"], "compare": "ours/peer",
+             "goal": "< 1.05"}]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--epochs", type=int, default=20, help="epochs of each run (20, the default)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each kind, alternating (3)")
+    args = ap.parse_args()
+    r = measure(args.epochs, args.repeats)
+    print(f"deepnotes train, {args.epochs} epochs, {args.repeats} runs each")
+    print(f"with checkpoints made durable: {r['ours']:.2f} s  "
+          f"({', '.join(f'{s:.2f}' for s in r['all_ours'])})")
+    print(f"without any fsync:             {r['peer']:.2f} s  "
+          f"({', '.join(f'{s:.2f}' for s in r['all_peer'])})")
+    print(f"ratio: {r['ours'] / r['peer']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""What a run folder may hold: the rules for config.json and for a checkpoint's trainer state.
+
+``evaluate``, ``predict``, ``finetune``, ``train --resume`` and the rest read what ``train`` wrote,
+often after a person edited it. They read it through :func:`check_config` (in ``read_config``)
+and :func:`check_state` (in ``checkpoint.load``), which refuse a bad value in one line::
+
+    runs/x/config.json: field 'in_channels': expected an integer from 1 to 1048576, found "x"
+
+The rules are tables, field -> checker; a checker is a small function that returns quietly or
+raises :class:`Bad`. Fields not in the tables are allowed (a newer deepnotes may add some). Then
+cheap cross-field rules: the model reads the kind of data, input_shape and the normaliser fit
+in_channels, the saved optimizer state fits the optimizer it is loaded into.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+from deepnotes.data import augment
+from deepnotes.data.dataset import SEQUENCE_TASKS
+from deepnotes.data.splits import check_fractions
+from deepnotes.data.text import ERRORS
+from deepnotes.errors import DeepnotesError, unknown_name
+from deepnotes.models import list_models, model_class
+from deepnotes.optim import BETA_NAMES, check_schedule, list_optimizers
+from deepnotes.train.recipes import list_recipes
+
+FORMAT = "deepnotes run"
+KINDS = ("image", "table", *SEQUENCE_TASKS)
+PRECISIONS = ("32", "bf16", "16")  # deepnotes.train.trainer.PRECISIONS (a test keeps them equal)
+SPLIT_NAMES = ("train", "train_dev", "dev", "test")
+INT64 = 2**63 - 1
+COUNT = 2**31 - 1  # epochs, batch sizes, lengths
+WIDTH = 2**20  # channels, features, vocabulary, steps: far above any real run, far below OOM
+
+
+class Bad(Exception):
+    """What a rule expected (or, ``said``, the whole complaint), of which value, where inside
+    the field (``.mean``, ``[2]``)."""
+
+    def __init__(self, expected: str, value=Ellipsis, said: bool = False):
+        self.expected, self.value, self.said, self.where = expected, value, said, ""
+
+
+# -- checkers: value -> None, or raise Bad ---------------------------------------------------------
+
+def rule(ok, expected: str):
+    """The checker of a predicate ``ok(value)``."""
+    def check(v):
+        if not ok(v):
+            raise Bad(expected)
+    return check
+
+
+def integer(low: int, high: int = INT64):  # JSON true/false and 1.0 are not integers
+    return rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high,
+                "a 64-bit integer" if low < -INT64 else f"an integer >= {low} (64-bit)"
+                if high == INT64 else f"an integer from {low} to {high}")
+
+
+def number(low=None, high=None, *, above=False, below=False, finite=True):
+    """A real number (JSON true/false are not numbers); ``above``/``below``: open bounds."""
+    def ok(v):
+        return (isinstance(v, (int, float)) and not isinstance(v, bool)
+                and (not finite or math.isfinite(v))
+                and (low is None or (v > low if above else v >= low))
+                and (high is None or (v < high if below else v <= high)))
+    return rule(ok, f"a number in {'(' if above else '['}{low:g}, {high:g}{')' if below else ']'}"
+                if high is not None else f"a {'finite ' * finite}number"
+                + ("" if low is None else f" {'>' if above else '>='} {low:g}"))
+
+
+boolean = rule(lambda v: isinstance(v, bool), "true or false")
+string = rule(lambda v: isinstance(v, str), "a string")
+MISSING = object()  # a field that is not there
+
+
+def one_of(*choices):
+    return rule(lambda v: not isinstance(v, bool) and v in choices,
+                "one of " + ", ".join(json.dumps(c) for c in choices))
+
+
+def matching(pattern: str, expected: str):
+    return rule(lambda v: isinstance(v, str) and re.fullmatch(pattern, v, re.I) is not None,
+                expected)
+
+
+def optional(check):  # None, or what check accepts
+    return lambda v: None if v is None else check(v)
+
+
+def list_of(check, min_len: int = 0, max_len: int = INT64):
+    def check_list(v):
+        if not isinstance(v, list) or not min_len <= len(v) <= max_len:
+            raise Bad("a list" if not min_len else f"a list of {min_len} items"
+                      if min_len == max_len else f"a list of at least {min_len} items"
+                      if max_len == INT64 else f"a list of {min_len} to {max_len} items")
+        for i, item in enumerate(v):
+            _inside(check, item, f"[{i}]")
+    return check_list
+
+
+def record(fields: dict, required=None):
+    """A JSON object whose fields follow ``fields``; ``required`` (default: all) must be there."""
+    def check(v):
+        if not isinstance(v, dict):
+            raise Bad("a JSON object")
+        for name, rule in fields.items():
+            if name in v or required is None or name in required:
+                _inside(rule, v.get(name, MISSING), f".{name}")
+    return check
+
+
+def _inside(check, value, where: str) -> None:
+    """``check(value)``, a complaint placed at ``where`` inside the field."""
+    try:
+        if value is MISSING:
+            raise Bad("", MISSING)
+        check(value)
+    except Bad as bad:
+        bad.where = where + bad.where
+        bad.value = value if bad.value is Ellipsis else bad.value  # the innermost value
+        raise
+
+
+names = list_of(string, 1)
+
+
+def library(rule, expected: str | None = None):
+    """A string the library's ``rule`` accepts; its message is the complaint, or ``expected``."""
+    def check(v):
+        string(v)
+        try:
+            rule(v)
+        except DeepnotesError as exc:
+            raise Bad(expected or str(exc), said=expected is None) from None
+    return check
+
+
+def known(what: str, valid):
+    def rule(v):
+        if v not in valid():
+            raise DeepnotesError(unknown_name(what, v, valid()))
+    return library(rule)
+
+
+def fractions(v):
+    list_of(number(0), 3, 3)(v)
+    try:
+        check_fractions(v)
+    except DeepnotesError:
+        raise Bad("three shares (train, dev, test) >= 0 that sum to 1, train > 0") from None
+
+
+# -- the tables ------------------------------------------------------------------------------------
+
+NORMALIZE = record({"mean": list_of(number()), "std": list_of(number(0)),
+                    "scale": number(0, above=True)})  # deepnotes.data.Normalizer.to_dict
+TRANSFER = record({"source": string, "source_model": known("model", list_models),  # finetune's
+                   "source_classes": optional(names), "layer_groups": names,
+                   "freeze": integer(0), "freeze_option": string, "per_class": number(0),
+                   "gradual": boolean, "lr_decay": number(1)})
+
+CONFIG = {  # field -> checker: every field of deepnotes.train.run.DEFAULTS, then the data's
+    "model": known("model", list_models), "data": string, "data_dir": optional(string),
+    "label_column": optional(string), "skip_bad": boolean,
+    "epochs": integer(1, COUNT), "batch_size": integer(1, COUNT),
+    "lr": optional(number(0, above=True)), "optimizer": known("optimizer", list_optimizers),
+    "beta": optional(number(0, 1, below=True)), "weight_decay": number(0),
+    "max_len": optional(integer(1, COUNT)), "errors": one_of(*ERRORS),
+    "seq_len": optional(integer(1, COUNT)), "min_count": optional(integer(1, COUNT)),
+    "targets": optional(names), "schedule": library(check_schedule),
+    "seed": integer(-INT64 - 1), "fractions": fractions,
+    "augment": optional(library(augment.parse, "a comma list of crop, flip, or none")),
+    "device": matching(r"\s*(auto|cpu|mps|cuda(:\d+)?)\s*", "auto, cpu, cuda, cuda:N or mps"),
+    "bf16": boolean, "precision": optional(one_of(*PRECISIONS)),
+    "channels_last": boolean, "compile": boolean,
+    "train_dev": number(0, 1, below=True), "recipe": optional(known("recipe", list_recipes)),
+    "classes": list_of(string, 2), "in_channels": integer(1, WIDTH),
+    "input_shape": list_of(integer(1, WIDTH), 1, 3), "kind": one_of(*KINDS),
+    "normalize": NORMALIZE,
+}
+CONFIG_EXTRAS = {  # may be absent; when present they follow the rule
+    "splits": record({k: integer(0) for k in SPLIT_NAMES}, required=()), "provenance": record({}),
+    "transfer": TRANSFER, "format": one_of(FORMAT), "format_version": integer(1)}
+
+HISTORY_ROW = record({"epoch": integer(1), "train_loss": number(), "train_accuracy": number(0, 1),
+                      "dev_loss": number(finite=False), "dev_accuracy": number(finite=False),
+                      "lr": number(), "seconds": number(0)},
+                     required=("epoch", "train_loss", "train_accuracy"))
+GROUP_KEYS = {"params": list_of(integer(0)), "lr": number(0, above=True),
+              "weight_decay": number(0), "beta": number(0, 1, below=True),
+              "beta1": number(0, 1, below=True), "beta2": number(0, 1, below=True),
+              "eps": number(0), "bias_correction": boolean, "eps_inside_sqrt": boolean}
+
+
+def scalars(v):  # {"PARAM.NAME": number}: the optimizer state that is not a tensor
+    record({})(v)
+    for key, value in v.items():
+        _inside(matching(r"\d+\..+", "a key PARAM.NAME like '0.step'"), key, f"[{key!r}]")
+        _inside(number(), value, f"[{key!r}]")
+
+
+STATE = {
+    "epoch": integer(0), "step": integer(0), "global_step": integer(0), "loss_sum": number(0),
+    "correct": integer(0), "seen": integer(0), "seconds": number(0),
+    "history": list_of(HISTORY_ROW),
+    "optimizer": record({"param_groups": list_of(record(GROUP_KEYS, required=("params", "lr")), 1),
+                         "scalars": scalars}),
+}
+SCALER = record({"scale": number(0, above=True), "growth_factor": number(0),  # float16's
+                 "backoff_factor": number(0), "growth_interval": integer(1),
+                 "_growth_tracker": integer(0)})
+STATE_EXTRAS = {"checkpoint": string, "scaler": SCALER}
+
+
+# -- checking a file -------------------------------------------------------------------------------
+
+def check_config(config, path) -> dict:
+    """``config`` (config.json, optional keys filled in) if it follows :data:`CONFIG` and the
+    cross-field rules; else a one-line DeepnotesError naming ``path``, the field, the rule."""
+    _check_fields(config, path, CONFIG, CONFIG_EXTRAS, "an object of run settings")
+    message = _config_fits(config)
+    if message:
+        raise DeepnotesError(f"{path}: {message}")
+    return config
+
+
+def check_state(state, path, optimizer=None) -> dict:
+    """``state`` (the trainer state in a checkpoint) if it follows :data:`STATE` and, given the
+    ``optimizer`` it will be loaded into, fits that optimizer's groups; else a one-line error."""
+    _check_fields(state, path, STATE, STATE_EXTRAS, "an object of trainer state")
+    if len({"dev_loss" in row for row in state["history"]}) > 1:  # the plots read all or none
+        raise DeepnotesError(f"{path}: field 'history': every row has dev_loss, or none does")
+    message = optimizer and _optimizer_fits(state["optimizer"]["param_groups"], optimizer)
+    if message:
+        raise DeepnotesError(f"{path}: field 'optimizer.param_groups{message}")
+    return state
+
+
+def _check_fields(obj, path, fields: dict, extras: dict, what: str) -> None:
+    if not isinstance(obj, dict):
+        raise DeepnotesError(f"{path}: expected {what}, found {_show(obj)}")
+    for name, rule in {**fields, **extras}.items():
+        if name in obj or name in fields:
+            try:
+                _inside(rule, obj.get(name, MISSING), name)
+            except Bad as bad:
+                field = f"{path}: field '{bad.where}'"
+                raise DeepnotesError(f"{field} is missing" if bad.value is MISSING else
+                                     f"{field}: {bad.expected}" if bad.said else
+                                     f"{field}: expected {bad.expected}, found {_show(bad.value)}"
+                                     ) from None
+
+
+def _show(value) -> str:
+    text = json.dumps(value)  # one line: a string's newlines come out as \n
+    return text if len(text) <= 80 else text[:76] + " ..."
+
+
+def _config_fits(c: dict) -> str | None:
+    """The cross-field rules: the model reads the kind of data, input_shape and the normaliser's
+    mean and std fit in_channels (n_C of images, n_x of tables), the options fit one another."""
+    n, shape, kind, cls = c["in_channels"], c["input_shape"], c["kind"], model_class(c["model"])
+    kinds = (cls.input_kind,) if isinstance(cls.input_kind, str) else cls.input_kind
+    if kind not in kinds:
+        return f"fields 'model' and 'kind': {c['model']} reads {'/'.join(kinds)} data, not {kind}"
+    side = cls.input_size or shape[-1]
+    expected = {"image": [n, side, side], "table": [n]}.get(kind, shape[:1])
+    if shape != expected:
+        return (f"fields 'input_shape' and 'in_channels': {c['model']} on {kind} data with "
+                f"in_channels {n} expects input_shape {expected}, found {shape}")
+    width = n if kind in ("image", "table") else 0  # token ids are not normalised
+    for key in ("mean", "std"):
+        if len(c["normalize"][key]) != width:
+            return (f"fields 'normalize.{key}' and 'in_channels': expected {width} values for "
+                    f"{kind} data with in_channels {n}, found {len(c['normalize'][key])}")
+    if augment.parse(c["augment"]) and kind != "image":
+        return f"fields 'augment' and 'kind': augmentation is for images, not {kind} data"
+    if c["beta"] is not None and c["optimizer"] not in BETA_NAMES:
+        return f"fields 'beta' and 'optimizer': {c['optimizer']} has no beta, found {c['beta']}"
+    if c["targets"] and (c["targets"] != c["classes"] or kind != "table"):
+        return "fields 'targets' and 'classes': a multi-task table run's classes are its targets"
+    return None
+
+
+def _optimizer_fits(groups: list, optimizer) -> str | None:
+    """The saved groups match the optimizer's in number, size and hyperparameter names."""
+    if len(groups) != len(optimizer.param_groups):
+        return f"': expected {len(optimizer.param_groups)} groups, found {len(groups)}"
+    for i, (saved, own) in enumerate(zip(groups, optimizer.param_groups)):
+        keys = [", ".join(sorted(g.keys() - {"params"})) for g in (own, saved)]
+        if len(saved["params"]) != len(own["params"]) or any(k not in saved for k in own):
+            return (f"[{i}]': expected {len(own['params'])} params and the hyperparameters "
+                    f"{keys[0]}, found {len(saved['params'])} and {keys[1]}")
+    return None

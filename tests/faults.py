@@ -1,0 +1,44 @@
+"""Run ``deepnotes ARGS`` in a child process forked from a warm server (``fault_zygote``), so that
+the fault-injection tests can start hundreds of short runs, and SIGKILL them, cheaply. The
+children compute on one CPU thread."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+
+PRELOAD = ["faults", "fault_zygote"]
+KILLED = -signal.SIGKILL
+
+
+def context() -> multiprocessing.context.BaseContext:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def run(ctx, args, env: dict | None = None, timeout: float = 120) -> int:
+    """Exit status of ``deepnotes ARGS`` in a child with ``env`` added (-9 when it was killed)."""
+    proc = ctx.Process(target=_child, args=([str(a) for a in args], env or {}))
+    proc.start()
+    proc.join(timeout)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
+        raise TimeoutError(f"deepnotes {' '.join(map(str, args))} ran past {timeout} s")
+    return proc.exitcode
+
+
+def _child(args: list[str], env: dict) -> None:
+    from deepnotes.cli import main
+
+    os.environ.update(env)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    try:
+        rc = main(args)
+    except SystemExit as exc:
+        rc = exc.code
+    os._exit(rc if isinstance(rc, int) else 1)
