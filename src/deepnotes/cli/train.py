@@ -213,6 +213,7 @@ def resume(args, explicit: dict) -> int:
     from deepnotes.train.run import read_config
 
     run_dir = Path(args.resume)
+    folder.check_continuable(run_dir)
     config = read_config(run_dir)
     if config.get("transfer"):
         raise DeepnotesError(f"--resume {run_dir}: a run made by deepnotes finetune (its layers "

@@ -111,19 +111,26 @@ def new_container(out: str | Path, name: str | None, default_name: str) -> Path:
     return path
 
 
+def check_continuable(path: Path, what: str = "--resume") -> None:
+    """Refuse, in one line that says what to do instead, a folder that is not a deepnotes run
+    or has no checkpoint to continue from."""
+    if not is_ours(path):
+        raise DeepnotesError(f"{what} {path}: not a deepnotes run folder (no config.json marked "
+                             "as one)")
+    if not has_checkpoint(path):
+        raise DeepnotesError(f"{what} {path}: no checkpoint in it yet (stopped before its first "
+                             f"epoch ended); start again with --name {path.name} --overwrite"
+                             f"{_restore_hint(path)}")
+
+
 def open_to_continue(run_dir: str | Path, what: str = "--resume") -> RunFolder:
     """A marked run folder with a committed checkpoint, locked and recovered (see the module
     docstring), to train on from its last checkpoint."""
     path = Path(run_dir)
-    if not is_ours(path):
-        raise DeepnotesError(f"{what} {path}: not a deepnotes run folder (no config.json marked "
-                             "as one)")
+    check_continuable(path, what)
     lock = FolderLock(path).acquire()
     try:
         atomic.sweep(path)
-        if not has_checkpoint(path):
-            raise DeepnotesError(f"{what} {path}: no checkpoint in it yet; start again with "
-                                 f"--name {path.name} --overwrite{_restore_hint(path)}")
         checkpoint.repair(path)
         _remove(backup_of(path))  # a replaced run: the new one has a checkpoint, so it goes
     except BaseException:

@@ -213,10 +213,10 @@ def _git_commit() -> str | None:
 
 
 def load_trained(run_dir: str | Path, config: dict) -> torch.nn.Module:
-    """The run's model with the weights of ``model.safetensors``."""
-    from deepnotes.train.checkpoint import load_model_state, load_weights
+    """The run's model with its trained weights (``model.safetensors``, or the committed
+    checkpoint's where a kill left that file behind)."""
+    from deepnotes.train.checkpoint import committed_weights, load_model_state
 
-    path = Path(run_dir) / "model.safetensors"
     model = build_model(config)
-    load_model_state(model, load_weights(path), path)
+    load_model_state(model, committed_weights(Path(run_dir)), Path(run_dir) / "model.safetensors")
     return model.eval()
