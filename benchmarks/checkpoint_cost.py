@@ -7,7 +7,7 @@ mostly those flushes; the lock, the checkpoint id and the finite-weights check a
 The two alternate ``--repeats`` times; figures are medians of the wall time of the whole command,
 and the ratio is ours / peer (the issue's goal: under 1.05).
 
-    python benchmarks/checkpoint_cost.py              # 3 repeats of each, about 3 minutes on 2 cores
+    python benchmarks/checkpoint_cost.py           # 3 runs of each, about 3 minutes on 2 cores
     python benchmarks/checkpoint_cost.py --repeats 5 --epochs 20
 """
 

@@ -22,6 +22,8 @@ from conftest import spawn
 from deepnotes.cli import main
 from deepnotes.train import checkpoint
 
+pytestmark = pytest.mark.slow  # child processes
+
 ARGS = ["train", "--data", "digits", "--epochs", "3", "--batch-size", "16", "--seed", "3",
         "--quiet"]
 

@@ -29,7 +29,8 @@ def table(tmp_path_factory) -> Path:
         out.writerow(["a", "b", "label"])
         for _ in range(120):
             y = int(rng.integers(2))
-            out.writerow([f"{rng.normal(y, 1):.3f}", f"{rng.normal(-y, 1):.3f}", "yes" if y else "no"])
+            out.writerow([f"{rng.normal(y, 1):.3f}", f"{rng.normal(-y, 1):.3f}",
+                          "yes" if y else "no"])
     return path
 
 
@@ -93,6 +94,7 @@ def test_default_names_are_numbered_without_a_race(tmp_path):
         folder.create(tmp_path, "lenet5-digits", "x", False)
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_with_the_pid_that_holds_the_lock(finished, tmp_path):
     run = tmp_path / "r"
     shutil.copytree(finished, run)
@@ -112,6 +114,7 @@ def test_a_killed_holder_leaves_no_lock_behind(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_a_model_file_behind_the_checkpoint_is_repaired_on_resume(finished, tmp_path):
     """Defect 2: killed after state.safetensors was renamed, before model.safetensors was."""
     run = tmp_path / "r"
@@ -128,6 +131,7 @@ def test_a_model_file_behind_the_checkpoint_is_repaired_on_resume(finished, tmp_
     assert (run / "metrics.json").read_text() == (finished / "metrics.json").read_text()
 
 
+@pytest.mark.slow
 def test_a_folder_killed_before_its_first_checkpoint_can_be_started_again(table, tmp_path):
     """Defect 3: the folder exists, with or without config.json, and no checkpoint."""
     out = tmp_path / "runs"
@@ -162,6 +166,7 @@ def test_a_planted_symlink_is_never_followed(tmp_path):
     assert not (tmp_path / "out.json").is_symlink()
 
 
+@pytest.mark.slow
 def test_weights_that_give_a_nan_dev_loss_are_never_committed(tmp_path):
     """Defect 5: finite weights whose forward pass gives NaN were kept as the good checkpoint."""
     rc, _, err = run_cli_quietly("train", "--data", "breast-cancer", "--optimizer", "sgd",
@@ -174,6 +179,7 @@ def test_weights_that_give_a_nan_dev_loss_are_never_committed(tmp_path):
     assert not (tmp_path / "a").exists()  # nothing good was ever committed: nothing is left
 
 
+@pytest.mark.slow
 def test_a_failed_overwrite_brings_the_earlier_run_back(finished, table, tmp_path):
     """Defect 7: the new run diverges before its first checkpoint."""
     out = tmp_path / "runs"
@@ -187,6 +193,7 @@ def test_a_failed_overwrite_brings_the_earlier_run_back(finished, table, tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["r"]
 
 
+@pytest.mark.slow
 def test_an_interrupted_overwrite_says_how_to_bring_the_earlier_run_back(finished, tmp_path):
     out = tmp_path / "runs"
     shutil.copytree(finished, out / ".r.replaced")  # a kill after moving it aside
@@ -196,7 +203,8 @@ def test_an_interrupted_overwrite_says_how_to_bring_the_earlier_run_back(finishe
     assert f"mv {out / '.r.replaced'} {out / 'r'}" in one_error_line(err)
 
 
-def test_a_model_file_holding_nan_is_refused_with_the_tensor_name(finished, tmp_path):
+@pytest.mark.slow
+def test_a_model_file_holding_nan_is_refused_with_the_tensor_name(finished, table, tmp_path):
     run = tmp_path / "r"
     shutil.copytree(finished, run)
     for name in ("model.safetensors", "state.safetensors"):
@@ -213,6 +221,11 @@ def test_a_model_file_holding_nan_is_refused_with_the_tensor_name(finished, tmp_
                                  "--allow-changes")
     assert rc == 2
     assert "NaN" in one_error_line(err)
+    rc, _, err = run_cli_quietly("finetune", run, "--data", table, "--epochs", "1", "--out",
+                                 tmp_path / "ft", "--quiet")
+    assert rc == 2
+    assert "NaN" in one_error_line(err)
+    assert not (tmp_path / "ft").exists() or not any((tmp_path / "ft").iterdir())
 
 
 def test_checkpoint_refuses_to_save_non_finite_weights(tmp_path):

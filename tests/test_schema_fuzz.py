@@ -84,12 +84,20 @@ MORE_CONFIG = {
     "splits": [{"train": -1}, {"test": "x"}, [1]], "provenance": [[]],
     "transfer": [{"source": 1}, {"source": "r", "source_model": "lenet5"}],
     "lr": [-math.inf, -0.0], "weight_decay": [-1e-9],
-    "max_len": [0, 1.0], "seq_len": [0], "min_count": [0], "seed": [2**63, -(2**63) - 1],
+    "max_len": [0, 1.0], "seq_len": [0], "min_count": [0], "seed": [2**48 + 1, -(2**63) - 1],
     "label_column": [5], "data": [5], "data_dir": [5],
 }
 # several fields at once: each fine alone, wrong together
 CROSS_CONFIG = [{"optimizer": "sgd", "beta": 0.9}, {"augment": "flip", "kind": "table",
                                                     "model": "mlp", "input_shape": [1]}]
+# well-typed and each fine alone, but not this run's: refused later (the weights, the data), or
+# taken; never a traceback
+MISMATCHED = [{"classes": ["a", "b", "c"]}, {"model": "resnet18"},
+              {"in_channels": 3, "input_shape": [3, 32, 32],
+               "normalize": {"mean": [0.1] * 3, "std": [0.2] * 3, "scale": 1 / 255}},
+              {"data": "breast-cancer"}, {"fractions": [1.0, 0.0, 0.0]},
+              {"seed": 2**48, "train_dev": 0.5}, {"seed": -(2**48), "train_dev": 0.5},
+              {"normalize": {"mean": [1e308], "std": [1e-308], "scale": 1e308}}]
 RAW_CONFIG = ["", "{", "not json", "[]", "null", "5", '"run"', "[" * 100_000,
               '{"epochs": ' + "1" * 5000 + "}", b"\xff\xfe{}", "\ufeff{}"]
 
@@ -175,8 +183,8 @@ def test_one_line_messages_name_file_field_and_expectation():
              (("classes", 5), "r/config.json: field 'classes': expected a list of at least 2 "
               "items, found 5"),
              (("normalize", {}), "r/config.json: field 'normalize.mean' is missing"),
-             (("seed", "abc"), "r/config.json: field 'seed': expected a 64-bit integer, found "
-              "\"abc\""),
+             (("seed", "abc"), "r/config.json: field 'seed': expected an integer from "
+              "-281474976710656 to 281474976710656, found \"abc\""),
              (("in_channels", [1, "a"]), "r/config.json: field 'in_channels': expected an "
               "integer from 1 to 1048576, found [1, \"a\"]"),
              (("classes", ["a", None]), "r/config.json: field 'classes[1]': expected a string, "
@@ -313,6 +321,15 @@ def test_config_mutations_together_by_the_commands(made, change):
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, **change}))
     refused_by_all(made, run, "config.json", None, ("evaluate", "predict", "resume", "finetune"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", MISMATCHED, ids=lambda c: ",".join(c))
+def test_config_of_another_run_by_the_commands(made, change):
+    run = copy_of(made, "mismatched")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, **change}))
+    not_a_traceback(made, run, ("evaluate", "predict"))
 
 
 @pytest.mark.slow

@@ -306,13 +306,17 @@ def source_weights(source: str | Path, model_name: str | None) -> tuple[Path, di
     return path, None
 
 
-def load_body(model: nn.Module, path: Path, label: str) -> None:
-    """Load every weight of ``path`` but the head into ``model`` (B's head stays new); another
-    architecture is refused with the first mismatched key and its shapes."""
+def load_body(model: nn.Module, path: Path, label: str, from_run: bool = False) -> None:
+    """Load every weight of ``path`` (a run's: its committed weights) but the head into ``model``
+    (B's head stays new); another architecture is refused with the first mismatched key and its
+    shapes."""
     from deepnotes.models.weights import check_state_dict, drop_optional, read_state_dict
+    from deepnotes.train.checkpoint import check_finite, committed_weights
 
     prefix, own = head_prefix(model), model.state_dict()
-    state = {k: v for k, v in drop_optional(model, read_state_dict(path)).items()
+    weights = committed_weights(path.parent) if from_run else read_state_dict(path)
+    check_finite(weights, str(path))
+    state = {k: v for k, v in drop_optional(model, weights).items()
              if not k.startswith(prefix)}
     state.update({k: v for k, v in own.items() if k.startswith(prefix)})
     check_state_dict(model, state, label)
@@ -340,7 +344,8 @@ def prepare_finetune(source: str | Path, config: dict, *, freeze_option="auto",
                 f"channels or features; {source} was trained on {source_config['kind']} data with "
                 f"{source_config['in_channels']} (transfer needs the same input x)")
         config["normalize"] = source_config["normalize"]  # the input the pre-trained layers know
-    load_body(model, path, f"{path} (for --model {config['model']})")
+    load_body(model, path, f"{path} (for --model {config['model']})",
+              from_run=source_config is not None)
     groups = layer_groups(model)
     per_class = len(session["splits"].train) / dataset.num_classes
     n = parse_freeze(freeze_option, len(groups), per_class)

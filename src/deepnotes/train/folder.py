@@ -157,7 +157,7 @@ def is_ours(path: Path) -> bool:
     except FileNotFoundError:
         return path.is_dir() and all(p.name == LOCK_NAME or atomic.is_temporary(p)
                                      for p in path.iterdir())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deep
         return False
     if not isinstance(config, dict):
         return False
