@@ -4,6 +4,7 @@ committed only when good, repair of what a kill left behind (issue 15's defects,
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 from pathlib import Path
@@ -237,3 +238,24 @@ def test_checkpoint_refuses_to_save_non_finite_weights(tmp_path):
     with pytest.raises(DeepnotesError, match="'weight'"):
         checkpoint.save(tmp_path, model, optimizer, state)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_a_run_from_before_checkpoint_ids_reads_and_resumes_without_repair(finished, tmp_path):
+    run = tmp_path / "r"
+    shutil.copytree(finished, run)
+    save_file(load_file(run / "model.safetensors"), run / "model.safetensors")  # no metadata
+    tensors = load_file(run / "state.safetensors")
+    meta = checkpoint._metadata(run / "state.safetensors")
+    state = json.loads(meta[checkpoint.STATE_KEY])
+    del state["checkpoint"]
+    save_file(tensors, run / "state.safetensors",
+              metadata={checkpoint.STATE_KEY: json.dumps(state)})
+    legacy = json.loads((run / "state.json").read_text())
+    del legacy["checkpoint"]
+    (run / "state.json").write_text(json.dumps(legacy))
+    before = (run / "model.safetensors").read_bytes()
+    rc, _, err = run_cli_quietly("evaluate", run)
+    assert rc == 0 and "behind" not in err, err
+    assert checkpoint.repair(run) is False
+    assert (run / "model.safetensors").read_bytes() == before

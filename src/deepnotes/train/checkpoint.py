@@ -60,7 +60,8 @@ def save(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 def _write_derived(run_dir: Path, weights: dict, state: dict) -> None:
     """model.safetensors, state.json and history.csv of the committed ``state``."""
     atomic.write_bytes(run_dir / "model.safetensors",
-                       st_save(weights, metadata={ID_KEY: state["checkpoint"]}))
+                       st_save(weights, metadata={ID_KEY: state.get("checkpoint") or
+                                                  checkpoint_id(state)}))
     readable = {k: v for k, v in state.items() if k != "optimizer"}
     atomic.write_text(run_dir / "state.json", json.dumps(readable, indent=1) + "\n")
     write_history(run_dir / "history.csv", state["history"])
@@ -69,10 +70,6 @@ def _write_derived(run_dir: Path, weights: dict, state: dict) -> None:
 def checkpoint_id(state: dict) -> str:
     """``epoch:step:global_step``: it only grows within a run folder."""
     return f"{state['epoch']}:{state['step']}:{state['global_step']}"
-
-
-def save_weights(path: Path, model: torch.nn.Module) -> None:
-    atomic.write_bytes(path, st_save(_plain(model.state_dict())))
 
 
 def committed_state(run_dir: Path) -> dict | None:
@@ -107,8 +104,8 @@ def repair(run_dir: Path) -> bool:
     model_file = run_dir / "model.safetensors"
     try:
         readable = json.loads((run_dir / "state.json").read_text())
-        current = (_metadata(model_file).get(ID_KEY) == state["checkpoint"]
-                   and readable.get("checkpoint") == state["checkpoint"])
+        want = state.get("checkpoint")  # None in runs made before checkpoints had an id
+        current = _metadata(model_file).get(ID_KEY) == want == readable.get("checkpoint")
     except (OSError, ValueError, DeepnotesError):
         current = False
     history = run_dir / "history.csv"
@@ -194,7 +191,6 @@ def _state_of(meta: dict, path: Path, optimizer: torch.optim.Optimizer | None = 
         raise DeepnotesError(f"corrupt checkpoint {path}: trainer state is not JSON ({exc})") \
             from None
     check_state(state, path, optimizer)
-    state.setdefault("checkpoint", checkpoint_id(state))  # a checkpoint from before the ids
     return state
 
 
