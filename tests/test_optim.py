@@ -225,7 +225,9 @@ def test_a_checkpoint_round_trip_resumes_bit_exactly(tmp_path, name):
     first = net()
     opt = make(name, first.parameters())
     train(first, opt, 100)
-    checkpoint.save(tmp_path, first, opt, {"epoch": 1})
+    trainer_state = {"epoch": 1, "step": 0, "global_step": 100, "loss_sum": 0.0, "correct": 0,
+                     "seen": 0, "seconds": 0.0, "history": []}  # what Trainer checkpoints
+    checkpoint.save(tmp_path, first, opt, trainer_state)
     second = net()
     opt2 = make(name, second.parameters())
     checkpoint.load(tmp_path, second, opt2)

@@ -116,12 +116,14 @@ def _names(text: str) -> list[str]:
 
 def run(args) -> int:
     from deepnotes.device import set_visible_gpus
-    from deepnotes.train import distributed
+    from deepnotes.train import distributed, folder
 
     if args.gpus:
         set_visible_gpus(args.gpus, require=True)  # before --nproc: the ranks inherit it
-    if args.nproc is not None:
-        check_numbers({})
+    if args.nproc is not None:  # bad numbers and names are refused before any process starts
+        explicit_options(args, OPTIONS)
+        if args.name is not None:
+            folder.check_name(args.name)
         return distributed.launch(_without_launch_options(args.argv), args.nproc,
                                   shlex.split(args.torchrun))
     try:

@@ -64,12 +64,12 @@ def _write_derived(run_dir: Path, weights: dict, state: dict) -> None:
                                                   checkpoint_id(state)}))
     readable = {k: v for k, v in state.items() if k != "optimizer"}
     atomic.write_text(run_dir / "state.json", json.dumps(readable, indent=1) + "\n")
-    write_history(run_dir / "history.csv", state["history"])
+    write_history(run_dir / "history.csv", state.get("history", []))
 
 
 def checkpoint_id(state: dict) -> str:
     """``epoch:step:global_step``: it only grows within a run folder."""
-    return f"{state['epoch']}:{state['step']}:{state['global_step']}"
+    return f"{state.get('epoch', 0)}:{state.get('step', 0)}:{state.get('global_step', 0)}"
 
 
 def committed_state(run_dir: Path) -> dict | None:
@@ -109,7 +109,8 @@ def repair(run_dir: Path) -> bool:
     except (OSError, ValueError, DeepnotesError):
         current = False
     history = run_dir / "history.csv"
-    if current and history.is_file() and history.read_text() == history_text(state["history"]):
+    rows = history_text(state.get("history", []))
+    if current and history.is_file() and history.read_text() == rows:
         return False
     tensors = _read(run_dir / "state.safetensors")[0]
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
