@@ -54,8 +54,8 @@ STATE = {"epoch": 1, "step": 0, "global_step": 22, "loss_sum": 0.0, "correct": 0
 # values of WRONG that a field takes (all else is refused)
 TAKES = {"data": ["x", ""], "data_dir": [None, "x", ""], "label_column": [None, "x", ""],
          "lr": [None, 1.5, 10**30], "beta": [None, 0], "weight_decay": [0, 1.5, 10**30],
-         "max_len": [None],
-         "seq_len": [None], "min_count": [None], "targets": [None], "augment": [None, ""],
+         "max_len": [None], "seq_len": [None], "min_count": [None], "targets": [None],
+         "augment": [None, ""],
          "seed": [0], "precision": [None], "recipe": [None], "skip_bad": [True],
          "bf16": [True], "channels_last": [True], "compile": [True], "train_dev": [0],
          "provenance": [{}, {"a": 1}], "splits": [{}, {"a": 1}]}
