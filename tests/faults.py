@@ -7,14 +7,28 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+from multiprocessing import forkserver
+from pathlib import Path
 
 PRELOAD = ["faults", "fault_zygote"]
 KILLED = -signal.SIGKILL
+HERE = Path(__file__).resolve().parent
 
 
 def context() -> multiprocessing.context.BaseContext:
+    """The fork server, started now with this folder on its path (Python 3.11's fork server does
+    not take the parent's sys.path, only its environment)."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), before]))
+    try:
+        forkserver.ensure_running()
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
     return ctx
 
 

@@ -27,10 +27,11 @@ from deepnotes.errors import DeepnotesError
 from deepnotes.lock import NAME as LOCK_NAME
 from deepnotes.lock import FolderLock
 from deepnotes.train import checkpoint
+from deepnotes.train.schema import FORMAT
 
 log = logging.getLogger(__name__)
 
-MARKER = {"format": "deepnotes run", "format_version": 1}
+MARKER = {"format": FORMAT, "format_version": 1}
 DERIVED_AT_THE_END = ("metrics.json", "learning_curves.png", "confusion_matrix.png")
 
 
