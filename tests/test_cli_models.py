@@ -38,6 +38,7 @@ def test_the_families_cover_the_zoo():
         m.rstrip("0123456789_bnrelu") for m in FAMILIES}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_each_model_family_trains_from_the_cli(name, tiny_folder, tmp_path, capsys):
     rc = main(["train", "--data", str(tiny_folder), "--model", name, "--epochs", "1",

@@ -33,6 +33,7 @@ def test_shards_of_a_batch_are_its_equal_slices_in_order():
         assert torch.equal(torch.cat([parts[0][b][0], parts[1][b][0]]), xb)
 
 
+@pytest.mark.slow  # starts processes
 def test_two_processes_train_what_one_process_trains(cli, tmp_path):
     rc, out, err = cli(*COMMON, "--epochs", 2, "--out", tmp_path, "--name", "one")
     assert rc == 0, err
@@ -56,6 +57,7 @@ def test_two_processes_train_what_one_process_trains(cli, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # one folder, rank 0's
 
 
+@pytest.mark.slow  # starts processes
 def test_torchrun_itself_runs_deepnotes_train(cli, tmp_path):
     import subprocess
     import sys
@@ -74,6 +76,7 @@ def test_torchrun_itself_runs_deepnotes_train(cli, tmp_path):
         close(two[k], one[k], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # starts processes
 @pytest.mark.parametrize("data", ["dates:200", "TEXT"])
 def test_sequence_models_train_on_two_processes(cli, tmp_path, data):
     """Teacher forcing reaches the encoder-decoder inside DDP; a language model's windows too."""
@@ -86,6 +89,7 @@ def test_sequence_models_train_on_two_processes(cli, tmp_path, data):
     assert json.loads((tmp_path / "seq" / "metrics.json").read_text())["test"]["loss"] > 0
 
 
+@pytest.mark.slow  # starts processes
 def test_a_distributed_run_resumes(cli, tmp_path):
     rc, _, err = cli(*COMMON, "--epochs", 2, "--out", tmp_path, "--name", "full", "--nproc", 2)
     assert rc == 0, err
@@ -99,6 +103,7 @@ def test_a_distributed_run_resumes(cli, tmp_path):
         close(part[k], full[k], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # starts processes
 @pytest.mark.parametrize("args, needle", [
     (["--batch-size", "33"], "--batch-size 33: with 2 processes the global batch must be a "
                              "multiple of 2"),

@@ -275,6 +275,7 @@ def finish(proc, timeout=120) -> tuple[int, str]:
     return proc.returncode, err
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_tune(tmp_path):
     procs = [spawn(*tune_args(tmp_path, "p", 4)) for _ in range(2)]
     for proc in procs:
@@ -289,6 +290,7 @@ def test_two_processes_share_one_tune(tmp_path):
                                                                           for n in numbers]
 
 
+@pytest.mark.slow
 def test_ctrl_c_discards_the_unfinished_trial_and_a_rerun_continues(tmp_path):
     args = ["tune", "--data", "breast-cancer", "--epochs", "8", "--batch-size", "2", "--quiet",
             "--out", tmp_path, "--name", "i", "--trials", "2"]

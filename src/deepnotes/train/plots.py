@@ -37,7 +37,8 @@ def learning_curves(history: list[dict], path: Path) -> None:
     ax_acc.set(title="accuracy", xlabel="epoch")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if history:  # a hand-emptied history draws empty axes, without a legend of nothing
+            ax.legend()
     _save(fig, path)
 
 
