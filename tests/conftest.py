@@ -38,6 +38,19 @@ def run_cli_quietly(*args) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
+def write_table(path, rows: int = 200, seed: int = 0):
+    """A CSV table of ``rows`` rows: features a, b, c and a yes/no label that a and b predict in
+    part (small data for tests that train many short runs)."""
+    rng = np.random.default_rng(seed)
+    lines = ["a,b,c,label"]
+    for _ in range(rows):
+        y = int(rng.integers(2))
+        lines.append(f"{rng.normal(y, 1):.3f},{rng.normal(-y, 1):.3f},{rng.random():.3f},"
+                     f"{'yes' if y else 'no'}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def spawn(*args, **kwargs) -> subprocess.Popen:
     """``python -m deepnotes ARGS`` as a child process with pipes for stdout and stderr."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

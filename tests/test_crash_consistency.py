@@ -10,16 +10,14 @@ agrees with the weights), the same files and no others (no temporary file, lock 
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import faults
-from conftest import run_cli_quietly
+from conftest import run_cli_quietly, write_table
 from deepnotes.train import checkpoint
 
 pytestmark = pytest.mark.slow
@@ -32,17 +30,7 @@ def ctx():
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> Path:
-    """200 rows, 3 features, 2 classes that the features separate partly."""
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("data") / "table.csv"
-    with open(path, "w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["a", "b", "c", "label"])
-        for _ in range(200):
-            y = int(rng.integers(2))
-            out.writerow([f"{rng.normal(y, 1):.3f}", f"{rng.normal(-y, 1):.3f}",
-                          f"{rng.random():.3f}", "yes" if y else "no"])
-    return path
+    return write_table(tmp_path_factory.mktemp("data") / "table.csv")
 
 
 def train_args(table: Path, out: Path, seed: int = 1) -> list:

@@ -3,18 +3,16 @@ committed only when good, repair of what a kill left behind (issue 15's defects,
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import run_cli_quietly
+from conftest import run_cli_quietly, write_table
 from deepnotes import atomic
 from deepnotes.errors import DeepnotesError
 from deepnotes.lock import FolderLock
@@ -23,16 +21,7 @@ from deepnotes.train import checkpoint, folder
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("data") / "table.csv"
-    with open(path, "w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["a", "b", "label"])
-        for _ in range(120):
-            y = int(rng.integers(2))
-            out.writerow([f"{rng.normal(y, 1):.3f}", f"{rng.normal(-y, 1):.3f}",
-                          "yes" if y else "no"])
-    return path
+    return write_table(tmp_path_factory.mktemp("data") / "table.csv", rows=120)
 
 
 def train(table: Path, out: Path, *more) -> tuple[int, str, str]:

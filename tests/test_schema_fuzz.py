@@ -201,16 +201,21 @@ def test_one_line_messages_name_file_field_and_expectation():
         schema.check_config(mutated(CONFIG, "schedule", "onecycl"), "r/config.json")
 
 
+def assert_verdict(check, obj, path: str, field: str, refused: bool) -> None:
+    """``check`` accepts ``obj``, or refuses it in one line naming ``path`` and ``field``."""
+    if not refused:
+        check(obj, path)
+        return
+    with pytest.raises(DeepnotesError) as exc:
+        check(obj, path)
+    assert_one_line(str(exc.value), path, field)
+
+
 @pytest.mark.parametrize("case", CONFIG_CASES, ids=case_id)
 def test_config_mutation_by_the_schema(case):
     field, value, refused = case
     config = {**OPTIONAL_KEYS, **mutated(CONFIG, field, value)}  # as read_config fills it in
-    if not refused:
-        schema.check_config(config, "r/config.json")
-        return
-    with pytest.raises(DeepnotesError) as exc:
-        schema.check_config(config, "r/config.json")
-    assert_one_line(str(exc.value), "r/config.json", field)
+    assert_verdict(schema.check_config, config, "r/config.json", field, refused)
 
 
 @pytest.mark.parametrize("change", CROSS_CONFIG, ids=lambda c: ",".join(c))
@@ -225,12 +230,7 @@ def test_fields_that_do_not_fit_together(change):
 def test_state_mutation_by_the_schema(case):
     field, value, refused = case
     state = mutated(STATE, field, value)
-    if not refused:
-        schema.check_state(state, "r/state.safetensors")
-        return
-    with pytest.raises(DeepnotesError) as exc:
-        schema.check_state(state, "r/state.safetensors")
-    assert_one_line(str(exc.value), "r/state.safetensors", field)
+    assert_verdict(schema.check_state, state, "r/state.safetensors", field, refused)
 
 
 def test_saved_optimizer_state_must_fit_the_optimizer():
