@@ -248,3 +248,25 @@ def test_a_run_from_before_checkpoint_ids_reads_and_resumes_without_repair(finis
     assert rc == 0 and "behind" not in err, err
     assert checkpoint.repair(run) is False
     assert (run / "model.safetensors").read_bytes() == before
+
+
+def test_a_nan_loss_is_a_loss_diverged_error_that_tuners_can_tell_apart(tmp_path):
+    """compare and tune count a divergence as a result by its type, not by its message."""
+    from deepnotes.data import Batches, Normalizer
+    from deepnotes.errors import LossDiverged
+    from deepnotes.models import create_model
+    from deepnotes.optim import create_optimizer
+    from deepnotes.optim.tune import diverged
+    from deepnotes.train import Trainer, TrainingInterrupted
+
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 3), torch.arange(32) % 2
+    x[5, 0] = float("nan")
+    model = create_model("mlp", num_classes=2, in_channels=3)
+    trainer = Trainer(model, create_optimizer("adam", model.parameters(), 1e-3), epochs=1,
+                      run_dir=tmp_path, progress=False)
+    with pytest.raises(LossDiverged, match="loss became nan") as exc:
+        trainer.fit(Batches(x, y, torch.arange(32), 8, Normalizer([0.0] * 3, [1.0] * 3)))
+    assert diverged(exc.value)
+    assert not diverged(TrainingInterrupted("interrupted at epoch 1, step 2"))
+    assert not diverged(DeepnotesError("the loss became a file name"))

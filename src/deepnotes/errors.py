@@ -11,6 +11,11 @@ class DeepnotesError(ValueError):
     """Bad input or an actionable fault, described in one line."""
 
 
+class LossDiverged(DeepnotesError):
+    """Training stopped because the loss (or the weights) became NaN or infinite: for a tuner or
+    a comparison of update rules a result (that alpha is too large), not a fault."""
+
+
 def unknown_name(what: str, name: str, valid: list[str]) -> str:
     """``unknown model 'lenet'; did you mean 'lenet5'? valid: ...`` (one line)."""
     import difflib

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from deepnotes import atomic
-from deepnotes.errors import DeepnotesError, unknown_name
+from deepnotes.errors import DeepnotesError, LossDiverged, unknown_name
 
 log = logging.getLogger("deepnotes.compare")
 
@@ -187,7 +187,6 @@ def train_one(session: dict, name: str, lr: float, initial: dict, run_dir: Path,
               progress: bool = True) -> dict:
     """One rule from the ``initial`` weights into a full run folder; returns its curves and row."""
     from deepnotes.optim import create_optimizer
-    from deepnotes.train import TrainingInterrupted
     from deepnotes.train.run import build_model
     from deepnotes.train.session import fit
 
@@ -203,7 +202,7 @@ def train_one(session: dict, name: str, lr: float, initial: dict, run_dir: Path,
         trainer, metrics = fit({**session, "config": config, "model": model,
                                 "optimizer": optimizer}, run_dir, progress=progress)
     except DeepnotesError as exc:
-        if isinstance(exc, TrainingInterrupted) or "loss became" not in str(exc):
+        if not isinstance(exc, LossDiverged):
             raise
         log.warning("optimizer %s (alpha %g): %s", name, lr, exc)
         return diverged(name, lr, str(exc), fingerprint)

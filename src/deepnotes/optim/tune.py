@@ -26,7 +26,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from deepnotes import atomic
-from deepnotes.errors import DeepnotesError
+from deepnotes.errors import DeepnotesError, LossDiverged
 from deepnotes.optim import BETA_NAMES
 
 STUDY = "deepnotes-tune"
@@ -192,9 +192,7 @@ def trial_dir(tune_dir: Path, number: int) -> Path:
 
 
 def diverged(exc: Exception) -> bool:
-    from deepnotes.train import TrainingInterrupted
-
-    return "loss became" in str(exc) and not isinstance(exc, TrainingInterrupted)
+    return isinstance(exc, LossDiverged)
 
 
 def trial_run(session: dict, lr: float, beta: float | None, origin: dict) -> dict:

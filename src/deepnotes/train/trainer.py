@@ -24,7 +24,7 @@ from deepnotes import multitask
 from deepnotes.data.dataset import IGNORE
 from deepnotes.data.loader import Batches
 from deepnotes.data.text import teacher_forcing
-from deepnotes.errors import DeepnotesError
+from deepnotes.errors import DeepnotesError, LossDiverged
 from deepnotes.optim import learning_rate
 from deepnotes.train import checkpoint, distributed
 
@@ -125,7 +125,7 @@ class Trainer:
         first_step = st["step"] - len(pending)
         for i, ((loss, correct, counted), (*_, lr)) in enumerate(zip(numbers, pending)):
             if not math.isfinite(loss):
-                raise DeepnotesError(
+                raise LossDiverged(
                     f"loss became {loss} at epoch {st['epoch'] + 1}, step {first_step + i + 1} "
                     f"(lr {lr:.3g}); stopped, {self._kept()}; try a lower --lr"
                 )
@@ -221,7 +221,7 @@ class Trainer:
         if bad or not math.isfinite(dev_loss):
             what = f"weight {bad[0]!r} became NaN or infinite" if bad else \
                 f"the dev loss became {dev_loss}"
-            raise DeepnotesError(f"{what} at the end of epoch {row['epoch']} (lr {row['lr']:.3g});"
+            raise LossDiverged(f"{what} at the end of epoch {row['epoch']} (lr {row['lr']:.3g});"
                                  f" stopped, {self._kept()}; try a lower --lr")
 
     def _save(self, st: dict) -> None:
