@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from deepnotes.errors import DeepnotesError
+from deepnotes.train.checkpoint import check_finite, committed_weights
 from deepnotes.train.folder import MARKER
 
 log = logging.getLogger(__name__)
@@ -311,7 +312,6 @@ def load_body(model: nn.Module, path: Path, label: str, from_run: bool = False) 
     (B's head stays new); another architecture is refused with the first mismatched key and its
     shapes."""
     from deepnotes.models.weights import check_state_dict, drop_optional, read_state_dict
-    from deepnotes.train.checkpoint import check_finite, committed_weights
 
     prefix, own = head_prefix(model), model.state_dict()
     weights = committed_weights(path.parent) if from_run else read_state_dict(path)

@@ -21,6 +21,7 @@ from deepnotes.data import Batches, Dataset, Normalizer, augment, load_dataset, 
 from deepnotes.data.splits import hold_out_train_dev
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import create_model, model_class
+from deepnotes.train.checkpoint import committed_weights, load_model_state
 from deepnotes.train.schema import check_config
 from deepnotes.train.trainer import evaluate
 
@@ -215,8 +216,6 @@ def _git_commit() -> str | None:
 def load_trained(run_dir: str | Path, config: dict) -> torch.nn.Module:
     """The run's model with its trained weights (``model.safetensors``, or the committed
     checkpoint's where a kill left that file behind)."""
-    from deepnotes.train.checkpoint import committed_weights, load_model_state
-
     model = build_model(config)
     load_model_state(model, committed_weights(Path(run_dir)), Path(run_dir) / "model.safetensors")
     return model.eval()
