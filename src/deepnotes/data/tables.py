@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepnotes.data.dataset import Dataset
+from deepnotes.data.dataset import IGNORE, Dataset
 from deepnotes.errors import DeepnotesError
 
 DEFAULT_LABEL = "label"
@@ -73,9 +73,8 @@ MISSING_CELLS = ("", "?")  # an empty cell or the notes' "?": the label is unkno
 def load_csv_targets(path: str | os.PathLike, targets: list[str]) -> Dataset:
     """Several binary tasks: every column in ``targets`` holds 0, 1 or nothing (empty or "?",
     a missing label); the other columns are numeric features. y is int64 (m, T) with missing
-    labels as ``multitask.MISSING``; the classes are the task names."""
-    from deepnotes.multitask import MISSING
-
+    labels as ``IGNORE`` (``multitask.MISSING`` is the same number); the classes are the task
+    names."""
     path = _check_file(path)
     header = read_header(path)
     unknown = [t for t in targets if t not in header]
@@ -92,7 +91,7 @@ def load_csv_targets(path: str | os.PathLike, targets: list[str]) -> Dataset:
     rows, lines = _read_table(path, len(header))
     if not rows:
         raise DeepnotesError(f"{path}: header only, no data rows")
-    y = np.full((len(rows), len(columns)), MISSING, dtype=np.int64)
+    y = np.full((len(rows), len(columns)), IGNORE, dtype=np.int64)
     for i, (row, line) in enumerate(zip(rows, lines, strict=True)):
         for j, c in enumerate(columns):
             cell = row[c].strip()
