@@ -100,8 +100,10 @@ def test_a_killed_holder_leaves_no_lock_behind(tmp_path):
     lock = FolderLock(tmp_path).acquire()
     os.close(lock.fd)  # what the kernel does when the holder dies
     lock.fd = None
-    with FolderLock(tmp_path):
-        pass
+    with FolderLock(tmp_path) as held:
+        assert held.fd is not None
+        assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
+    assert not (tmp_path / ".lock").exists()
 
 
 @pytest.mark.slow
