@@ -314,8 +314,11 @@ def load_body(model: nn.Module, path: Path, label: str, from_run: bool = False) 
     from deepnotes.models.weights import check_state_dict, drop_optional, read_state_dict
 
     prefix, own = head_prefix(model), model.state_dict()
-    weights = committed_weights(path.parent) if from_run else read_state_dict(path)
-    check_finite(weights, str(path))
+    if from_run:
+        weights = committed_weights(path.parent)  # checked finite on the way
+    else:
+        weights = read_state_dict(path)
+        check_finite(weights, str(path))
     state = {k: v for k, v in drop_optional(model, weights).items()
              if not k.startswith(prefix)}
     state.update({k: v for k, v in own.items() if k.startswith(prefix)})

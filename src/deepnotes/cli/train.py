@@ -8,7 +8,7 @@ import math
 import shlex
 from pathlib import Path
 
-from deepnotes.data import NAMED
+from deepnotes.data import NAMED, Batches
 from deepnotes.errors import DeepnotesError
 
 log = logging.getLogger("deepnotes.cli")
@@ -180,11 +180,9 @@ def check_numbers(options: dict) -> None:
     if options.get("train_dev") is not None and not 0 <= options["train_dev"] < 1:
         raise DeepnotesError(f"--train-dev {options['train_dev']}: expected a fraction in [0, 1), "
                              "e.g. 0.05")
-    # torch takes seeds up to 2**64 - 1, numpy none below 0; the loader seeds augmentation with
-    # (seed * 100_003 + epoch) * 1_000_003 + batch, which stays below 2**64 up to 10**8
-    if options.get("seed") is not None and not 0 <= options["seed"] <= 10**8:
+    if options.get("seed") is not None and not 0 <= options["seed"] <= Batches.MAX_SEED:
         raise DeepnotesError(f"--seed {options['seed']}: expected an integer from 0 to "
-                             "100000000")
+                             f"{Batches.MAX_SEED}")
 
 
 def start(args, explicit: dict) -> int:

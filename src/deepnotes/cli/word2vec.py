@@ -13,7 +13,6 @@ from pathlib import Path
 
 from deepnotes.errors import DeepnotesError
 
-MAX_SEED = 2**64 - 1  # torch's largest seed
 SUFFIXES = {".bin": "C binary", ".txt": "C text", ".safetensors": "deepnotes"}
 
 
@@ -77,6 +76,8 @@ def _train_parser(commands) -> None:
 
 
 def check_train_numbers(args) -> None:
+    from deepnotes.embeddings.word2vec import MAX_SEED
+
     if args.negative < (0 if args.hs else 1):
         raise DeepnotesError(f"--negative {args.negative}: expected at least "
                              f"{0 if args.hs else 1}" + ("" if args.hs else " (0 needs --hs)"))
@@ -112,17 +113,15 @@ def check_out(out: str) -> None:
 
 
 def run_train(args) -> int:
-    from deepnotes.device import resolve_device
     from deepnotes.embeddings import Word2Vec
 
     check_train_numbers(args)
     check_out(args.out)
-    device = resolve_device(args.device)  # a GPU that is not there: before reading the corpus
     model = Word2Vec(corpus_file=args.corpus, sg=0 if args.cbow else 1,
                      vector_size=args.vector_size, window=args.window, negative=args.negative,
                      min_count=args.min_count, sample=args.sample, alpha=args.alpha,
                      epochs=args.epochs, workers=args.workers, seed=args.seed,
-                     device=device, progress=not args.quiet,
+                     device=args.device, progress=not args.quiet,
                      implementation=args.implementation, hs=int(args.hs),
                      shared_negatives=not args.per_pair_negatives)
     save_vectors(model.wv, args.out)

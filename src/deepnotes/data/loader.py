@@ -61,6 +61,8 @@ class Batches:
     themselves are the same on every rank).
     """
 
+    MAX_SEED = 10**8  # the seeds drawn from it, (seed * 100_003 + e) * 1_000_003 + b, fit 64 bits
+
     def __init__(self, x, y, indices, batch_size: int, normalizer: Normalizer, *,
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0,
                  device: torch.device | str = "cpu", augment=None, shard=(0, 1)):

@@ -221,8 +221,8 @@ class Word2Vec:
         self.min_count, self.sample = min_count, sample
         self.alpha, self.min_alpha = alpha, min_alpha
         self.epochs, self.workers, self.seed, self.progress = epochs, workers, seed, progress
-        self.implementation = _implementation(implementation, _parse_device(device))
         self.device = resolve_device(str(device))  # one that exists, before any reading
+        self.implementation = _implementation(implementation, self.device)
         self.hs = hs
         if hs and self.implementation != "hogwild":
             raise DeepnotesError("hs=1 (hierarchical softmax) runs on the hogwild path only: the "
@@ -372,13 +372,6 @@ def _implementation(name: str, device: torch.device) -> str:
     if name == "auto":
         return "hogwild" if cpu and hogwild.available() else "minibatch"
     return name
-
-
-def _parse_device(device) -> torch.device:
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise DeepnotesError(f"device {device!r}: expected cpu, cuda, cuda:N or mps") from None
 
 
 def _check(name: str, value, kind, low) -> None:

@@ -92,7 +92,9 @@ def committed_weights(run_dir: Path) -> dict[str, torch.Tensor]:
                 "using the checkpoint's weights; deepnotes train --resume %s repairs the folder",
                 path, run_dir)
     tensors = _read(run_dir / "state.safetensors")[0]
-    return {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    check_finite(weights, str(run_dir / "state.safetensors"))
+    return weights
 
 
 def repair(run_dir: Path) -> bool:
@@ -130,11 +132,17 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def check_finite(tensors: dict[str, torch.Tensor], where: str) -> None:
     """Refuse NaN and infinity, naming the first tensor that holds one."""
-    for name, t in tensors.items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            bad = int((~torch.isfinite(t)).sum())
-            raise DeepnotesError(f"{where}: weight {name!r} holds {bad} NaN or infinite "
-                                 f"value{'s' if bad > 1 else ''}; the weights are unusable")
+    name = first_non_finite(tensors)
+    if name is not None:
+        bad = int((~torch.isfinite(tensors[name])).sum())
+        raise DeepnotesError(f"{where}: weight {name!r} holds {bad} NaN or infinite "
+                             f"value{'s' if bad > 1 else ''}; the weights are unusable")
+
+
+def first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or infinity, or None."""
+    return next((name for name, t in tensors.items()
+                 if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
 
 
 def load(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:

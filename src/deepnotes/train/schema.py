@@ -18,7 +18,7 @@ import json
 import math
 import re
 
-from deepnotes.data import augment
+from deepnotes.data import Batches, augment
 from deepnotes.data.dataset import SEQUENCE_TASKS
 from deepnotes.data.splits import check_fractions
 from deepnotes.data.text import ERRORS
@@ -34,7 +34,6 @@ SPLIT_NAMES = ("train", "train_dev", "dev", "test")
 INT64 = 2**63 - 1
 COUNT = 2**31 - 1  # epochs, batch sizes, lengths
 WIDTH = 2**20  # channels, features, vocabulary, steps: far above any real run, far below OOM
-SEEDS = 10**8  # what train --seed takes: the loader's seeds of seed * 10**11 fit in 64 bits
 
 
 class Bad(Exception):
@@ -173,7 +172,7 @@ CONFIG = {  # field -> checker: every field of deepnotes.train.run.DEFAULTS, the
     "max_len": optional(integer(1, COUNT)), "errors": one_of(*ERRORS),
     "seq_len": optional(integer(1, COUNT)), "min_count": optional(integer(1, COUNT)),
     "targets": optional(names), "schedule": library(check_schedule),
-    "seed": integer(0, SEEDS), "fractions": fractions,
+    "seed": integer(0, Batches.MAX_SEED), "fractions": fractions,
     "augment": optional(library(augment.parse, "a comma list of crop, flip, or none")),
     "device": matching(r"\s*(auto|cpu|mps|cuda(:\d+)?)\s*", "auto, cpu, cuda, cuda:N or mps"),
     "bf16": boolean, "precision": optional(one_of(*PRECISIONS)),

@@ -215,11 +215,10 @@ class Trainer:
     def _check_good(self, row: dict) -> None:
         """Only a good model becomes a checkpoint: finite weights whose dev loss is finite (the
         training loss alone can stay finite while the weights already give NaN)."""
-        bad = [name for name, t in self.model.state_dict().items()
-               if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        bad = checkpoint.first_non_finite(self.model.state_dict())
         dev_loss = row.get("dev_loss", 0.0)
-        if bad or not math.isfinite(dev_loss):
-            what = f"weight {bad[0]!r} became NaN or infinite" if bad else \
+        if bad is not None or not math.isfinite(dev_loss):
+            what = f"weight {bad!r} became NaN or infinite" if bad else \
                 f"the dev loss became {dev_loss}"
             raise LossDiverged(f"{what} at the end of epoch {row['epoch']} (lr {row['lr']:.3g});"
                                  f" stopped, {self._kept()}; try a lower --lr")
