@@ -221,8 +221,8 @@ class Word2Vec:
         self.min_count, self.sample = min_count, sample
         self.alpha, self.min_alpha = alpha, min_alpha
         self.epochs, self.workers, self.seed, self.progress = epochs, workers, seed, progress
+        self.implementation = _implementation(implementation, str(device).split(":")[0])
         self.device = resolve_device(str(device))  # one that exists, before any reading
-        self.implementation = _implementation(implementation, self.device)
         self.hs = hs
         if hs and self.implementation != "hogwild":
             raise DeepnotesError("hs=1 (hierarchical softmax) runs on the hogwild path only: the "
@@ -360,12 +360,12 @@ class Word2Vec:
 IMPLEMENTATIONS = ("auto", "hogwild", "minibatch")
 
 
-def _implementation(name: str, device: torch.device) -> str:
+def _implementation(name: str, device_type: str) -> str:
     """auto -> hogwild on the CPU with Numba installed, else minibatch; hogwild needs both."""
     if name not in IMPLEMENTATIONS:
         raise DeepnotesError(f"implementation must be one of {', '.join(IMPLEMENTATIONS)}, "
                              f"got {name!r}")
-    cpu = device.type == "cpu"
+    cpu = device_type == "cpu"
     if name == "hogwild" and not (cpu and hogwild.available()):
         raise DeepnotesError("implementation 'hogwild' needs the CPU and Numba "
                              "(pip install numba); use 'minibatch'")
