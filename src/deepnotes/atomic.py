@@ -14,6 +14,8 @@ per commit point to FILE, so a test can count them.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import signal
@@ -48,6 +50,20 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
+
+
+def csv_text(columns: list[str], rows: list[dict]) -> str:
+    """Rows as CSV text under a header of ``columns`` (other keys ignored, None as empty)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def write_csv(path: str | os.PathLike, columns: list[str], rows: list[dict]) -> None:
+    """:func:`csv_text` written atomically."""
+    write_text(path, csv_text(columns, rows))
 
 
 def sync_folder(folder: str | os.PathLike) -> None:

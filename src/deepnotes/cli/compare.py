@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import logging
 import shutil
-from pathlib import Path
-
-from deepnotes.data import NAMED
-from deepnotes.errors import DeepnotesError
 
 log = logging.getLogger("deepnotes.cli")
 
-# option -> config key, as in ``deepnotes train``; every option defaults to None
-OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir", "epochs": "epochs",
-           "batch_size": "batch_size", "schedule": "schedule", "seed": "seed", "device": "device"}
+# the RunConfig fields this command sets, as in ``deepnotes train``; every option defaults to None
+OPTIONS = ["model", "data", "data_dir", "epochs", "batch_size", "schedule", "seed", "device"]
 EPOCHS = 5  # enough for the curves to part; `deepnotes train` defaults to more
 
 
@@ -22,8 +17,8 @@ def add_parser(sub) -> None:
     from deepnotes.cli.train import DATA_HELP
     from deepnotes.models import list_models
     from deepnotes.optim import DEFAULT_LRS, SCHEDULES
-    from deepnotes.optim.compare import ORDER
-    from deepnotes.train.run import DEFAULTS as D
+    from deepnotes.runs.compare import ORDER
+    from deepnotes.runs.config import DEFAULTS as D
 
     defaults = ", ".join(f"{k} {DEFAULT_LRS[k]:g}" for k in ORDER)
     p = sub.add_parser(
@@ -59,16 +54,22 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from deepnotes.cli.train import explicit_options
-    from deepnotes.optim.compare import learning_rates, parse_lrs, parse_names, run_comparison
-    from deepnotes.train.run import DEFAULTS
-    from deepnotes.train.session import prepare
+    from deepnotes.runs.compare import (
+        comparison_folder,
+        learning_rates,
+        parse_lrs,
+        parse_names,
+        run_comparison,
+    )
+    from deepnotes.runs.config import RunConfig
+    from deepnotes.runs.session import prepare
 
     explicit = explicit_options(args, OPTIONS)
     names = parse_names(args.optimizers)
     lrs = learning_rates(names, parse_lrs(args.lr) if args.lr is not None else None)
-    config = {**DEFAULTS, "epochs": EPOCHS, **explicit}
+    config = RunConfig(**{"epochs": EPOCHS, **explicit})
     session = prepare(config, progress=not args.quiet, fresh=True)
-    run_dir = make_run_dir(args, config)
+    run_dir = comparison_folder(args.out, args.name, args.overwrite, config)
     try:
         rows = run_comparison(session, names, run_dir, lrs, progress=not args.quiet)
     except BaseException:
@@ -82,30 +83,9 @@ def run(args) -> int:
     return 0
 
 
-def make_run_dir(args, config: dict) -> Path:
-    """``--out/--name``, or ``compare-MODEL-DATA`` numbered if taken; ``--overwrite`` replaces
-    an earlier comparison (and nothing else)."""
-    from deepnotes.optim.compare import is_comparison
-    from deepnotes.train.folder import check_name, new_container
-
-    if args.name:
-        existing = Path(args.out) / check_name(args.name)
-        if existing.exists() and not args.overwrite:
-            raise DeepnotesError(f"--name {args.name}: {existing} exists; use --overwrite to "
-                                 "replace it")
-        if existing.exists():
-            if not (existing.is_dir() and (is_comparison(existing)
-                                           or not any(existing.iterdir()))):
-                raise DeepnotesError(f"--overwrite: {existing} is not a comparison folder; "
-                                     "not removing it")
-            shutil.rmtree(existing)
-    data_name = config["data"] if config["data"] in NAMED else Path(config["data"]).stem
-    return new_container(args.out, args.name, f"compare-{config['model']}-{data_name}")
-
-
 def print_rows(rows: list[dict]) -> None:
     """One aligned row per optimizer, then which reached the best dev accuracy."""
-    from deepnotes.optim.compare import best
+    from deepnotes.runs.compare import best
 
     print(f"{'optimizer':<10} {'alpha':>8} {'dev acc':>8} {'dev F1':>7} {'train loss':>10} "
           f"{'seconds':>8}")

@@ -60,7 +60,7 @@ def run_diagnose(args) -> int:
 
 
 def run_errors(args) -> int:
-    from deepnotes.strategy import write_error_analysis
+    from deepnotes.runs.error_analysis import write_error_analysis
 
     result = write_error_analysis(args.run, args.out, args.split, args.n, args.device)
     rows = result["rows"]

@@ -25,19 +25,20 @@ def run(args) -> int:
     from deepnotes.data.dataset import check_labels
     from deepnotes.device import resolve_device
     from deepnotes.errors import DeepnotesError
-    from deepnotes.train.run import build_data, load_trained, read_config, split_metrics
+    from deepnotes.runs.build import build_data
+    from deepnotes.runs.config import read_config
+    from deepnotes.runs.folder import load_trained
+    from deepnotes.runs.report import split_metrics
 
     config = read_config(args.run)
     device = resolve_device(args.device)
     model = load_trained(args.run, config)
-    data_config = dict(config)
-    if args.data:
-        data_config.update(data=args.data, data_dir=args.data_dir)
+    data_config = config.updated(data=args.data, data_dir=args.data_dir) if args.data else config
     dataset, splits = build_data(data_config)
-    if dataset.in_channels != config["in_channels"]:
-        raise DeepnotesError(f"--data {data_config['data']}: {dataset.in_channels} input channels "
-                             f"or features, the model reads {config['in_channels']}")
-    check_labels(dataset.y, len(config["classes"]), f"--data {data_config['data']}")
+    if dataset.in_channels != config.in_channels:
+        raise DeepnotesError(f"--data {data_config.data}: {dataset.in_channels} input channels "
+                             f"or features, the model reads {config.in_channels}")
+    check_labels(dataset.y, len(config.classes), f"--data {data_config.data}")
     if args.split not in splits.names():
         raise DeepnotesError(f"--split {args.split}: {args.run} has no train-dev split; train "
                              "with --train-dev FRACTION to hold one out")

@@ -11,17 +11,15 @@ from pathlib import Path
 
 from deepnotes.data import NAMED
 
-OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir", "skip_bad": "skip_bad",
-           "label_column": "label_column", "epochs": "epochs", "batch_size": "batch_size",
-           "lr": "lr", "optimizer": "optimizer", "schedule": "schedule", "beta": "beta",
-           "weight_decay": "weight_decay", "seed": "seed", "device": "device", "bf16": "bf16",
-           "augment": "augment"}
+# the RunConfig fields this command sets, as in ``deepnotes train``; every option defaults to None
+OPTIONS = ["model", "data", "data_dir", "skip_bad", "label_column", "epochs", "batch_size", "lr",
+           "optimizer", "schedule", "beta", "weight_decay", "seed", "device", "bf16", "augment"]
 
 
 def add_parser(sub) -> None:
     from deepnotes.cli.train import DATA_HELP
     from deepnotes.models import list_models
-    from deepnotes.train.run import DEFAULTS as D
+    from deepnotes.runs.config import DEFAULTS as D
 
     p = sub.add_parser(
         "finetune", help="transfer learning: fine-tune a trained run or weight file on new data",
@@ -71,21 +69,20 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from deepnotes.cli.evaluate import print_table
     from deepnotes.cli.train import explicit_options
-    from deepnotes.train import folder
-    from deepnotes.train.run import DEFAULTS
-    from deepnotes.transfer import fit_finetune, prepare_finetune
+    from deepnotes.runs import folder
+    from deepnotes.runs.config import RunConfig
+    from deepnotes.runs.finetune import fit_finetune, prepare_finetune
 
     if args.name is not None:
         folder.check_name(args.name)  # before any work
-    explicit = explicit_options(args, OPTIONS)
-    config = {**DEFAULTS, **explicit}
+    config = RunConfig(**explicit_options(args, OPTIONS))
     session, line = prepare_finetune(args.source, config, freeze_option=args.freeze,
                                      gradual=args.gradual, lr_decay=args.lr_decay,
                                      progress=not args.quiet)
     print(line)
-    data_name = config["data"] if config["data"] in NAMED else Path(config["data"]).stem
+    data_name = config.data if config.data in NAMED else Path(config.data).stem
     cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.out) / ".feature-cache"
-    with folder.create(args.out, args.name, f"finetune-{config['model']}-{data_name}",
+    with folder.create(args.out, args.name, f"finetune-{config.model}-{data_name}",
                        args.overwrite) as run:
         _, result = fit_finetune(session, run.path, cache=not args.no_cache, cache_dir=cache_dir,
                                  progress=not args.quiet, on_checkpoint=run.committed)

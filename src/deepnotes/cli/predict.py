@@ -24,25 +24,26 @@ def run(args) -> int:
     from deepnotes.data.images import load_image
     from deepnotes.device import resolve_device
     from deepnotes.errors import DeepnotesError
-    from deepnotes.train.run import load_trained, read_config
+    from deepnotes.runs.config import read_config
+    from deepnotes.runs.folder import load_trained
 
     config = read_config(args.run)
-    if config.get("kind") != "image":
+    if config.kind != "image":
         instead = {"lm": "deepnotes generate RUN", "pairs": "deepnotes translate RUN TEXT"}.get(
-            config.get("kind"), "deepnotes evaluate RUN --data FILE")
-        raise DeepnotesError(f"{args.run}: this run was trained on {config.get('kind')} data, "
+            config.kind, "deepnotes evaluate RUN --data FILE")
+        raise DeepnotesError(f"{args.run}: this run was trained on {config.kind} data, "
                              f"not images; use {instead}")
     if args.top_k < 1:
         raise DeepnotesError(f"--top-k {args.top_k}: expected at least 1")
     device = resolve_device(args.device)
     model = load_trained(args.run, config).to(device).eval()
-    n_c, size = config["input_shape"][0], config["input_shape"][-1]
+    n_c, size = config.input_shape[0], config.input_shape[-1]
     x = torch.stack([load_image(path, size, n_c) for path in args.images])  # (m, n_C, n_H, n_W)
     with torch.inference_mode():
-        probs = torch.softmax(model(Normalizer.from_dict(config["normalize"])(x.to(device))), 1)
+        probs = torch.softmax(model(Normalizer.from_dict(config.normalize)(x.to(device))), 1)
     k = min(args.top_k, probs.shape[1])
     top = probs.float().cpu().topk(k, dim=1)
-    out = [{"image": path, "top": [{"class": config["classes"][int(i)], "probability": float(p)}
+    out = [{"image": path, "top": [{"class": config.classes[int(i)], "probability": float(p)}
                                    for p, i in zip(top.values[n], top.indices[n])]}
            for n, path in enumerate(args.images)]
     if args.json:

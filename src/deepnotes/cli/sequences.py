@@ -37,13 +37,14 @@ def add_parser(sub) -> None:
 def load_sequence_run(run: str, kind: str, command: str, device: str):
     """(config, model on ``device``, input vocabulary, output vocabulary) of a run of ``kind``."""
     from deepnotes.device import resolve_device
-    from deepnotes.train.run import load_trained, read_config
+    from deepnotes.runs.config import read_config
+    from deepnotes.runs.folder import load_trained
 
     config = read_config(run)
-    if config.get("kind") != kind:
+    if config.kind != kind:
         need = {"lm": "a character language model (--model charlm on a .txt file)",
                 "pairs": "an encoder-decoder (--model seq2seq on dates or a .tsv)"}[kind]
-        raise DeepnotesError(f"{run}: a run on {config.get('kind')} data; {command} needs {need}")
+        raise DeepnotesError(f"{run}: a run on {config.kind} data; {command} needs {need}")
     path = Path(run) / "vocab.json"
     try:
         vocab = json.loads(path.read_text())
@@ -83,7 +84,7 @@ def translate(args) -> int:
         raise DeepnotesError(f"--beam {args.beam}: expected at least 1")
     config, model, vocab, outputs = load_sequence_run(args.run, "pairs", "translate",
                                                       args.device)
-    max_len = args.max_length or config["input_shape"][-1] + 16
+    max_len = args.max_length or config.input_shape[-1] + 16
     device = model.head.weight.device
     results = []
     for text in args.texts:

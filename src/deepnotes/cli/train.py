@@ -13,17 +13,6 @@ from deepnotes.errors import DeepnotesError
 
 log = logging.getLogger("deepnotes.cli")
 
-# option -> config key; every option defaults to None so an explicit choice can be told apart
-OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir",
-           "label_column": "label_column", "skip_bad": "skip_bad", "epochs": "epochs",
-           "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
-           "schedule": "schedule", "beta": "beta", "weight_decay": "weight_decay",
-           "max_len": "max_len", "errors": "errors", "seq_len": "seq_len",
-           "min_count": "min_count", "seed": "seed", "device": "device", "bf16": "bf16",
-           "precision": "precision", "channels_last": "channels_last", "compile": "compile",
-           "augment": "augment", "train_dev": "train_dev", "targets": "targets",
-           "recipe": "recipe"}
-
 DATA_HELP = ("digits, breast-cancer, fashion-mnist, mnist, dates (or dates:N), a folder with one "
              "sub-folder per class, a .csv file (a table, or text,label), a .txt (character "
              "language model), a .conll (tagger) or a .tsv of pairs (encoder-decoder)")
@@ -32,8 +21,8 @@ DATA_HELP = ("digits, breast-cancer, fashion-mnist, mnist, dates (or dates:N), a
 def add_parser(sub) -> None:
     from deepnotes.models import list_models
     from deepnotes.optim import DEFAULT_LRS, SCHEDULES, list_optimizers
+    from deepnotes.runs.config import DEFAULTS as D
     from deepnotes.train.recipes import list_recipes
-    from deepnotes.train.run import DEFAULTS as D
 
     p = sub.add_parser(
         "train", help="train a network and report dev/test metrics",
@@ -116,12 +105,14 @@ def _names(text: str) -> list[str]:
 
 def run(args) -> int:
     from deepnotes.device import set_visible_gpus
-    from deepnotes.train import distributed, folder
+    from deepnotes.runs import folder
+    from deepnotes.runs.config import RunConfig
+    from deepnotes.train import distributed
 
     if args.gpus:
         set_visible_gpus(args.gpus, require=True)  # before --nproc: the ranks inherit it
     if args.nproc is not None:  # bad numbers and names are refused before any process starts
-        explicit_options(args, OPTIONS)
+        explicit_options(args, RunConfig.options())
         if args.name is not None:
             folder.check_name(args.name)
         return distributed.launch(_without_launch_options(args.argv), args.nproc,
@@ -146,17 +137,20 @@ def _without_launch_options(argv: list[str]) -> list[str]:
 
 
 def _run(args) -> int:
-    explicit = explicit_options(args, OPTIONS)
+    from deepnotes.runs.config import RunConfig
+
+    explicit = explicit_options(args, RunConfig.options())
     if args.resume:
         return resume(args, explicit)
     return start(args, explicit)
 
 
-def explicit_options(args, options: dict) -> dict:
-    """{config key: value} of the options given on the command line (every option defaults to
-    None), impossible numbers refused (``check_numbers``)."""
-    explicit = {key: getattr(args, opt) for opt, key in options.items()
-                if getattr(args, opt) is not None}
+def explicit_options(args, options: list[str]) -> dict:
+    """{config field: value} of the ``options`` given on the command line (every option defaults
+    to None; an option's name is its RunConfig field), impossible numbers refused
+    (``check_numbers``)."""
+    explicit = {name: getattr(args, name) for name in options
+                if getattr(args, name, None) is not None}
     check_numbers(explicit)
     return explicit
 
@@ -187,35 +181,37 @@ def check_numbers(options: dict) -> None:
 
 def start(args, explicit: dict) -> int:
     from deepnotes.device import resolve_device
-    from deepnotes.train import distributed, folder
+    from deepnotes.runs import folder
+    from deepnotes.runs.config import RunConfig
+    from deepnotes.runs.session import prepare
+    from deepnotes.train import distributed
     from deepnotes.train.recipes import recipe_options
-    from deepnotes.train.run import DEFAULTS
-    from deepnotes.train.session import prepare
 
     if args.name is not None:
         folder.check_name(args.name)  # before any work
-    device = resolve_device(explicit.get("device", DEFAULTS["device"]))
+    device = resolve_device(explicit.get("device", RunConfig.device))
     if explicit.get("bf16"):  # the older flag is an explicit --precision bf16, over a recipe's
         explicit.setdefault("precision", "bf16")
-    config = {**DEFAULTS, **recipe_options(explicit.get("recipe"), device), **explicit}
+    config = RunConfig(**{**recipe_options(explicit.get("recipe"), device), **explicit})
     session = prepare(config, progress=not args.quiet, fresh=True)
-    data_name = config["data"] if config["data"] in NAMED else Path(config["data"]).stem
+    data_name = config.data if config.data in NAMED else Path(config.data).stem
     if not distributed.is_writer():  # rank 0 names, makes and locks the folder; the others are told
         return train(session, distributed.broadcast(None), args)
-    with folder.create(args.out, args.name, f"{config['model']}-{data_name}",
+    with folder.create(args.out, args.name, f"{config.model}-{data_name}",
                        args.overwrite) as run:
         distributed.broadcast(run.path)
         return train(session, run.path, args, on_checkpoint=run.committed)
 
 
 def resume(args, explicit: dict) -> int:
-    from deepnotes.train import distributed, folder
-    from deepnotes.train.run import read_config
+    from deepnotes.runs import folder
+    from deepnotes.runs.config import read_config
+    from deepnotes.train import distributed
 
     run_dir = Path(args.resume)
     folder.check_continuable(run_dir)
     config = read_config(run_dir)
-    if config.get("transfer"):
+    if config.transfer:
         raise DeepnotesError(f"--resume {run_dir}: a run made by deepnotes finetune (its layers "
                              "are frozen in groups); run deepnotes finetune again")
     if not distributed.is_writer():  # rank 0 locks and repairs the folder
@@ -224,14 +220,15 @@ def resume(args, explicit: dict) -> int:
         return _continue(args, explicit, config, run_dir, run)
 
 
-def _continue(args, explicit: dict, config: dict, run_dir: Path, run=None) -> int:
+def _continue(args, explicit: dict, config, run_dir: Path, run=None) -> int:
     """Train a run on from its last checkpoint (``run``: the locked folder, on rank 0)."""
-    from deepnotes.train import distributed, folder
+    from deepnotes.runs import folder
+    from deepnotes.runs.session import prepare
+    from deepnotes.train import distributed
     from deepnotes.train.checkpoint import committed_state
-    from deepnotes.train.run import write_json
-    from deepnotes.train.session import prepare
 
-    changed = {k: (config.get(k), v) for k, v in explicit.items() if config.get(k) != v}
+    changed = {k: (getattr(config, k), v) for k, v in explicit.items()
+               if getattr(config, k) != v}
     if "model" in changed:
         old, new = changed["model"]
         raise DeepnotesError(f"--resume {run_dir}: the run trains {old}, not {new}")
@@ -241,23 +238,23 @@ def _continue(args, explicit: dict, config: dict, run_dir: Path, run=None) -> in
             raise DeepnotesError(f"--resume {run_dir}: options differ from the run's ({listed}); "
                                  "drop them, or pass --allow-changes")
         log.warning("resuming with changed options: %s", listed)
-        config.update(explicit)
+        for key, value in explicit.items():
+            setattr(config, key, value)
     session = prepare(config, progress=not args.quiet, fresh=False)
     distributed.barrier()  # the folder is repaired before any rank reads it
     on_checkpoint = None
     if run is not None:
-        if committed_state(run_dir)["epoch"] < config["epochs"]:
+        if committed_state(run_dir)["epoch"] < config.epochs:
             folder.forget_final_results(run)  # they will describe the new end
         if changed:  # the new options are the run's once a checkpoint was made with them
             def on_checkpoint():
-                write_json(run_dir / "config.json", config)
+                config.write(run_dir / "config.json")
     return train(session, run_dir, args, resuming=True, on_checkpoint=on_checkpoint)
 
 
-def train(session: dict, run_dir: Path, args, resuming: bool = False,
-          on_checkpoint=None) -> int:
+def train(session, run_dir: Path, args, resuming: bool = False, on_checkpoint=None) -> int:
     from deepnotes.cli.evaluate import print_table
-    from deepnotes.train.session import fit
+    from deepnotes.runs.session import fit
 
     _, result = fit(session, run_dir, progress=not args.quiet, resuming=resuming,
                     on_checkpoint=on_checkpoint)

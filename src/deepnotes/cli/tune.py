@@ -16,11 +16,10 @@ from deepnotes.errors import DeepnotesError, unknown_name
 
 log = logging.getLogger("deepnotes.cli")
 
-# option -> settings key (tune.json); every option defaults to None so an explicit one is known
-OPTIONS = {"model": "model", "data": "data", "data_dir": "data_dir", "optimizer": "optimizer",
-           "epochs": "epochs", "batch_size": "batch_size", "schedule": "schedule",
-           "seed": "seed", "lr_range": "lr_range", "beta_range": "beta_range",
-           "coarse_share": "coarse_share"}
+# the settings of tune.json, each an option of the same name (RunConfig fields, then the search's);
+# every option defaults to None so an explicit one is known
+OPTIONS = ["model", "data", "data_dir", "optimizer", "epochs", "batch_size", "schedule", "seed",
+           "lr_range", "beta_range", "coarse_share"]
 TUNE_DEFAULTS = {"lr_range": [1e-5, 1.0], "beta_range": [0.9, 0.999], "coarse_share": 0.5}
 DEFAULT_TRIALS = 20
 NEEDS_OPTUNA = "deepnotes tune needs Optuna: pip install 'deepnotes[tune]'"
@@ -30,7 +29,7 @@ def add_parser(sub) -> None:
     from deepnotes.cli.train import DATA_HELP
     from deepnotes.models import list_models
     from deepnotes.optim import SCHEDULES, list_optimizers
-    from deepnotes.train.run import DEFAULTS as D
+    from deepnotes.runs.config import DEFAULTS as D
 
     p = sub.add_parser(
         "tune", help="tune alpha (and beta) by random search, coarse to fine",
@@ -66,7 +65,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from deepnotes.train.folder import check_name
+    from deepnotes.runs.folder import check_name
 
     try:
         import optuna  # noqa: F401
@@ -107,7 +106,7 @@ def parse_range(text: str, option: str) -> list[float]:
 def check_options(explicit: dict, trials: int) -> None:
     """Refuse impossible settings before any work (and before any folder is made)."""
     from deepnotes.optim import list_optimizers
-    from deepnotes.optim.tune import beta_name
+    from deepnotes.runs.tune import beta_name
 
     if trials < 1:
         raise DeepnotesError(f"--trials {trials}: expected at least 1")
@@ -155,8 +154,8 @@ def existing_tune(out: str, name: str | None) -> dict | None:
 def resolve_settings(explicit: dict, stored: dict | None, where: Path) -> dict:
     """A new tune: the defaults with the explicit options. An existing one: its own settings;
     an explicit option that differs from them is refused (a tune is one search)."""
-    from deepnotes.optim.tune import beta_name
-    from deepnotes.train.run import DEFAULTS
+    from deepnotes.runs.config import DEFAULTS
+    from deepnotes.runs.tune import beta_name
 
     if stored is not None:
         changed = {k: v for k, v in explicit.items() if stored.get(k) != v}
@@ -181,13 +180,13 @@ def _show(value) -> str:
 
 
 def start(args, settings: dict, created: bool) -> int:
-    from deepnotes.train.run import DEFAULTS
-    from deepnotes.train.session import prepare
+    from deepnotes.runs.config import DEFAULTS, RunConfig
+    from deepnotes.runs.session import prepare
 
-    config = {**DEFAULTS, **{k: settings[k] for k in OPTIONS if k in DEFAULTS},
-              "device": args.device or DEFAULTS["device"]}
+    config = RunConfig(**{k: settings[k] for k in OPTIONS if k in DEFAULTS},
+                       device=args.device or RunConfig.device)
     session = prepare(config, progress=not args.quiet, fresh=True)
-    settings["model"] = config["model"]
+    settings["model"] = config.model
     tune_dir = claim_tune_dir(args, settings, created)
     return tune(args, session, settings, tune_dir)
 
@@ -195,8 +194,8 @@ def start(args, settings: dict, created: bool) -> int:
 def claim_tune_dir(args, settings: dict, created: bool) -> Path:
     """The tune folder, made and given its tune.json if new (another process may just have)."""
     from deepnotes.data import NAMED
-    from deepnotes.train.folder import check_name, new_container
-    from deepnotes.train.run import write_json
+    from deepnotes.runs.config import write_json
+    from deepnotes.runs.folder import check_name, new_container
 
     if args.name:  # several workers share one tune folder: it may exist
         tune_dir = Path(args.out) / check_name(args.name)
@@ -215,8 +214,8 @@ def claim_tune_dir(args, settings: dict, created: bool) -> Path:
     return tune_dir
 
 
-def tune(args, session: dict, settings: dict, tune_dir: Path) -> int:
-    from deepnotes.optim import tune as search
+def tune(args, session, settings: dict, tune_dir: Path) -> int:
+    from deepnotes.runs import tune as search
     from deepnotes.train import TrainingInterrupted
 
     study = search.open_study(tune_dir, settings["seed"])
@@ -238,8 +237,8 @@ def tune(args, session: dict, settings: dict, tune_dir: Path) -> int:
 
 def write_reports(study, settings: dict, tune_dir: Path) -> None:
     """trials.csv, tune.png and best.json from the study as it stands."""
-    from deepnotes.optim import tune as search
-    from deepnotes.train.run import write_json
+    from deepnotes.runs import tune as search
+    from deepnotes.runs.config import write_json
 
     if not study.get_trials(deepcopy=False):
         return
@@ -253,7 +252,7 @@ def write_reports(study, settings: dict, tune_dir: Path) -> None:
 
 def report(study, settings: dict, tune_dir: Path) -> None:
     """The top five trials, then the best one and its run folder."""
-    from deepnotes.optim import tune as search
+    from deepnotes.runs import tune as search
 
     rows = search.top_trials(study, 5)
     with_beta = settings.get("beta_range") is not None

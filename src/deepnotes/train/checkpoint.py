@@ -87,7 +87,7 @@ def committed_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     current = state is None or (path.is_file() and _metadata(path).get(ID_KEY)
                                 == state.get("checkpoint"))
     if current:
-        return load_weights(path)
+        return _read_finite(path)
     log.warning("%s is behind the run's last checkpoint (it was interrupted while saving); "
                 "using the checkpoint's weights; deepnotes train --resume %s repairs the folder",
                 path, run_dir)
@@ -122,7 +122,7 @@ def repair(run_dir: Path) -> bool:
     return True
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
+def _read_finite(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file; a damaged file is named as a corrupt checkpoint, a
     weight that is NaN or infinite by its name."""
     tensors = _read(path)[0]

@@ -15,14 +15,19 @@ Backends: NCCL on CUDA, Gloo on the CPU.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
-import sys
+import uuid
 
 import torch
 import torch.distributed as dist
 
 from deepnotes.device import visible_names
 from deepnotes.errors import DeepnotesError
+
+log = logging.getLogger(__name__)
 
 
 def world_size() -> int:
@@ -129,12 +134,8 @@ def launch(argv: list[str], nproc: int, torchrun_args: list[str]) -> int:
     --rdzv-endpoint=host:29500) pass through, else the rendezvous is local (--standalone).
     Returns 0, or the exit status of the first rank that failed. One line says why: rank 0's
     own ``error:`` line when the ranks refused their input (status 2: every rank refuses alike,
-    and rank 0 prints) or were interrupted (130), else a line naming the rank that failed."""
-    import contextlib
-    import io
-    import logging
-    import uuid
-
+    and rank 0 prints) or were interrupted (130), else a line naming the rank that failed
+    (logged as an error: the library logs, the CLI shows the log on stderr)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import elastic_launch
     from torch.distributed.run import config_from_args, parse_args
@@ -164,7 +165,7 @@ def launch(argv: list[str], nproc: int, torchrun_args: list[str]) -> int:
         if said:  # bad input or an interrupt: every rank meets it alike and rank 0 said why
             return said[0][1]
         failed_rank, failure = exc.get_first_failure()
-        print(f"error: training on {nproc} processes stopped: rank {failed_rank} exited with "
-              f"status {failure.exitcode}", file=sys.stderr)
+        log.error("training on %d processes stopped: rank %s exited with status %s", nproc,
+                  failed_rank, failure.exitcode)
         return failure.exitcode if failure.exitcode > 0 else 1
     return 0

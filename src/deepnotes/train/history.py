@@ -4,7 +4,6 @@ seconds), written atomically after each epoch."""
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 from deepnotes import atomic
@@ -18,11 +17,7 @@ def write_history(path: Path, history: list[dict]) -> None:
 
 def history_text(history: list[dict]) -> str:
     """The CSV text of ``history``."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    return out.getvalue()
+    return atomic.csv_text(COLUMNS, history)
 
 
 def read_history(path: Path) -> list[dict]:

@@ -8,7 +8,8 @@ from pathlib import Path
 from deepnotes import atomic
 
 
-def _figure():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files, no window); imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,16 +18,17 @@ def _figure():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save(fig, path: Path) -> None:
+    """The figure as a PNG at ``path``, written atomically; the figure is closed."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _figure().close(fig)
+    pyplot().close(fig)
     atomic.write_bytes(path, buf.getvalue())
 
 
 def learning_curves(history: list[dict], path: Path) -> None:
     """Loss and accuracy per epoch, train beside dev: the level shows bias, the gap variance."""
-    plt = _figure()
+    plt = pyplot()
     epochs = [row["epoch"] for row in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for split, style in (("train", "-o"), ("dev", "--s")):
@@ -39,13 +41,13 @@ def learning_curves(history: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         if history:  # a hand-emptied history draws empty axes, without a legend of nothing
             ax.legend()
-    _save(fig, path)
+    save(fig, path)
 
 
 def confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path,
                      title: str = "confusion matrix (test)") -> None:
     """Rows are the true class, columns the predicted one; the diagonal is what went right."""
-    plt = _figure()
+    plt = pyplot()
     k = len(classes)
     size = min(14, 3 + 0.6 * k)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
@@ -60,13 +62,13 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path,
                 ax.text(j, i, matrix[i][j], ha="center", va="center", fontsize=8,
                         color="white" if matrix[i][j] > top / 2 else "black")
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    _save(fig, path)
+    save(fig, path)
 
 
 def task_matrices(matrices: list, tasks: list[str], path: Path,
                   title: str = "confusion matrices (test)") -> None:
     """Several binary tasks: one 2 x 2 matrix [[TN, FP], [FN, TP]] per task, side by side."""
-    plt = _figure()
+    plt = pyplot()
     cols = min(len(tasks), 6)
     rows = -(-len(tasks) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows + 0.5), squeeze=False)
@@ -83,4 +85,4 @@ def task_matrices(matrices: list, tasks: list[str], path: Path,
         ax.set_yticks([0, 1], ["0", "1"])
         ax.set(title=task, xlabel="predicted", ylabel="true")
     fig.suptitle(title)
-    _save(fig, path)
+    save(fig, path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from deepnotes.device import cpu_has_bf16
 from deepnotes.errors import DeepnotesError, unknown_name
 
 RECIPES = {
@@ -45,8 +46,6 @@ def recipe_options(name: str | None, device: torch.device) -> dict:
 def _has_bf16(device: torch.device) -> bool:
     """bfloat16 pays where the hardware computes it: CUDA GPUs that support it, CPUs with
     AVX512-BF16 or AMX."""
-    from deepnotes.device import cpu_has_bf16
-
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and cpu_has_bf16()

@@ -1,8 +1,9 @@
-"""What a run folder may hold: the rules for config.json and for a checkpoint's trainer state.
+"""The rules of a JSON file a person may have edited, and those of a checkpoint's trainer state.
 
-``evaluate``, ``predict``, ``finetune``, ``train --resume`` and the rest read what ``train`` wrote,
-often after a person edited it. They read it through :func:`check_config` (in ``read_config``)
-and :func:`check_state` (in ``checkpoint.load``), which refuse a bad value in one line::
+``train --resume``, ``evaluate`` and the rest read what ``train`` wrote, often after a person
+edited it. A checkpoint's state is read through :func:`check_state` (in ``checkpoint.load``),
+config.json through ``deepnotes.runs.config.check_config``, both built of the checkers here;
+they refuse a bad value in one line::
 
     runs/x/config.json: field 'in_channels': expected an integer from 1 to 1048576, found "x"
 
@@ -18,16 +19,9 @@ import json
 import math
 import re
 
-from deepnotes.data import Batches, augment
 from deepnotes.data.dataset import SEQUENCE_TASKS
-from deepnotes.data.splits import check_fractions
-from deepnotes.data.text import ERRORS
 from deepnotes.errors import DeepnotesError, unknown_name
-from deepnotes.models import list_models, model_class
-from deepnotes.optim import BETA_NAMES, check_schedule, list_optimizers
-from deepnotes.train.recipes import list_recipes
 
-FORMAT = "deepnotes run"
 KINDS = ("image", "table", *SEQUENCE_TASKS)
 PRECISIONS = ("32", "bf16", "16")  # deepnotes.train.trainer.PRECISIONS (a test keeps them equal)
 SPLIT_NAMES = ("train", "train_dev", "dev", "test")
@@ -146,45 +140,7 @@ def known(what: str, valid):
     return library(rule)
 
 
-def fractions(v):
-    list_of(number(0), 3, 3)(v)
-    try:
-        check_fractions(v)
-    except DeepnotesError:
-        raise Bad("three shares (train, dev, test) >= 0 that sum to 1, train > 0") from None
-
-
 # -- the tables ------------------------------------------------------------------------------------
-
-NORMALIZE = record({"mean": list_of(number()), "std": list_of(number(0)),
-                    "scale": number(0, above=True)})  # deepnotes.data.Normalizer.to_dict
-TRANSFER = record({"source": string, "source_model": known("model", list_models),  # finetune's
-                   "source_classes": optional(names), "layer_groups": names,
-                   "freeze": integer(0), "freeze_option": string, "per_class": number(0),
-                   "gradual": boolean, "lr_decay": number(1)})
-
-CONFIG = {  # field -> checker: every field of deepnotes.train.run.DEFAULTS, then the data's
-    "model": known("model", list_models), "data": string, "data_dir": optional(string),
-    "label_column": optional(string), "skip_bad": boolean,
-    "epochs": integer(1, COUNT), "batch_size": integer(1, COUNT),
-    "lr": optional(number(0, above=True)), "optimizer": known("optimizer", list_optimizers),
-    "beta": optional(number(0, 1, below=True)), "weight_decay": number(0),
-    "max_len": optional(integer(1, COUNT)), "errors": one_of(*ERRORS),
-    "seq_len": optional(integer(1, COUNT)), "min_count": optional(integer(1, COUNT)),
-    "targets": optional(names), "schedule": library(check_schedule),
-    "seed": integer(0, Batches.MAX_SEED), "fractions": fractions,
-    "augment": optional(library(augment.parse, "a comma list of crop, flip, or none")),
-    "device": matching(r"\s*(auto|cpu|mps|cuda(:\d+)?)\s*", "auto, cpu, cuda, cuda:N or mps"),
-    "bf16": boolean, "precision": optional(one_of(*PRECISIONS)),
-    "channels_last": boolean, "compile": boolean,
-    "train_dev": number(0, 1, below=True), "recipe": optional(known("recipe", list_recipes)),
-    "classes": list_of(string, 2), "in_channels": integer(1, WIDTH),
-    "input_shape": list_of(integer(1, WIDTH), 1, 3), "kind": one_of(*KINDS),
-    "normalize": NORMALIZE,
-}
-CONFIG_EXTRAS = {  # may be absent; when present they follow the rule
-    "splits": record({k: integer(0) for k in SPLIT_NAMES}, required=()), "provenance": record({}),
-    "transfer": TRANSFER, "format": one_of(FORMAT), "format_version": integer(1)}
 
 HISTORY_ROW = record({"epoch": integer(1), "train_loss": number(), "train_accuracy": number(0, 1),
                       "dev_loss": number(finite=False), "dev_accuracy": number(finite=False),
@@ -218,20 +174,10 @@ STATE_EXTRAS = {"checkpoint": string, "scaler": SCALER}
 
 # -- checking a file -------------------------------------------------------------------------------
 
-def check_config(config, path) -> dict:
-    """``config`` (config.json, optional keys filled in) if it follows :data:`CONFIG` and the
-    cross-field rules; else a one-line DeepnotesError naming ``path``, the field, the rule."""
-    _check_fields(config, path, CONFIG, CONFIG_EXTRAS, "an object of run settings")
-    message = _config_fits(config)
-    if message:
-        raise DeepnotesError(f"{path}: {message}")
-    return config
-
-
 def check_state(state, path, optimizer=None) -> dict:
     """``state`` (the trainer state in a checkpoint) if it follows :data:`STATE` and, given the
     ``optimizer`` it will be loaded into, fits that optimizer's groups; else a one-line error."""
-    _check_fields(state, path, STATE, STATE_EXTRAS, "an object of trainer state")
+    check_fields(state, path, STATE, STATE_EXTRAS, "an object of trainer state")
     if len({"dev_loss" in row for row in state["history"]}) > 1:  # the plots read all or none
         raise DeepnotesError(f"{path}: field 'history': every row has dev_loss, or none does")
     message = optimizer and _optimizer_fits(state["optimizer"]["param_groups"], optimizer)
@@ -240,7 +186,7 @@ def check_state(state, path, optimizer=None) -> dict:
     return state
 
 
-def _check_fields(obj, path, fields: dict, extras: dict, what: str) -> None:
+def check_fields(obj, path, fields: dict, extras: dict, what: str) -> None:
     if not isinstance(obj, dict):
         raise DeepnotesError(f"{path}: expected {what}, found {_show(obj)}")
     for name, rule in {**fields, **extras}.items():
@@ -258,32 +204,6 @@ def _check_fields(obj, path, fields: dict, extras: dict, what: str) -> None:
 def _show(value) -> str:
     text = json.dumps(value)  # one line: a string's newlines come out as \n
     return text if len(text) <= 80 else text[:76] + " ..."
-
-
-def _config_fits(c: dict) -> str | None:
-    """The cross-field rules: the model reads the kind of data, input_shape and the normaliser's
-    mean and std fit in_channels (n_C of images, n_x of tables), the options fit one another."""
-    n, shape, kind, cls = c["in_channels"], c["input_shape"], c["kind"], model_class(c["model"])
-    kinds = (cls.input_kind,) if isinstance(cls.input_kind, str) else cls.input_kind
-    if kind not in kinds:
-        return f"fields 'model' and 'kind': {c['model']} reads {'/'.join(kinds)} data, not {kind}"
-    side = cls.input_size or shape[-1]
-    expected = {"image": [n, side, side], "table": [n]}.get(kind, shape[:1])
-    if shape != expected:
-        return (f"fields 'input_shape' and 'in_channels': {c['model']} on {kind} data with "
-                f"in_channels {n} expects input_shape {expected}, found {shape}")
-    width = n if kind in ("image", "table") else 0  # token ids are not normalised
-    for key in ("mean", "std"):
-        if len(c["normalize"][key]) != width:
-            return (f"fields 'normalize.{key}' and 'in_channels': expected {width} values for "
-                    f"{kind} data with in_channels {n}, found {len(c['normalize'][key])}")
-    if augment.parse(c["augment"]) and kind != "image":
-        return f"fields 'augment' and 'kind': augmentation is for images, not {kind} data"
-    if c["beta"] is not None and c["optimizer"] not in BETA_NAMES:
-        return f"fields 'beta' and 'optimizer': {c['optimizer']} has no beta, found {c['beta']}"
-    if c["targets"] and (c["targets"] != c["classes"] or kind != "table"):
-        return "fields 'targets' and 'classes': a multi-task table run's classes are its targets"
-    return None
 
 
 def _optimizer_fits(groups: list, optimizer) -> str | None:

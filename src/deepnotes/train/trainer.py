@@ -11,22 +11,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shutil
 import signal
 import threading
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from deepnotes import multitask
 from deepnotes.data.dataset import IGNORE
 from deepnotes.data.loader import Batches
-from deepnotes.data.text import teacher_forcing
 from deepnotes.errors import DeepnotesError, LossDiverged
 from deepnotes.optim import learning_rate
 from deepnotes.train import checkpoint, distributed
+from deepnotes.train.tasks import Classification, Task
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +39,20 @@ class Trainer:
 
     With ``run_dir`` the trainer checkpoints after every epoch (and on SIGTERM / Ctrl-C) and writes
     ``history.csv``; ``resume()`` loads the last checkpoint from it. ``on_epoch(row)`` is called
-    after each epoch, ``on_checkpoint()`` after each checkpoint is committed.
+    after each epoch, ``on_checkpoint()`` after each checkpoint is committed. ``task`` gives the
+    logits, loss and predictions of a batch (:mod:`deepnotes.train.tasks`; default:
+    single-label classification).
     """
 
     def __init__(self, model, optimizer, *, epochs: int, schedule: str = "onecycle",
                  device: torch.device | str = "cpu", run_dir: Path | None = None,
                  progress: bool = True, bf16: bool = False, on_epoch=None, on_checkpoint=None,
-                 precision: str = "32", channels_last: bool = False, compile: bool = False):
+                 precision: str = "32", channels_last: bool = False, compile: bool = False,
+                 task: Task | None = None):
         if epochs < 1:
             raise DeepnotesError(f"--epochs {epochs}: expected at least 1")
         self.model, self.optimizer = model.to(device), optimizer
+        self.task = task or Classification()
         self.precision = "bf16" if bf16 else precision
         self.amp = autocast_dtype(self.precision, torch.device(device))
         self.scaler = torch.amp.GradScaler(torch.device(device).type,
@@ -152,8 +155,8 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, self.amp or torch.float32,
                             enabled=self.amp is not None):
-            z, y = forward(self.net, x, y)
-            loss = loss_of(z, y)
+            z, y = self.task.forward(self.net, x, y)
+            loss = self.task.loss(z, y)
         value = loss.detach() if lazy else self._read_loss(loss)
         if not lazy and not math.isfinite(value):
             return value, 0, 1  # no update: the weights in memory stay the last good step's
@@ -162,7 +165,7 @@ class Trainer:
         self.scaler.step(self.optimizer)  # unscaled first; skipped when a gradient overflowed
         self.scaler.update()
         counted = y != IGNORE
-        correct = ((labels_of(z, y) == y) & counted).sum()
+        correct = ((self.task.predict(z) == y) & counted).sum()
         return (value, correct, counted.sum()) if lazy else (value, int(correct),
                                                              int(counted.sum()))
 
@@ -190,7 +193,7 @@ class Trainer:
                "train_accuracy": correct / max(1, seen)}
         writer = distributed.is_writer()
         if dev is not None and writer:
-            result = evaluate(self.model, dev, precision=self.precision)
+            result = evaluate(self.model, dev, self.task, precision=self.precision)
             row["dev_loss"] = result["loss"]
             present = result["y_true"] != IGNORE
             row["dev_accuracy"] = float((result["y_pred"] == result["y_true"])[present]
@@ -265,18 +268,6 @@ class Trainer:
                 signal.signal(s, h)
 
 
-def forward(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits z (N, K), targets (N,)) of a batch. A sequence model's outputs (B, T, K) and targets
-    (B, T) are laid out as (B, K, T) and (B, T), which cross-entropy reads step by step; an
-    encoder-decoder is fed y<0..T-1> (teacher forcing) and predicts y<1..T>."""
-    if getattr(distributed.unwrap(model), "teacher_forcing", False):  # looks inside DDP
-        y_in, y = teacher_forcing(y)
-        z = model(x, y_in)
-    else:
-        z = model(x)
-    return (z.transpose(1, 2), y) if z.dim() == 3 else (z, y)
-
-
 PRECISIONS = ("32", "bf16", "16")
 
 
@@ -293,45 +284,32 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def check_compiler(device: torch.device) -> None:
     """torch.compile on the CPU generates C++: refuse early, in one line, without a compiler."""
-    import shutil
-
     if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
         raise DeepnotesError("--compile on the CPU needs a C++ compiler (g++ or clang++); "
                              "install one or train without --compile")
 
 
-def loss_of(z: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy of softmax(z) over the targets that are not IGNORE; for several binary
-    tasks (z and y both (N, T)) the masked binary cross-entropy of ``deepnotes.multitask``."""
-    if multitask.is_multitask(z, y):
-        return multitask.masked_bce(z, y, reduction)
-    return F.cross_entropy(z, y, ignore_index=IGNORE, reduction=reduction)
-
-
-def labels_of(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Predicted labels: argmax_k z_k, or z_j > 0 for each of several binary tasks."""
-    return multitask.predict(z) if multitask.is_multitask(z, y) else z.argmax(1)
-
-
 @torch.inference_mode()
-def evaluate(model, batches: Batches, bf16: bool = False, precision: str = "32") -> dict:
-    """Mean loss, labels and predictions over ``batches``: y_true and y_pred hold the counted
-    targets (IGNORE dropped), or for several binary tasks the (N, T) matrices, missing labels
-    kept as IGNORE in y_true."""
+def evaluate(model, batches: Batches, task: Task | None = None, bf16: bool = False,
+             precision: str = "32") -> dict:
+    """Mean loss, labels and predictions of ``task`` (default: classification) over ``batches``:
+    y_true and y_pred hold the counted targets (IGNORE dropped), or where the task keeps missing
+    labels (several binary tasks) the (N, T) matrices, missing labels kept as IGNORE in y_true."""
+    task = task or Classification()
     model.eval()
     losses, ys, preds, counts = [], [], [], 0
     device = batches.x.device
     amp = autocast_dtype("bf16" if bf16 else precision, device)
     for x, y in batches.epoch():
         with torch.autocast(device.type, amp or torch.float32, enabled=amp is not None):
-            z, y = forward(model, x, y)
+            z, y = task.forward(model, x, y)
         z = z.float()
-        losses.append(loss_of(z, y, reduction="sum"))
+        losses.append(task.loss(z, y, reduction="sum"))
         counted = y != IGNORE
         counts += int(counted.sum())
-        keep = slice(None) if multitask.is_multitask(z, y) else counted
+        keep = slice(None) if task.keeps_missing else counted
         ys.append(y[keep])
-        preds.append(labels_of(z, y)[keep])
+        preds.append(task.predict(z)[keep])
     model.train()
     return {"loss": float(torch.stack(losses).sum()) / max(1, counts),
             "y_true": torch.cat(ys).cpu(), "y_pred": torch.cat(preds).cpu()}

@@ -18,16 +18,23 @@ works), and ``RUN`` gets ``comparison.json``, ``comparison.csv``, ``step_losses.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
+import copy
 import logging
+import shutil
 from pathlib import Path
 
 import torch
 
 from deepnotes import atomic
+from deepnotes.data import NAMED
 from deepnotes.errors import DeepnotesError, LossDiverged, unknown_name
+from deepnotes.models.weights import fingerprint
+from deepnotes.optim import DEFAULT_LRS, check_lr, create_optimizer, list_optimizers
+from deepnotes.runs.build import batches, build_model
+from deepnotes.runs.config import RunConfig, write_json
+from deepnotes.runs.folder import check_name, new_container
+from deepnotes.runs.session import Session, fit, prepare
+from deepnotes.train import plots
 
 log = logging.getLogger("deepnotes.compare")
 
@@ -49,8 +56,6 @@ FILES = ["comparison.json", "comparison.csv", "step_losses.csv", "loss_curves.pn
 
 def check_names(names) -> list[str]:
     """The rules to compare, in the given order; unknown, repeated or no names are refused."""
-    from deepnotes.optim import list_optimizers
-
     names, valid = list(names), list_optimizers()
     if not names:
         raise DeepnotesError(f"--optimizers: no optimizer given; valid: {', '.join(valid)}")
@@ -96,8 +101,6 @@ def parse_lrs(text: str) -> float | dict:
 def learning_rates(names: list[str], lrs: float | dict | None = None) -> dict[str, float]:
     """alpha for each rule: ``lrs`` (one float, or per name with ``None`` for the rest), else
     :data:`deepnotes.optim.DEFAULT_LRS`. Every alpha must be > 0; every name must be compared."""
-    from deepnotes.optim import DEFAULT_LRS, check_lr, list_optimizers
-
     if lrs is None:
         lrs = {}
     elif not isinstance(lrs, dict):
@@ -121,14 +124,12 @@ def learning_rates(names: list[str], lrs: float | dict | None = None) -> dict[st
 # ---------------------------------------------------------------- training
 
 
-def compare_optimizers(config: dict, names, run_dir: str | Path,
+def compare_optimizers(config: RunConfig, names, run_dir: str | Path,
                        lrs: float | dict | None = None, progress: bool = True) -> list[dict]:
     """Prepare ``config`` (data, model) once, train it with each rule; see :func:`run_comparison`.
 
-    ``config`` is completed in place like ``deepnotes train``'s (start from ``train.run.DEFAULTS``).
+    ``config`` is completed in place like ``deepnotes train``'s.
     """
-    from deepnotes.train.session import prepare
-
     names = check_names(ORDER if names is None else names)
     rates = learning_rates(names, lrs)
     session = prepare(config, progress=progress, fresh=True)
@@ -137,7 +138,7 @@ def compare_optimizers(config: dict, names, run_dir: str | Path,
     return run_comparison(session, names, run_dir, rates, progress=progress)
 
 
-def run_comparison(session: dict, names, run_dir: Path, lrs: float | dict | None = None,
+def run_comparison(session: Session, names, run_dir: Path, lrs: float | dict | None = None,
                    progress: bool = True) -> list[dict]:
     """Train ``session``'s initial weights with each rule (None: all four) into ``run_dir/<rule>/``.
 
@@ -148,7 +149,7 @@ def run_comparison(session: dict, names, run_dir: Path, lrs: float | dict | None
     names = check_names(ORDER if names is None else names)
     rates = learning_rates(names, lrs)
     run_dir = Path(run_dir)
-    initial = {k: v.detach().to("cpu", copy=True) for k, v in session["model"].state_dict().items()}
+    initial = {k: v.detach().to("cpu", copy=True) for k, v in session.model.state_dict().items()}
     warm_up(session)
     curves = {}
     for i, name in enumerate(names, 1):
@@ -156,56 +157,43 @@ def run_comparison(session: dict, names, run_dir: Path, lrs: float | dict | None
                  RULES.get(name, ""))
         curves[name] = train_one(session, name, rates[name], initial, run_dir / name, progress)
     rows = [curve["row"] for curve in curves.values()]
-    write_comparison(run_dir, session["config"], rows, curves)
+    write_comparison(run_dir, session.config, rows, curves)
     return rows
 
 
-def warm_up(session: dict) -> None:
+def warm_up(session: Session) -> None:
     """A forward and backward pass of a throwaway copy of the model on one mini-batch, so that
     one-off start-up costs (kernel choice, memory pools) do not count in the first rule's time."""
-    import copy
-
-    import torch.nn.functional as F
-
-    from deepnotes.data.dataset import IGNORE
-    from deepnotes.train.run import batches
-    from deepnotes.train.trainer import forward
-
-    config, dataset, splits, device = (session[k] for k in ("config", "dataset", "splits",
-                                                              "device"))
+    config, dataset, device, task = session.config, session.dataset, session.device, \
+        session.config.task
     dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)  # as fit does, once
-    model = copy.deepcopy(session["model"]).to(device).train()
-    for x, y in batches(config, dataset, splits.train, device, train=True).epoch(0):
-        with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=config["bf16"]):
-            z, y = forward(model, x, y)
-            loss = F.cross_entropy(z, y, ignore_index=IGNORE)
+    model = copy.deepcopy(session.model).to(device).train()
+    for x, y in batches(config, dataset, session.splits.train, device, train=True).epoch(0):
+        with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=config.bf16):
+            z, y = task.forward(model, x, y)
+            loss = task.loss(z, y)
         loss.backward()
         break
 
 
-def train_one(session: dict, name: str, lr: float, initial: dict, run_dir: Path,
+def train_one(session: Session, name: str, lr: float, initial: dict, run_dir: Path,
               progress: bool = True) -> dict:
     """One rule from the ``initial`` weights into a full run folder; returns its curves and row."""
-    from deepnotes.optim import create_optimizer
-    from deepnotes.train.run import build_model
-    from deepnotes.train.session import fit
-
-    config = {**session["config"], "optimizer": name, "lr": lr}
-    config.pop("provenance", None)
-    torch.manual_seed(config["seed"])  # the RNG state `deepnotes train` has after prepare
+    config = session.config.updated(optimizer=name, lr=lr, provenance=None)
+    torch.manual_seed(config.seed)  # the RNG state `deepnotes train` has after prepare
     model = build_model(config)
     model.load_state_dict(initial)
-    fingerprint = weights_fingerprint(model.state_dict())
+    weights = fingerprint(model.state_dict())
     optimizer = create_optimizer(name, model.parameters(), lr)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        trainer, metrics = fit({**session, "config": config, "model": model,
-                                "optimizer": optimizer}, run_dir, progress=progress)
+        trainer, metrics = fit(session.replace(config=config, model=model, optimizer=optimizer),
+                               run_dir, progress=progress)
     except DeepnotesError as exc:
         if not isinstance(exc, LossDiverged):
             raise
         log.warning("optimizer %s (alpha %g): %s", name, lr, exc)
-        return diverged(name, lr, str(exc), fingerprint)
+        return diverged(name, lr, str(exc), weights)
     history = trainer.history
     final = metrics["dev"]["accuracy"]  # the last epoch's, in full precision
     dev_accuracy = [r["dev_accuracy"] for r in history[:-1]] + [final]
@@ -213,27 +201,17 @@ def train_one(session: dict, name: str, lr: float, initial: dict, run_dir: Path,
            "train_loss": metrics["train"]["loss"], "dev_loss": metrics["dev"]["loss"],
            "dev_accuracy": final, "best_dev_accuracy": max(dev_accuracy),
            "dev_f1": metrics["dev"]["f1"], "seconds": sum(r["seconds"] for r in history),
-           "run": name, "initial_weights_sha256": fingerprint}
+           "run": name, "initial_weights_sha256": weights}
     return {"row": row, "step_losses": list(trainer.step_losses),
             "epochs": [r["epoch"] for r in history], "dev_accuracy": dev_accuracy,
             "steps_per_epoch": len(trainer.step_losses) // max(1, len(history))}
 
 
-def diverged(name: str, lr: float, why: str, fingerprint: str) -> dict:
+def diverged(name: str, lr: float, why: str, weights: str) -> dict:
     """The row and (empty) curves of a rule whose loss became NaN or infinite: a result too."""
     row = {"optimizer": name, "lr": lr, **{k: None for k in COLUMNS[2:]}, "run": name,
-           "diverged": why, "initial_weights_sha256": fingerprint}
+           "diverged": why, "initial_weights_sha256": weights}
     return {"row": row, "step_losses": [], "epochs": [], "dev_accuracy": [], "steps_per_epoch": 1}
-
-
-def weights_fingerprint(state_dict: dict) -> str:
-    """SHA-256 of a state dict's names, shapes, dtypes and values: equal weights, equal hash."""
-    digest = hashlib.sha256()
-    for key in sorted(state_dict):
-        tensor = state_dict[key].detach().to("cpu").contiguous()
-        digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def best(rows: list[dict], key: str = "dev_accuracy") -> list[str]:
@@ -246,35 +224,25 @@ def best(rows: list[dict], key: str = "dev_accuracy") -> list[str]:
 # ---------------------------------------------------------------- files
 
 
-def write_comparison(run_dir: Path, config: dict, rows: list[dict], curves: dict) -> None:
+def write_comparison(run_dir: Path, config: RunConfig, rows: list[dict], curves: dict) -> None:
     """comparison.json, comparison.csv, step_losses.csv and loss_curves.png."""
-    from deepnotes.train.run import write_json
-
     write_json(run_dir / "comparison.json",
-               {"config": {k: config.get(k) for k in SHARED_KEYS}, "best": best(rows),
+               {"config": {k: getattr(config, k) for k in SHARED_KEYS}, "best": best(rows),
                 "rules": {row["optimizer"]: RULES.get(row["optimizer"]) for row in rows},
                 "rows": rows})
-    write_csv(run_dir / "comparison.csv", COLUMNS, rows)
+    atomic.write_csv(run_dir / "comparison.csv", COLUMNS, rows)
     names = list(curves)
     steps = max(len(c["step_losses"]) for c in curves.values())
-    write_csv(run_dir / "step_losses.csv", ["step", *names],
+    atomic.write_csv(run_dir / "step_losses.csv", ["step", *names],
               [{"step": t + 1, **{n: _at(curves[n]["step_losses"], t) for n in names}}
                for t in range(steps)])
-    title = (f"{config.get('model')} on {config.get('data')}: the same initial weights and "
-             f"mini-batches; schedule {config.get('schedule')}")
+    title = (f"{config.model} on {config.data}: the same initial weights and "
+             f"mini-batches; schedule {config.schedule}")
     plot_curves(curves, run_dir / "loss_curves.png", title)
 
 
 def _at(values: list, i: int):
     return values[i] if i < len(values) else None
-
-
-def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic.write_text(path, out.getvalue())
 
 
 def moving_average(values: list[float], window: int) -> list[float]:
@@ -291,9 +259,7 @@ def moving_average(values: list[float], window: int) -> list[float]:
 def plot_curves(curves: dict, path: Path, title: str | None = None) -> None:
     """Left: training loss per step (log scale; raw, light, and a moving average). Right: dev
     accuracy per epoch."""
-    from deepnotes.train.plots import _figure, _save
-
-    plt = _figure()
+    plt = plots.pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, (name, curve) in enumerate(curves.items()):
         color = f"C{i}"
@@ -316,16 +282,33 @@ def plot_curves(curves: dict, path: Path, title: str | None = None) -> None:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3, which="both")
         ax.legend()
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 def is_comparison(path: Path) -> bool:
     """A folder this module wrote: comparison.json, or only run folders named after rules."""
-    from deepnotes.optim import list_optimizers
-
     path = Path(path)
     if (path / "comparison.json").is_file():
         return True
     entries = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
     return bool(entries) and all(p.is_dir() and p.name in list_optimizers()
                                  and (p / "config.json").is_file() for p in entries)
+
+
+def comparison_folder(out: str | Path, name: str | None, overwrite: bool,
+                      config: RunConfig) -> Path:
+    """``out/name``, or ``compare-MODEL-DATA`` numbered if taken; ``overwrite`` replaces an
+    earlier comparison (and nothing else)."""
+    if name:
+        existing = Path(out) / check_name(name)
+        if existing.exists() and not overwrite:
+            raise DeepnotesError(f"--name {name}: {existing} exists; use --overwrite to "
+                                 "replace it")
+        if existing.exists():
+            if not (existing.is_dir() and (is_comparison(existing)
+                                           or not any(existing.iterdir()))):
+                raise DeepnotesError(f"--overwrite: {existing} is not a comparison folder; "
+                                     "not removing it")
+            shutil.rmtree(existing)
+    data_name = config.data if config.data in NAMED else Path(config.data).stem
+    return new_container(out, name, f"compare-{config.model}-{data_name}")

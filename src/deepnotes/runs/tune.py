@@ -13,9 +13,10 @@ several processes), ``tune.json`` (its settings), ``trials/NNNN/`` (one run fold
 
 from __future__ import annotations
 
-import csv
-import io
 import math
+import random
+import shutil
+import time
 import zlib
 from pathlib import Path
 
@@ -24,10 +25,15 @@ import optuna
 import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
+from tqdm.auto import tqdm
 
 from deepnotes import atomic
 from deepnotes.errors import DeepnotesError, LossDiverged
-from deepnotes.optim import BETA_NAMES
+from deepnotes.optim import BETA_NAMES, create_optimizer
+from deepnotes.runs.build import build_model
+from deepnotes.runs.session import Session, fit
+from deepnotes.train import plots
 
 STUDY = "deepnotes-tune"
 FINE_FACTOR = 10 ** 0.5  # the fine range: half a decade either side of the best alpha, 1 - beta
@@ -82,11 +88,6 @@ def open_study(tune_dir: Path, seed: int, attempts: int = 20) -> optuna.Study:
     """The tune's study in ``tune_dir/study.db``, created or loaded; several processes may share
     it (SQLite waits up to a minute for a lock). Processes that start together race to create the
     tables; the loser retries and loads what the winner made."""
-    import random
-    import time
-
-    from sqlalchemy.exc import SQLAlchemyError
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = f"sqlite:///{Path(tune_dir).resolve() / 'study.db'}"
     for attempt in range(attempts):
@@ -152,15 +153,13 @@ def search_ranges(study: optuna.Study, number: int, settings: dict, n_trials: in
     return "fine", {k: narrow(best.params[k], *full[k]) for k in full}, best.number
 
 
-def objective(trial: optuna.Trial, session: dict, tune_dir: Path, settings: dict,
+def objective(trial: optuna.Trial, session: Session, tune_dir: Path, settings: dict,
               n_trials: int) -> float:
     """Train one trial into ``trials/NNNN``; its best dev accuracy over the epochs.
 
     A trial whose loss became NaN or infinite is a result (that alpha is too large), not a fault:
     it scores 0 and the tune goes on.
     """
-    from deepnotes.train.session import fit
-
     phase, ranges, center = search_ranges(trial.study, trial.number, settings, n_trials)
     trial.set_user_attr("phase", phase)
     if center is not None:
@@ -178,10 +177,8 @@ def objective(trial: optuna.Trial, session: dict, tune_dir: Path, settings: dict
     best = {"dev_accuracy": 0.0}
     try:
         fit(trial_session, run_dir, progress=False,
-            on_epoch=pruning_hook(trial, best, session["config"]["epochs"]))
-    except DeepnotesError as exc:
-        if not diverged(exc):
-            raise
+            on_epoch=pruning_hook(trial, best, session.config.epochs))
+    except LossDiverged as exc:
         trial.set_user_attr("diverged", str(exc))
         return 0.0
     return best["dev_accuracy"]
@@ -191,22 +188,15 @@ def trial_dir(tune_dir: Path, number: int) -> Path:
     return Path(tune_dir) / "trials" / f"{number:04d}"
 
 
-def diverged(exc: Exception) -> bool:
-    return isinstance(exc, LossDiverged)
-
-
-def trial_run(session: dict, lr: float, beta: float | None, origin: dict) -> dict:
+def trial_run(session: Session, lr: float, beta: float | None, origin: dict) -> Session:
     """A session for one trial: the shared data, a fresh model seeded as ``prepare`` seeds it,
     and an optimiser with this trial's alpha and beta (both recorded in the trial's config)."""
-    from deepnotes.optim import create_optimizer
-    from deepnotes.train.run import build_model
-
-    config = {**session["config"], "lr": lr, "beta": beta, "trial": origin}
-    torch.manual_seed(config["seed"])
+    config = session.config.updated(lr=lr, beta=beta, trial=origin)
+    torch.manual_seed(config.seed)
     model = build_model(config)
-    optimizer = create_optimizer(config["optimizer"], model.parameters(), lr, beta=beta,
-                                 weight_decay=config.get("weight_decay", 0.0))
-    return {**session, "config": config, "model": model, "optimizer": optimizer}
+    optimizer = create_optimizer(config.optimizer, model.parameters(), lr, beta=beta,
+                                 weight_decay=config.weight_decay)
+    return session.replace(config=config, model=model, optimizer=optimizer)
 
 
 def pruning_hook(trial: optuna.Trial, best: dict, epochs: int):
@@ -225,12 +215,10 @@ def pruning_hook(trial: optuna.Trial, best: dict, epochs: int):
     return on_epoch
 
 
-def run_trial(study: optuna.Study, session: dict, tune_dir: Path, settings: dict,
+def run_trial(study: optuna.Study, session: Session, tune_dir: Path, settings: dict,
               n_trials: int):
     """Ask for a trial, train it, tell the study how it went; an interrupted or failed trial is
     marked FAIL (it does not count) and its unfinished folder removed."""
-    import shutil
-
     trial = study.ask()
     try:
         value = objective(trial, session, tune_dir, settings, n_trials)
@@ -243,12 +231,10 @@ def run_trial(study: optuna.Study, session: dict, tune_dir: Path, settings: dict
     return study.tell(trial, value)
 
 
-def tune(study: optuna.Study, session: dict, tune_dir: Path, settings: dict, n_trials: int,
+def tune(study: optuna.Study, session: Session, tune_dir: Path, settings: dict, n_trials: int,
          progress: bool = True) -> None:
     """Run trials until the study has ``n_trials`` finished ones (counting those of earlier runs
     and of other processes); trials.csv is rewritten after each."""
-    from tqdm.auto import tqdm
-
     done = len(finished(study))
     with tqdm(total=n_trials, initial=min(done, n_trials), disable=not progress, unit="trial",
               desc="tune", dynamic_ncols=True) as bar:
@@ -275,12 +261,8 @@ def trial_row(t) -> dict:
 
 def write_trials_csv(study: optuna.Study, path: Path) -> None:
     """Every trial of the study, one row each, in trial order."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        writer.writerow({k: "" if v is None else v for k, v in trial_row(t).items()})
-    atomic.write_text(path, buf.getvalue())
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    atomic.write_csv(path, CSV_FIELDS, [trial_row(t) for t in trials])
 
 
 def top_trials(study: optuna.Study, k: int = 5) -> list[dict]:
@@ -307,14 +289,12 @@ def plot_tune(study: optuna.Study, path: Path, settings: dict) -> None:
     colours; a second panel against 1 - beta (log axis) when beta is tuned. The best is ringed."""
     from matplotlib.ticker import NullFormatter
 
-    from deepnotes.train.plots import _figure, _save
-
     trials = [t for t in finished(study) if t.value is not None]
     full = full_ranges(settings)
     panels = [("lr", "alpha (learning rate), log scale")]
     if "one_minus_beta" in full:
         panels.append(("one_minus_beta", "1 - beta, log scale (beta = 1 - 10^r)"))
-    plt = _figure()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     best = best_trial(study)
     for ax, (param, label) in zip(axes[0], panels):
@@ -335,4 +315,4 @@ def plot_tune(study: optuna.Study, path: Path, settings: dict) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"random search, coarse to fine: {len(trials)} trials")
-    _save(fig, path)
+    plots.save(fig, path)

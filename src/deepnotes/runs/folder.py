@@ -11,6 +11,8 @@
 - **Recovery.** Before a run is continued, the temporary files of killed writers are removed and
   the files derived from the committed checkpoint are rewritten from it
   (:func:`deepnotes.train.checkpoint.repair`).
+- **Provenance.** config.json records the versions and the git commit that made the run.
+- **Loading.** :func:`load_trained` gives a run's network with its committed weights.
 """
 
 from __future__ import annotations
@@ -18,20 +20,26 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import shutil
+import subprocess
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
+import deepnotes
 from deepnotes import atomic
 from deepnotes.errors import DeepnotesError
 from deepnotes.lock import NAME as LOCK_NAME
 from deepnotes.lock import FolderLock
+from deepnotes.runs.build import build_model
+from deepnotes.runs.config import MARKER, RunConfig
 from deepnotes.train import checkpoint
-from deepnotes.train.schema import FORMAT
 
 log = logging.getLogger(__name__)
 
-MARKER = {"format": FORMAT, "format_version": 1}
 DERIVED_AT_THE_END = ("metrics.json", "learning_curves.png", "confusion_matrix.png")
 
 
@@ -229,3 +237,28 @@ def _writable_root(out: str | Path) -> Path:
         raise DeepnotesError(f"--out {out}: cannot write there ({exc.strerror})") from None
     return root
 
+
+
+def provenance() -> dict:
+    """Versions and the git commit, so a result can be traced to the code that made it."""
+    return {"deepnotes": deepnotes.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "git_commit": _git_commit(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=os.path.dirname(__file__))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def load_trained(run_dir: str | Path, config: RunConfig) -> torch.nn.Module:
+    """The run's model with its trained weights (``model.safetensors``, or the committed
+    checkpoint's where a kill left that file behind)."""
+    model = build_model(config)
+    checkpoint.load_model_state(model, checkpoint.committed_weights(Path(run_dir)),
+                                Path(run_dir) / "model.safetensors")
+    return model.eval()

@@ -1,0 +1,95 @@
+"""The feature cache of transfer learning: a frozen network's features a[L-1], computed once.
+
+When every layer group below the head is frozen, the network up to the head is a fixed function,
+so its outputs for B's examples are computed once, saved to disk, and the softmax layer is trained
+on them (the notes' advice for a small B). A cache file is named by a hash of everything the
+features depend on, so a stale cache is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+from torch import nn
+
+from deepnotes import atomic
+from deepnotes.data import Normalizer
+from deepnotes.models.weights import hash_tensor
+from deepnotes.transfer import _layers, head_prefix
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = "deepnotes-features-1"  # part of every cache key: a new format never reads old files
+
+
+def feature_key(model: nn.Module, x: torch.Tensor, normalize: dict) -> str:
+    """A hash of everything the features depend on: the architecture, every weight and buffer
+    below the head, the normalisation, and the examples. Any change gives another key, so a stale
+    cache is never read."""
+    h = hashlib.sha256(CACHE_FORMAT.encode())
+    h.update(type(model).__qualname__.encode())
+    h.update(repr(_layers(model)).encode())  # the architecture below the head
+    prefix = head_prefix(model)
+    for name, t in model.state_dict().items():
+        if not name.startswith(prefix):
+            hash_tensor(h, name, t)
+    h.update(json.dumps(normalize, sort_keys=True).encode())
+    hash_tensor(h, "x", x)
+    return h.hexdigest()[:32]
+
+
+@torch.inference_mode()
+def compute_features(model: nn.Module, x: torch.Tensor, normalize: dict, device,
+                     batch_size: int = 512) -> torch.Tensor:
+    """a[L-1] = model.features(x) for raw examples x (m, ...), in inference mode: (m, n_f)."""
+    norm, was_training = Normalizer.from_dict(normalize), model.training
+    model.eval()
+    out = [model.features(norm(x[i:i + batch_size].to(device))).float().cpu()
+           for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def cached_features(model: nn.Module, x: torch.Tensor, normalize: dict, cache_dir: str | Path,
+                    device="cpu") -> tuple[torch.Tensor, bool]:
+    """(features of x, whether they came from the cache); computed and saved on a miss."""
+    path = Path(cache_dir) / f"{feature_key(model, x, normalize)}.safetensors"
+    if path.is_file():
+        try:
+            features = load_file(str(path))["features"]
+            if len(features) == len(x):
+                return features, True
+        except (SafetensorError, OSError, KeyError) as exc:
+            log.warning("feature cache %s is unreadable (%s); computing again", path, exc)
+    features = compute_features(model, x, normalize, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.sweep(path.parent)  # what killed writers left
+    atomic.write_bytes(path, save({"features": features.contiguous()},
+                                  metadata={"examples": str(len(x)), "format": CACHE_FORMAT}))
+    return features, False
+
+
+class HeadOnFeatures(nn.Module):
+    """The head of ``model`` reading cached features a[L-1]; it saves and loads as the whole
+    model, so the trainer's checkpoints are ordinary run-folder weights."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.head(features)  # logits z: (B, num_classes)
+
+    def state_dict(self, *args, **kwargs):
+        return self.model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return self.model.load_state_dict(state_dict, strict=strict, assign=assign)
+
+

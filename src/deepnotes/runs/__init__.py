@@ -1,0 +1,16 @@
+"""Orchestration: what a command does with the library below, one module a job.
+
+- :mod:`~deepnotes.runs.config`: :class:`RunConfig`, config.json's fields, defaults and rules
+- :mod:`~deepnotes.runs.build`: the data, splits, network and batches a config describes
+- :mod:`~deepnotes.runs.session`: :func:`prepare` and :func:`fit`, used by every command that trains
+- :mod:`~deepnotes.runs.folder`: a run folder's name, owner, lock, provenance and trained model
+- :mod:`~deepnotes.runs.report`: metrics.json and the plots of a finished run
+- :mod:`~deepnotes.runs.compare`, :mod:`~deepnotes.runs.tune`, :mod:`~deepnotes.runs.finetune`,
+  :mod:`~deepnotes.runs.error_analysis`: the workflows of ``compare-optimizers``, ``tune`` (needs
+  Optuna, imported only there), ``finetune`` and ``errors``
+"""
+
+from deepnotes.runs.config import RunConfig, read_config
+from deepnotes.runs.session import Session, fit, prepare
+
+__all__ = ["RunConfig", "Session", "fit", "prepare", "read_config"]

@@ -1,0 +1,64 @@
+"""A run's parts, built from its config: the data and its splits, the network, the batches."""
+
+from __future__ import annotations
+
+import torch
+
+from deepnotes.data import Batches, Dataset, Normalizer, augment, load_dataset, stratified_split
+from deepnotes.data.splits import Splits, hold_out_train_dev
+from deepnotes.errors import DeepnotesError
+from deepnotes.models import create_model, model_class
+from deepnotes.runs.config import RunConfig
+
+DEFAULT_MODELS = {"image": "lenet5", "table": "mlp", "tokens": "lstm", "lm": "charlm",
+                  "tags": "tagger", "pairs": "seq2seq"}
+
+
+def build_data(config: RunConfig, progress: bool = False) -> tuple[Dataset, Splits]:
+    """(dataset, splits) for a config; images are resized to the model's input size."""
+    size = model_class(config.model or "lenet5").input_size  # lenet5: the default for images
+    dataset = load_dataset(config.data, image_size=size, data_dir=config.data_dir,
+                           skip_bad=config.skip_bad, label_column=config.label_column,
+                           progress=progress, max_len=config.max_len, errors=config.errors,
+                           seq_len=config.seq_len or 64, min_count=config.min_count or 1,
+                           targets=config.targets)
+    try:
+        splits = stratified_split(dataset.y, config.fractions, config.seed, dataset.test_indices)
+    except DeepnotesError as exc:
+        raise DeepnotesError(f"--data {config.data}: {exc}") from None
+    splits = hold_out_train_dev(dataset.y, splits, config.train_dev or 0.0, config.seed)
+    return dataset, splits
+
+
+def check_model_fits(model_name: str, dataset: Dataset) -> None:
+    kinds = model_class(model_name).input_kind
+    kinds = (kinds,) if isinstance(kinds, str) else kinds
+    if dataset.kind not in kinds:
+        raise DeepnotesError(
+            f"--model {model_name} reads {' or '.join(kinds)} data but --data {dataset.name} "
+            f"holds {dataset.kind} data; try --model {DEFAULT_MODELS[dataset.kind]}"
+        )
+
+
+def build_model(config: RunConfig) -> torch.nn.Module:
+    """The run's network, fresh. A model that can average over mirror images at test time
+    (fastnet) does so exactly when the run trained on mirror images (``--augment flip``)."""
+    cls, extra = model_class(config.model), {}
+    if getattr(cls, "sequence", False):
+        extra["task"] = config.kind
+    if getattr(cls, "takes_mirror_tta", False):
+        extra["mirror_tta"] = "flip" in augment.parse(config.augment)
+    return create_model(config.model, num_classes=len(config.classes),
+                        in_channels=config.in_channels, **extra)
+
+
+def batches(config: RunConfig, dataset: Dataset, indices, device, train: bool = False,
+            shard=(0, 1)) -> Batches:
+    """Training batches (shuffled, augmented, no short last batch; this rank's slice of each
+    under torchrun) or evaluation batches."""
+    normalizer = Normalizer.from_dict(config.normalize)
+    size = config.batch_size if train else max(512, config.batch_size)
+    kinds = augment.parse(config.augment) if train else ()
+    return Batches(dataset.x, dataset.y, indices, size, normalizer, shuffle=train,
+                   drop_last=train, seed=config.seed, device=device,
+                   augment=augment.Augment(kinds) if kinds else None, shard=shard)

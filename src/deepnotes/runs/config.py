@@ -1,0 +1,254 @@
+"""A run's settings: :class:`RunConfig`, what config.json holds, with its defaults and its rules.
+
+The options of ``deepnotes train`` are the fields of :class:`RunConfig` under the same names
+(``--batch-size`` is ``batch_size``); ``prepare`` fills in what the data decides (classes,
+in_channels, input_shape, kind, normalize, splits). config.json is :meth:`RunConfig.to_dict`;
+reading one (:func:`read_config`) fills in the fields added after the first release, then checks
+every field's type and range and the cross-field rules, each failure one line::
+
+    runs/x/config.json: field 'in_channels': expected an integer from 1 to 1048576, found "x"
+
+Fields this version does not know (a newer deepnotes may add some) are kept in ``extras`` and
+written back unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepnotes import atomic
+from deepnotes.data import Batches, augment
+from deepnotes.data.splits import check_fractions
+from deepnotes.data.text import ERRORS
+from deepnotes.errors import DeepnotesError
+from deepnotes.models import list_models, model_class
+from deepnotes.optim import BETA_NAMES, check_schedule, list_optimizers
+from deepnotes.train.recipes import list_recipes
+from deepnotes.train.schema import (
+    COUNT,
+    KINDS,
+    PRECISIONS,
+    SPLIT_NAMES,
+    WIDTH,
+    Bad,
+    boolean,
+    check_fields,
+    integer,
+    known,
+    library,
+    list_of,
+    matching,
+    names,
+    number,
+    one_of,
+    optional,
+    record,
+    string,
+)
+from deepnotes.train.tasks import Task, task_for
+
+FORMAT = "deepnotes run"  # config.json's mark: deepnotes made this folder
+MARKER = {"format": FORMAT, "format_version": 1}
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to rebuild a run's data and model and to train it again."""
+
+    model: str | None = None  # lenet5 for images, mlp for tables (models.DEFAULT_MODELS)
+    data: str = "digits"
+    data_dir: str | None = None
+    label_column: str | None = None
+    skip_bad: bool = False
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float | None = None  # the optimizer's default alpha (deepnotes.optim.DEFAULT_LRS)
+    optimizer: str = "adam"
+    beta: float | None = None  # the optimizer's default beta (beta1 for Adam)
+    weight_decay: float = 0.0
+    max_len: int | None = None  # sequences: cut longer ones (with a warning)
+    errors: str = "strict"  # text: undecodable bytes stop ("strict") or become U+FFFD
+    seq_len: int | None = None  # character language model: steps a training sequence (64)
+    min_count: int | None = None  # text: rarer tokens become <unk> (1: keep every token)
+    targets: list[str] | None = None  # a CSV's label columns of several binary tasks
+    schedule: str = "onecycle"
+    seed: int = 0
+    fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    augment: str | None = None  # "crop", "flip" or "crop,flip"
+    device: str = "auto"
+    bf16: bool = False  # the same as precision "bf16" (kept for runs made before --precision)
+    precision: str | None = None  # "32", "bf16" or "16"; None: "bf16" when bf16 is set
+    channels_last: bool = False
+    compile: bool = False
+    train_dev: float = 0.0  # share of the training pool held out as the train-dev split
+    recipe: str | None = None  # the named defaults the run started from (train.recipes)
+    # what the data decides (filled in by runs.session.prepare)
+    classes: list[str] | None = None
+    in_channels: int | None = None
+    input_shape: list[int] | None = None
+    kind: str | None = None
+    normalize: dict | None = None
+    splits: dict | None = None  # the number of examples of each split
+    # written with the run
+    transfer: dict | None = None  # deepnotes finetune: the source, the frozen groups
+    trial: dict | None = None  # deepnotes tune: the trial's number and sampled values
+    provenance: dict | None = None
+    format: str | None = None
+    format_version: int | None = None
+    extras: dict = field(default_factory=dict)  # fields of a newer deepnotes, kept as they are
+
+    @classmethod
+    def options(cls) -> list[str]:
+        """The fields a command line sets (``deepnotes train``'s options)."""
+        return [f.name for f in dataclasses.fields(cls)][:OPTION_COUNT]
+
+    @property
+    def amp_precision(self) -> str:
+        """The run's --precision: its own, or "bf16" for runs that set only the older --bf16."""
+        return self.precision or ("bf16" if self.bf16 else "32")
+
+    @property
+    def task(self) -> Task:
+        """What is learned from the run's data (:mod:`deepnotes.train.tasks`)."""
+        return task_for(self.kind, multitask=bool(self.targets))
+
+    def updated(self, **changes) -> RunConfig:
+        """A copy with ``changes``; the copy's lists and dicts are its own."""
+        return dataclasses.replace(self.copy(), **changes)
+
+    def copy(self) -> RunConfig:
+        return RunConfig.from_dict(json.loads(json.dumps(self.to_dict())))
+
+    def to_dict(self) -> dict:
+        """config.json's object: the fields (those written with the run only once set), then the
+        extras."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extras" or (f.name in LATE_FIELDS and value is None):
+                continue
+            out[f.name] = value
+        return {**out, **self.extras}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """The config of a dict with any of the fields (unknown keys go to ``extras``)."""
+        known_fields = {f.name for f in dataclasses.fields(cls)} - {"extras"}
+        return cls(**{k: v for k, v in d.items() if k in known_fields},
+                   extras={k: v for k, v in d.items() if k not in known_fields})
+
+    def write(self, path: Path) -> None:
+        write_json(path, self.to_dict())
+
+
+OPTION_COUNT = [f.name for f in dataclasses.fields(RunConfig)].index("classes")
+LATE_FIELDS = ("splits", "transfer", "trial", "provenance", "format", "format_version")
+DEFAULTS = {name: getattr(RunConfig(), name) for name in RunConfig.options()}
+# added after the first release: a config.json without them gets the default
+OPTIONAL_KEYS = ("beta", "weight_decay", "max_len", "errors", "seq_len", "min_count", "targets",
+                 "precision", "channels_last", "compile", "train_dev", "recipe")
+RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
+            "input_shape", "kind", "normalize"]
+
+
+def read_config(run_dir: str | Path) -> RunConfig:
+    """A run's config.json, checked to hold everything needed to rebuild model and data, each
+    field of the right type and range."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise DeepnotesError(f"{run_dir}: not a deepnotes run folder (no config.json)")
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, RecursionError) as exc:  # also bad UTF-8, 5000 digits, deep nesting
+        raise DeepnotesError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+    if isinstance(config, dict) and any(k not in config for k in RUN_KEYS):
+        missing = ", ".join(k for k in RUN_KEYS if k not in config)
+        raise DeepnotesError(f"{path}: incomplete run config, missing {missing}")
+    if isinstance(config, dict):
+        config = {**{k: DEFAULTS[k] for k in OPTIONAL_KEYS}, **config}
+    return RunConfig.from_dict(check_config(config, path))
+
+
+def write_json(path: Path, obj) -> None:
+    atomic.write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+# -- the rules -------------------------------------------------------------------------------------
+
+def fractions(v):
+    list_of(number(0), 3, 3)(v)
+    try:
+        check_fractions(v)
+    except DeepnotesError:
+        raise Bad("three shares (train, dev, test) >= 0 that sum to 1, train > 0") from None
+
+
+NORMALIZE = record({"mean": list_of(number()), "std": list_of(number(0)),
+                    "scale": number(0, above=True)})  # deepnotes.data.Normalizer.to_dict
+TRANSFER = record({"source": string, "source_model": known("model", list_models),  # finetune's
+                   "source_classes": optional(names), "layer_groups": names,
+                   "freeze": integer(0), "freeze_option": string, "per_class": number(0),
+                   "gradual": boolean, "lr_decay": number(1)})
+
+CONFIG = {  # field -> checker: every option, then the data's
+    "model": known("model", list_models), "data": string, "data_dir": optional(string),
+    "label_column": optional(string), "skip_bad": boolean,
+    "epochs": integer(1, COUNT), "batch_size": integer(1, COUNT),
+    "lr": optional(number(0, above=True)), "optimizer": known("optimizer", list_optimizers),
+    "beta": optional(number(0, 1, below=True)), "weight_decay": number(0),
+    "max_len": optional(integer(1, COUNT)), "errors": one_of(*ERRORS),
+    "seq_len": optional(integer(1, COUNT)), "min_count": optional(integer(1, COUNT)),
+    "targets": optional(names), "schedule": library(check_schedule),
+    "seed": integer(0, Batches.MAX_SEED), "fractions": fractions,
+    "augment": optional(library(augment.parse, "a comma list of crop, flip, or none")),
+    "device": matching(r"\s*(auto|cpu|mps|cuda(:\d+)?)\s*", "auto, cpu, cuda, cuda:N or mps"),
+    "bf16": boolean, "precision": optional(one_of(*PRECISIONS)),
+    "channels_last": boolean, "compile": boolean,
+    "train_dev": number(0, 1, below=True), "recipe": optional(known("recipe", list_recipes)),
+    "classes": list_of(string, 2), "in_channels": integer(1, WIDTH),
+    "input_shape": list_of(integer(1, WIDTH), 1, 3), "kind": one_of(*KINDS),
+    "normalize": NORMALIZE,
+}
+CONFIG_EXTRAS = {  # may be absent; when present they follow the rule
+    "splits": record({k: integer(0) for k in SPLIT_NAMES}, required=()), "provenance": record({}),
+    "transfer": TRANSFER, "trial": optional(record({})), "format": one_of(FORMAT),
+    "format_version": integer(1)}
+
+
+def check_config(config, path) -> dict:
+    """``config`` (config.json, optional keys filled in) if it follows :data:`CONFIG` and the
+    cross-field rules; else a one-line DeepnotesError naming ``path``, the field, the rule."""
+    check_fields(config, path, CONFIG, CONFIG_EXTRAS, "an object of run settings")
+    message = _config_fits(config)
+    if message:
+        raise DeepnotesError(f"{path}: {message}")
+    return config
+
+
+def _config_fits(c: dict) -> str | None:
+    """The cross-field rules: the model reads the kind of data, input_shape and the normaliser's
+    mean and std fit in_channels (n_C of images, n_x of tables), the options fit one another."""
+    n, shape, kind, cls = c["in_channels"], c["input_shape"], c["kind"], model_class(c["model"])
+    kinds = (cls.input_kind,) if isinstance(cls.input_kind, str) else cls.input_kind
+    if kind not in kinds:
+        return f"fields 'model' and 'kind': {c['model']} reads {'/'.join(kinds)} data, not {kind}"
+    side = cls.input_size or shape[-1]
+    expected = {"image": [n, side, side], "table": [n]}.get(kind, shape[:1])
+    if shape != expected:
+        return (f"fields 'input_shape' and 'in_channels': {c['model']} on {kind} data with "
+                f"in_channels {n} expects input_shape {expected}, found {shape}")
+    width = n if kind in ("image", "table") else 0  # token ids are not normalised
+    for key in ("mean", "std"):
+        if len(c["normalize"][key]) != width:
+            return (f"fields 'normalize.{key}' and 'in_channels': expected {width} values for "
+                    f"{kind} data with in_channels {n}, found {len(c['normalize'][key])}")
+    if augment.parse(c["augment"]) and kind != "image":
+        return f"fields 'augment' and 'kind': augmentation is for images, not {kind} data"
+    if c["beta"] is not None and c["optimizer"] not in BETA_NAMES:
+        return f"fields 'beta' and 'optimizer': {c['optimizer']} has no beta, found {c['beta']}"
+    if c["targets"] and (c["targets"] != c["classes"] or kind != "table"):
+        return "fields 'targets' and 'classes': a multi-task table run's classes are its targets"
+    return None

@@ -1,0 +1,136 @@
+"""One training run from a config: prepare data, model and optimizer, then fit into a run folder.
+
+``deepnotes train``, ``finetune``, ``compare-optimizers`` and ``tune`` all go through
+:func:`prepare` and :func:`fit`, so a run folder means the same thing whichever command wrote it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from deepnotes.data import Dataset, Normalizer, augment
+from deepnotes.data.splits import Splits, data_warnings
+from deepnotes.device import resolve_device
+from deepnotes.errors import DeepnotesError
+from deepnotes.optim import check_schedule, create_optimizer
+from deepnotes.runs import report
+from deepnotes.runs.build import DEFAULT_MODELS, batches, build_data, build_model, check_model_fits
+from deepnotes.runs.config import MARKER, RunConfig, write_json
+from deepnotes.runs.folder import provenance
+from deepnotes.train import Trainer, distributed
+from deepnotes.train.trainer import autocast_dtype, check_compiler
+
+log = logging.getLogger("deepnotes.train")
+
+
+@dataclass
+class Session:
+    """What a run trains: its config, data and splits, device, model and optimizer."""
+
+    config: RunConfig
+    dataset: Dataset
+    splits: Splits
+    device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+
+    def replace(self, **changes) -> Session:
+        return dataclasses.replace(self, **changes)
+
+
+def prepare(config: RunConfig, progress: bool = True, fresh: bool = True) -> Session:
+    """Load and check data, complete the config (in place), build model and optimizer; no files
+    written. ``fresh``: a new run (the data decides classes, shapes and normalisation), else a
+    resumed one (the data must have the run's classes)."""
+    device = distributed.setup(resolve_device(config.device))
+    distributed.check_batch(config.batch_size)
+    autocast_dtype(config.amp_precision, device)  # --precision 16 off CUDA fails here
+    if config.compile:
+        check_compiler(device)
+    check_schedule(config.schedule)  # an unknown schedule fails here, early
+    augment.parse(config.augment)  # and so does an unknown augmentation
+    dataset, splits = build_data(config, progress=progress)
+    config.model = config.model or DEFAULT_MODELS[dataset.kind]
+    check_model_fits(config.model, dataset)
+    if config.augment and dataset.kind != "image":
+        raise DeepnotesError(f"--augment {config.augment}: augmentation is for images, and "
+                             f"--data {config.data} holds {dataset.kind} data")
+    if fresh:
+        config.classes, config.in_channels = dataset.classes, dataset.in_channels
+        config.input_shape, config.kind = list(dataset.x.shape[1:]), dataset.kind
+        config.normalize = Normalizer.fit(dataset.x[splits.train]).to_dict()
+        config.splits = splits.sizes()
+    elif config.classes != dataset.classes:
+        raise DeepnotesError(f"--resume: the data's classes changed since the run started "
+                             f"({len(config.classes)} then, {len(dataset.classes)} now)")
+    for warning in data_warnings(dataset, splits):
+        log.warning(warning)
+    torch.manual_seed(config.seed)
+    model = build_model(config)
+    optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr,
+                                 beta=config.beta, weight_decay=config.weight_decay)
+    config.lr = optimizer.defaults["lr"]  # the rule's default alpha when none was given
+    return Session(config, dataset, splits, device, model, optimizer)
+
+
+def start_folder(session: Session, run_dir: Path) -> None:
+    """config.json (marked as a deepnotes run, with provenance) and, for sequence data, the
+    vocabulary a model reads and writes."""
+    config, dataset = session.config, session.dataset
+    config.format, config.format_version = MARKER["format"], MARKER["format_version"]
+    config.provenance = provenance()
+    config.write(run_dir / "config.json")
+    if dataset.vocab is not None:
+        write_json(run_dir / "vocab.json", {"input": dataset.vocab, "output": config.classes})
+
+
+def fit(session: Session, run_dir: Path, *, progress: bool = True, resuming: bool = False,
+        on_epoch=None, on_checkpoint=None) -> tuple[Trainer, dict | None]:
+    """Train ``session``'s model into ``run_dir``; return (trainer, metrics of every split; None
+    on a rank other than 0).
+
+    Writes config.json (unless resuming), the checkpoints and history, metrics.json and the two
+    plots. ``on_epoch(row)`` is called after each epoch (``tune`` prunes from it),
+    ``on_checkpoint()`` after each checkpoint is committed.
+    """
+    config, dataset, splits, device = (session.config, session.dataset, session.splits,
+                                       session.device)
+    if not resuming and distributed.is_writer():
+        start_folder(session, run_dir)
+    trainer = Trainer(session.model, session.optimizer, epochs=config.epochs,
+                      schedule=config.schedule, device=device, run_dir=run_dir,
+                      progress=progress, on_epoch=on_epoch, on_checkpoint=on_checkpoint,
+                      precision=config.amp_precision, channels_last=config.channels_last,
+                      compile=config.compile, task=config.task)
+    if resuming:
+        trainer.resume()
+        if trainer.state["epoch"] >= config.epochs:
+            log.info("%s finished all %d epochs already; recomputing its metrics", run_dir,
+                     config.epochs)
+        else:
+            log.info("resuming %s at epoch %d, step %d", run_dir, trainer.state["epoch"] + 1,
+                     trainer.state["step"])
+    dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)  # once, for every split
+    train_batches = batches(config, dataset, splits.train, device, train=True,
+                            shard=distributed.shard())
+    dev_batches = batches(config, dataset, splits.dev, device)
+    log.info("training %s on %s (%s) with %s on %s; run folder %s", config.model, config.data,
+             splits.sizes(), config.optimizer, device, run_dir)
+    trainer.fit(train_batches, dev_batches)
+    if not distributed.is_writer():  # rank 0 evaluates and writes; the others are done
+        return trainer, None
+    return trainer, finish(session, trainer.model, trainer.history, run_dir)
+
+
+def finish(session: Session, model, history: list[dict], run_dir: Path) -> dict:
+    """The end of a run: metrics of every split through ``model`` into metrics.json, the
+    learning curves and the confusion matrix; returns the metrics."""
+    result = report.split_metrics(model, session.config, session.dataset, session.splits,
+                                  session.device)
+    report.write(run_dir, result, history, session.config)
+    return result

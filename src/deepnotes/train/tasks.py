@@ -1,0 +1,181 @@
+"""What is learned from each kind of data: the task gives a batch's logits and targets, the loss,
+the predicted labels and the metrics that judge it. The trainer and the report call the task and
+never look at shapes or model attributes.
+
+==============  ================  ===============================  ===========================
+task            data kinds        loss J                           judged also by
+==============  ================  ===============================  ===========================
+Classification  image, table,     cross-entropy of softmax(z)      --
+                tokens
+MultiTask       a table with      masked binary cross-entropy of   P/R/F1 of each task's
+                --targets         sigmoid(z_j), present labels     positive class
+LanguageModel   lm                cross-entropy of each next char  perplexity exp(J)
+Tagging         tags              cross-entropy of each step's tag --
+Pairs           pairs             cross-entropy of each output     exact match of whole
+                                  step, under teacher forcing      greedy outputs
+==============  ================  ===============================  ===========================
+
+A new kind of data is a new :class:`Task` subclass and one line in :data:`TASKS`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepnotes import metrics
+from deepnotes.data.dataset import IGNORE
+from deepnotes.data.text import teacher_forcing
+from deepnotes.models.sequence import exact_match
+
+MISSING = IGNORE  # a multi-task label that is not known ("?" in the notes' table)
+
+
+class Task:
+    """Single-label classification: L = cross-entropy of softmax(z) over the targets that are
+    not IGNORE; the prediction is argmax_k z_k."""
+
+    name = "classification"
+    keeps_missing = False  # evaluate keeps targets y == IGNORE (multi-task's missing labels)
+
+    def forward(self, net, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits z, targets). A sequence model's outputs (B, T, K) and targets (B, T) are laid
+        out as (B, K, T) and (B, T), which cross-entropy reads step by step."""
+        z = net(x)
+        return (z.transpose(1, 2), y) if z.dim() == 3 else (z, y)
+
+    def loss(self, z: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        return F.cross_entropy(z, y, ignore_index=IGNORE, reduction=reduction)
+
+    def predict(self, z: torch.Tensor) -> torch.Tensor:
+        return z.argmax(1)
+
+    def report(self, y_true, y_pred, classes: list[str]) -> dict:
+        """metrics.json's fields of a split: accuracy, P/R/F1 (macro, micro, weighted), per
+        class, confusion matrix."""
+        return metrics.classification_report(y_true, y_pred, num_classes=len(classes),
+                                             class_names=classes)
+
+    def extra_metrics(self, model, x: torch.Tensor, y: torch.Tensor, loss: float) -> dict:
+        """What else judges the task on a split's examples ``x``, ``y`` (mean loss ``loss``)."""
+        return {}
+
+
+class Classification(Task):
+    """One label an example: images, tables and token sequences (many-to-one)."""
+
+
+class MultiTask(Task):
+    """Several binary tasks an example (the notes' multi-task learning): z, y are (N, T); with
+    yhat_j = sigma(z_j) and P the (example, task) pairs whose label is present,
+    J = 1/|P| sum_{(i,j) in P} L(yhat_j^(i), y_j^(i)); a task is predicted 1 when z_j > 0."""
+
+    name = "multitask"
+    keeps_missing = True
+
+    def loss(self, z, y, reduction="mean"):
+        return masked_bce(z, y, reduction)
+
+    def predict(self, z):
+        return (z > 0).long()
+
+    def report(self, y_true, y_pred, classes):
+        return multitask_report(y_true, y_pred, classes)
+
+
+class _OverVocabulary(Task):
+    """A label per time step; macro P/R/F1 over the tokens that occur (as targets or
+    predictions): the specials <pad>, <unk>, <bos> are never targets and would count as zeros."""
+
+    def report(self, y_true, y_pred, classes):
+        report = super().report(y_true, y_pred, classes)
+        cm = np.asarray(report["confusion_matrix"])
+        present = [row for row, n in zip(report["per_class"], cm.sum(0) + cm.sum(1)) if n > 0]
+        for key in ("precision", "recall", "f1"):
+            report[key] = float(np.mean([row[key] for row in present])) if present else 0.0
+        return report
+
+
+class LanguageModel(_OverVocabulary):
+    """Character language model: each step predicts the next character; perplexity exp(J)."""
+
+    name = "lm"
+
+    def extra_metrics(self, model, x, y, loss):
+        return {"perplexity": math.exp(min(loss, 700.0))}
+
+
+class Tagging(Task):
+    """Many-to-many of equal length: a tag for each token."""
+
+    name = "tags"
+
+
+class Pairs(_OverVocabulary):
+    """Encoder-decoder: fed y<0..T-1> (teacher forcing), it predicts y<1..T>; judged also by the
+    exact match of whole greedy outputs."""
+
+    name = "pairs"
+
+    def forward(self, net, x, y):
+        y_in, y = teacher_forcing(y)
+        return net(x, y_in).transpose(1, 2), y
+
+    def extra_metrics(self, model, x, y, loss):
+        return {"exact_match": exact_match(model, x, y)}
+
+
+TASKS = {"image": Classification, "table": Classification, "tokens": Classification,
+         "lm": LanguageModel, "tags": Tagging, "pairs": Pairs}
+
+
+def task_for(kind: str, multitask: bool = False) -> Task:
+    """The task of a data set's kind (``Dataset.kind``); ``multitask``: a table's --targets."""
+    return MultiTask() if multitask else TASKS[kind]()
+
+
+def masked_bce(z: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """J above for logits z (N, T) and labels y (N, T) in {0, 1, MISSING}: the mean over present
+    labels ("mean"; 0 when none is present) or their sum ("sum"), with
+    L(yhat, y) = -(y log yhat + (1 - y) log(1 - yhat)); a missing label changes neither J nor
+    its gradient."""
+    present = y != MISSING
+    losses = F.binary_cross_entropy_with_logits(z, y.clamp(min=0).to(z.dtype), reduction="none")
+    total = torch.where(present, losses, torch.zeros_like(losses)).sum()
+    if reduction == "sum":
+        return total
+    return total / present.sum().clamp(min=1)
+
+
+def multitask_report(y_true, y_pred, tasks: list[str]) -> dict:
+    """metrics.json's fields for T binary tasks, counting only present labels: ``accuracy``
+    (correct / present), ``precision``/``recall``/``f1`` (macro over the tasks), ``f1_micro``
+    (TP, FP, FN pooled over tasks), ``f1_weighted`` (by positives), ``per_class`` (one row per
+    task: precision, recall, F1 of the positive class, support = present labels, positives) and
+    ``confusion_matrix`` (one [[TN, FP], [FN, TP]] per task)."""
+    yt, yp = np.asarray(y_true), np.asarray(y_pred)
+    rows, cms = [], []
+    for j, name in enumerate(tasks):
+        present = yt[:, j] != MISSING
+        cm = metrics.confusion_matrix(yt[present, j], yp[present, j], num_classes=2)
+        p, r, f = metrics.precision_recall_f1(yt[present, j], yp[present, j], average="binary",
+                                              num_classes=2)
+        rows.append({"class": name, "precision": p, "recall": r, "f1": f,
+                     "support": int(present.sum()), "positives": int(cm[1].sum())})
+        cms.append(cm.tolist())
+    positives = np.array([row["positives"] for row in rows], dtype=float)
+    f1s = np.array([row["f1"] for row in rows])
+    present = yt != MISSING
+    f1_micro = metrics.precision_recall_f1(yt[present], yp[present], average="binary",
+                                           num_classes=2)[2]
+    return {
+        "accuracy": float((yt[present] == yp[present]).mean()) if present.any() else 0.0,
+        "precision": float(np.mean([row["precision"] for row in rows])),
+        "recall": float(np.mean([row["recall"] for row in rows])),
+        "f1": float(f1s.mean()),
+        "f1_micro": f1_micro,
+        "f1_weighted": float(f1s @ positives / positives.sum()) if positives.sum() else 0.0,
+        "per_class": rows, "confusion_matrix": cms}
