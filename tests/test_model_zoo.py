@@ -1,5 +1,6 @@
 """The model zoo against torchvision: parameter counts, state_dict keys and shapes, small inputs,
-the common surface (features, head, reset_head), one training run each, and load_weights.
+the common surface of every registered model (features, head, reset_head, head_prefix,
+layer_groups), one training run each, and load_weights.
 
 torchvision is not installed here; its figures are written down (they are the ones its docs and
 ``torchvision.models`` give), and the resnet18 key list is generated from its known structure.
@@ -8,6 +9,8 @@ The big models are built on the meta device: shapes and counts without memory or
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -15,6 +18,7 @@ from safetensors.torch import save_file
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import create_model, list_models, load_weights, model_class
 from deepnotes.models.inception import NaiveInception
+from deepnotes.models.vgg import CONFIGS
 
 ZOO = [n for n in list_models() if model_class(n).input_kind == "image"]
 BN = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
@@ -50,26 +54,167 @@ def test_lenet5_and_googlenet_with_aux_counts():
     assert n_params(meta_model("googlenet", aux_logits=True)) == 13_004_888
 
 
-@pytest.mark.parametrize("in_channels", [1, 3])
-@pytest.mark.parametrize("name", ZOO)
-def test_forward_at_input_size_and_the_common_surface(name, in_channels):
-    model = meta_model(name, num_classes=7, in_channels=in_channels)
-    s = model.input_size
-    x = torch.empty(2, in_channels, s, s, device="meta")  # (B, n_C, n_H, n_W)
-    assert model(x).shape == (2, 7)
-    assert model.features(x).shape == (2, model.head.in_features)
-    keys = set(model.state_dict())
-    with torch.device("meta"):
-        model.reset_head(4)
-    assert model(x).shape == (2, 4) and model.head.out_features == 4
+# the common surface of every registered model
+
+ALL = list_models()
+SLOW = {"vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn", "resnet101", "resnet152"}
+VOCAB = 12  # in_channels of the token models: the input vocabulary
+
+
+def kind(name: str) -> str:
+    """The first kind of input the model reads: image, table, tokens, lm, tags or pairs."""
+    k = model_class(name).input_kind
+    return k[0] if isinstance(k, tuple) else k
+
+
+def example(name: str, device="cpu", channels: int = 1) -> tuple[int, tuple, tuple]:
+    """(in_channels, a tiny input as forward's arguments, the leading shape of the output)."""
+    ids = torch.tensor([[5, 6, 7, 8, 9, 4], [3, 4, 5, 0, 0, 0]], device=device)  # (B, T), 0 pads
+    if kind(name) == "image":  # the smallest the architecture takes: input_size
+        s = model_class(name).input_size
+        return channels, (torch.randn(2, channels, s, s, device=device),), (2,)
+    if kind(name) == "table":
+        return 8, (torch.randn(2, 8, device=device),), (2,)
+    if kind(name) == "pairs":  # decoder inputs y_in < num_classes, teacher forcing
+        y_in = torch.tensor([[2, 4, 3, 4], [2, 3, 0, 0]], device=device)
+        return VOCAB, (ids, y_in), (2, 4)
+    return VOCAB, (ids,), (2, 6) if kind(name) in ("lm", "tags") else (2,)
+
+
+def build(name: str, num_classes: int, device="cpu", channels: int = 1, **kwargs):
+    """The model on ``device`` (built there), an input for it, the output's leading shape."""
+    in_channels, args, lead = example(name, device, channels)
+    with torch.device(device):
+        model = create_model(name, num_classes=num_classes, in_channels=in_channels, **kwargs)
+    return model, args, lead
+
+
+@functools.cache
+def meta_zoo(name: str, **kwargs):
+    """A read-only model built on the meta device (no memory, no initialisation time)."""
+    return meta_model(name, num_classes=7, in_channels=example(name)[0], **kwargs)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_has_the_common_surface(name):
+    # image and table models on the meta device: shapes without memory or time; token models
+    # need real ids (their lengths are read), and they are small
+    device = "cpu" if model_class(name).input_kind not in ("image", "table") else "meta"
+    model, args, lead = build(name, 7, device, channels=3)  # 1 channel: the real input below
+    assert model(*args).shape == (*lead, 7)
+    assert model.features(*args).shape == (*lead, model.head.in_features)
+    keys, had_bias = set(model.state_dict()), model.head.bias is not None
+    model.to(torch.float64)
+    model.reset_head(4)  # outside the meta context: the new head must follow the old one
+    assert model.head.out_features == 4 and (model.head.bias is not None) == had_bias
+    assert model.head.weight.device.type == device and model.head.weight.dtype == torch.float64
+    args = tuple(a.double() if a.is_floating_point() else a for a in args)
+    assert model(*args).shape == (*lead, 4)
     assert set(model.state_dict()) == keys  # the head is a view on an existing layer, no new keys
 
 
-def test_real_forward_of_a_bottleneck_resnet_on_a_grey_image():
-    model = create_model("resnet50", num_classes=5, in_channels=1).eval()
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in ALL])
+def test_the_head_reads_the_features_on_real_input(name):  # grey images, 1 channel
+    torch.manual_seed(0)
+    model, args, lead = build(name, 5)
+    model.eval()
     with torch.no_grad():
-        z = model(torch.randn(2, 1, 32, 32))
-    assert z.shape == (2, 5) and torch.isfinite(z).all()
+        z = model(*args)  # logits z: (*lead, 5)
+        assert z.shape == (*lead, 5) and torch.isfinite(z).all()
+        assert torch.equal(model.head(model.features(*args)), z)
+        old = model.head
+        model.reset_head(5)
+        assert model.head is not old and not torch.equal(model.head.weight, old.weight)
+        model.reset_head(3)
+        z = model(*args)
+    assert z.shape == (*lead, 3) and torch.isfinite(z).all()
+
+
+@pytest.mark.parametrize("name", ["lenet5", "fastnet", "mlp", "charlm"])
+def test_a_reset_head_in_float64_trains(name):
+    torch.manual_seed(0)
+    model, args, lead = build(name, 5)
+    model.double().reset_head(3)
+    args = tuple(a.double() if a.is_floating_point() else a for a in args)
+    z = model(*args)
+    assert z.dtype == torch.float64 and z.shape == (*lead, 3)
+    z.sum().backward()
+    assert model.head.weight.grad is not None and model.head.weight.grad.dtype == torch.float64
+
+
+def test_fastnet_keeps_its_head_without_bias_and_googlenet_resets_its_aux_heads():
+    fastnet = meta_zoo("fastnet")
+    assert fastnet.head.bias is None
+    model = meta_model("googlenet", num_classes=7, aux_logits=True).to(torch.float64)
+    model.reset_head(4)
+    for aux in (model.aux1, model.aux2):
+        assert aux.fc2.out_features == 4 and aux.fc2.weight.dtype == torch.float64
+        assert aux.fc2.weight.device.type == "meta"
+
+
+# layer groups: the names transfer.group_names gave before the model surface had them
+
+GROUPS = {
+    "lenet5": ["conv.0", "conv.3", "fc.1", "fc.3"],  # conv, act, pool | conv, act, pool | ...
+    "lenet5_relu": ["conv.0", "conv.3", "fc.1", "fc.3"],
+    "mlp": ["body.0", "body.2"],
+    "fastnet": ["body.0", "body.3", "body.7", "body.10", "body.14", "body.17", "body.21"],
+    "alexnet": ["features.0", "features.3", "features.6", "features.8", "features.10",
+                "classifier.1", "classifier.4"],
+    "resnet18": ["conv1", "layer1", "layer2", "layer3", "layer4"],
+    "resnet152": ["conv1", "layer1", "layer2", "layer3", "layer4"],
+    "googlenet": ["conv1", "conv2", "conv3", "inception3a", "inception3b", "inception4a",
+                  "inception4b", "inception4c", "inception4d", "inception4e", "inception5a",
+                  "inception5b"],
+    "rnn": ["rnn"], "lstm": ["rnn"],
+    "charlm": ["embed", "rnn"],
+    "tagger": ["embed", "rnn"],
+    "seq2seq": ["embed_x", "encoder", "bridge", "embed_y", "decoder", "attend", "combine"],
+}
+HEAD_PREFIX = {"lenet5": "head.", "fastnet": "head.", "resnet50": "fc.", "googlenet": "fc.",
+               "vgg16_bn": "classifier.6.", "alexnet": "classifier.6.", "seq2seq": "head."}
+
+
+def names(model) -> list[str]:
+    return [name for name, _ in model.layer_groups()]
+
+
+@pytest.mark.parametrize("name", sorted(GROUPS))
+def test_layer_group_names(name):
+    assert names(meta_zoo(name)) == GROUPS[name]
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n.startswith("vgg")])
+def test_vgg_has_a_group_a_convolution_and_a_group_a_hidden_fc_layer(name):
+    batch_norm, expected, i = name.endswith("_bn"), [], 0
+    for v in CONFIGS[int(name[3:5])]:  # features.i: conv [bn] relu, or a pool
+        expected += [] if v == "M" else [f"features.{i}"]
+        i += 1 if v == "M" else 3 if batch_norm else 2
+    assert names(meta_zoo(name)) == [*expected, "classifier.0", "classifier.3"]
+
+
+@pytest.mark.parametrize("name", sorted(HEAD_PREFIX))
+def test_head_prefix_names_the_heads_keys(name):
+    model = meta_zoo(name)
+    prefix = model.head_prefix()
+    assert prefix == HEAD_PREFIX[name]
+    assert [k for k in model.state_dict() if k.startswith(prefix)] == [
+        prefix + k for k in model.head.state_dict()]
+
+
+@pytest.mark.parametrize("name, kwargs", [(n, {}) for n in ALL] + [
+    ("googlenet", {"aux_logits": True})])
+def test_every_parameter_but_the_heads_is_in_exactly_one_group(name, kwargs):
+    model = meta_zoo(name, **kwargs)
+    grouped = [id(p) for _, modules in model.layer_groups() for m in modules
+               for p in m.parameters()]
+    outputs = [model.head, *(getattr(model, a) for a in model.aux_heads)]
+    heads = {id(p) for m in outputs if m is not None for p in m.parameters()}
+    assert all(modules for _, modules in model.layer_groups())
+    assert len(grouped) == len(set(grouped))  # none in two groups
+    assert set(grouped) == {id(p) for p in model.parameters()} - heads
+    assert heads and not heads & set(grouped)
 
 
 @pytest.mark.parametrize("name, kwargs", [

@@ -20,22 +20,22 @@ from torch import nn
 
 from deepnotes import atomic
 from deepnotes.data import Normalizer
+from deepnotes.models.network import Network
 from deepnotes.models.weights import hash_tensor
-from deepnotes.transfer import _layers, head_prefix
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "deepnotes-features-1"  # part of every cache key: a new format never reads old files
 
 
-def feature_key(model: nn.Module, x: torch.Tensor, normalize: dict) -> str:
+def feature_key(model: Network, x: torch.Tensor, normalize: dict) -> str:
     """A hash of everything the features depend on: the architecture, every weight and buffer
     below the head, the normalisation, and the examples. Any change gives another key, so a stale
     cache is never read."""
     h = hashlib.sha256(CACHE_FORMAT.encode())
     h.update(type(model).__qualname__.encode())
-    h.update(repr(_layers(model)).encode())  # the architecture below the head
-    prefix = head_prefix(model)
+    h.update(repr(model.named_layers()).encode())  # the architecture below the head
+    prefix = model.head_prefix()
     for name, t in model.state_dict().items():
         if not name.startswith(prefix):
             hash_tensor(h, name, t)
@@ -45,7 +45,7 @@ def feature_key(model: nn.Module, x: torch.Tensor, normalize: dict) -> str:
 
 
 @torch.inference_mode()
-def compute_features(model: nn.Module, x: torch.Tensor, normalize: dict, device,
+def compute_features(model: Network, x: torch.Tensor, normalize: dict, device,
                      batch_size: int = 512) -> torch.Tensor:
     """a[L-1] = model.features(x) for raw examples x (m, ...), in inference mode: (m, n_f)."""
     norm, was_training = Normalizer.from_dict(normalize), model.training
@@ -56,7 +56,7 @@ def compute_features(model: nn.Module, x: torch.Tensor, normalize: dict, device,
     return torch.cat(out)
 
 
-def cached_features(model: nn.Module, x: torch.Tensor, normalize: dict, cache_dir: str | Path,
+def cached_features(model: Network, x: torch.Tensor, normalize: dict, cache_dir: str | Path,
                     device="cpu") -> tuple[torch.Tensor, bool]:
     """(features of x, whether they came from the cache); computed and saved on a miss."""
     path = Path(cache_dir) / f"{feature_key(model, x, normalize)}.safetensors"
@@ -79,7 +79,7 @@ class HeadOnFeatures(nn.Module):
     """The head of ``model`` reading cached features a[L-1]; it saves and loads as the whole
     model, so the trainer's checkpoints are ordinary run-folder weights."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: Network):
         super().__init__()
         self.model = model
 

@@ -33,69 +33,25 @@ The whole ``deepnotes finetune`` flow is :mod:`deepnotes.runs.finetune`.
 
 from __future__ import annotations
 
-import logging
 import math
 
 from torch import nn
 
 from deepnotes.errors import DeepnotesError
-
-log = logging.getLogger(__name__)
+from deepnotes.models.network import Network
 
 FREEZE_WORDS = ("auto", "none", "all-but-head")
 
 
 # -- layer groups and freezing ---------------------------------------------------------------
 
-def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The model's layers in forward order, head left out; each family says which of its
-    containers hold single layers (opened) and which hold stages or modules (kept whole)."""
-    from deepnotes.models.classifier import ConvClassifier
-    from deepnotes.models.fastnet import FastNet
-    from deepnotes.models.lenet import LeNet5
-    from deepnotes.models.mlp import MLP
-
-    opened = {LeNet5: ("conv", "fc"), MLP: ("body",), ConvClassifier: ("features", "classifier"),
-              FastNet: ("body",)}
-    opens = next((names for cls, names in opened.items() if isinstance(model, cls)), ())
-    head, out = model.head, []
-    for name, child in model.named_children():
-        if child is head or name.startswith("aux"):  # GoogLeNet's auxiliary classifiers: outputs
-            continue
-        if name in opens:
-            out += [(f"{name}.{i}", m) for i, m in child.named_children() if m is not head]
-        else:
-            out.append((name, child))
-    return out
+def layer_groups(model: Network) -> list[tuple[str, list[nn.Module]]]:
+    """(name, modules) of each layer group, input first, head excluded: the model's own
+    :meth:`~deepnotes.models.network.Network.layer_groups`."""
+    return model.layer_groups()
 
 
-def _starts_group(module: nn.Module) -> bool:
-    """A layer with weights (batch norm aside) or a dropout layer (which feeds the next one)."""
-    from deepnotes.nn import BatchNorm1d, BatchNorm2d
-
-    norms = (BatchNorm1d, BatchNorm2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
-    if isinstance(module, nn.Dropout):
-        return True
-    return not isinstance(module, norms) and any(True for _ in module.parameters())
-
-
-def layer_groups(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
-    """(name, modules) of each layer group, input first, head excluded (see the module doc); a
-    group is named after its layer with weights."""
-    groups: list[list] = []  # [name, modules, has a layer with weights]
-    for name, module in _layers(model):
-        if not groups or (_starts_group(module) and groups[-1][2]):
-            groups.append([name, [], False])
-        group = groups[-1]
-        group[1].append(module)
-        if not group[2] and any(True for _ in module.parameters()):
-            group[0], group[2] = name, True
-    if len(groups) > 1 and not groups[-1][2]:  # trailing pooling / dropout: the last group's
-        groups[-2][1].extend(groups.pop()[1])
-    return [(name, modules) for name, modules, _ in groups]
-
-
-def group_names(model: nn.Module) -> list[str]:
+def group_names(model: Network) -> list[str]:
     return [name for name, _ in layer_groups(model)]
 
 
@@ -114,7 +70,7 @@ def set_frozen(modules: list[nn.Module], frozen: bool) -> None:
                 _eval_before_forward)
 
 
-def freeze(model: nn.Module, n: int) -> list[str]:
+def freeze(model: Network, n: int) -> list[str]:
     """Freeze the first ``n`` layer groups (and unfreeze the rest); return the frozen names."""
     groups = layer_groups(model)
     check_freeze(n, groups)
@@ -131,7 +87,7 @@ def check_freeze(n: int, groups: list) -> None:
                              f"expected 0 to {len(groups)}, auto, none or all-but-head")
 
 
-def unfreeze_next(model: nn.Module, floor: int = 0) -> str | None:
+def unfreeze_next(model: Network, floor: int = 0) -> str | None:
     """Gradual unfreezing: thaw the last frozen group at or above index ``floor``; its name, or
     None when every group from ``floor`` on is trainable already."""
     groups = layer_groups(model)
@@ -179,7 +135,7 @@ def parse_freeze(option: str | int, num_groups: int, per_class: float) -> int:
     return int(text)
 
 
-def optimizer_groups(model: nn.Module, lr: float, decay: float = 1.0, frozen: int = 0) -> list:
+def optimizer_groups(model: Network, lr: float, decay: float = 1.0, frozen: int = 0) -> list:
     """Parameter groups of groups ``frozen``.. and the head; discriminative learning rates:
     group l of L gets alpha / decay^(L - l), the head alpha (ULMFiT uses decay 2.6)."""
     groups = layer_groups(model)
@@ -190,8 +146,3 @@ def optimizer_groups(model: nn.Module, lr: float, decay: float = 1.0, frozen: in
     grouped |= {id(p) for _, modules in groups[:frozen] for m in modules for p in m.parameters()}
     rest = [p for p in model.parameters() if id(p) not in grouped]  # the head (and aux outputs)
     return [{"params": rest, "lr": lr}, *out]
-
-
-def head_prefix(model: nn.Module) -> str:
-    """The state_dict prefix of the head: ``head.``, ``fc.`` or ``classifier.6.``."""
-    return next(f"{name}." for name, m in model.named_modules() if m is model.head)

@@ -1,6 +1,7 @@
 """The model zoo: ``create_model(name, num_classes=, in_channels=)`` and ``list_models()``.
 
-Every model has ``features(x)``, a ``head`` layer and ``reset_head(num_classes)``, and says what it
+Every model is a :class:`~deepnotes.models.network.Network`: it has ``features(x)``, a ``head``
+layer, ``reset_head(num_classes)``, ``head_prefix()`` and ``layer_groups()``, and says what it
 reads: ``input_kind`` ("image" or "table", or a tuple of the sequence tasks it takes) and
 ``input_size`` (n_H = n_W, or None for any). Sequence models (``sequence = True``) also take
 ``task=``, the kind of data (see :mod:`deepnotes.models.sequence`).
@@ -16,6 +17,7 @@ from deepnotes.models.fastnet import FastNet
 from deepnotes.models.inception import GoogLeNet
 from deepnotes.models.lenet import LeNet5
 from deepnotes.models.mlp import MLP
+from deepnotes.models.network import Network  # noqa: F401 (deepnotes.models.Network)
 from deepnotes.models.resnet import ResNet
 from deepnotes.models.sequence import CharLM, Seq2Seq, SequenceClassifier, Tagger
 from deepnotes.models.vgg import VGG
@@ -54,14 +56,14 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
-def model_class(name: str) -> type[nn.Module]:
+def model_class(name: str) -> type[Network]:
     """The class behind a registered name (for its ``input_kind`` and ``input_size``)."""
     if name not in MODELS:
         raise DeepnotesError(unknown_name("model", name, list_models()))
     return MODELS[name][0]
 
 
-def create_model(name: str, num_classes: int = 10, in_channels: int = 1, **kwargs) -> nn.Module:
+def create_model(name: str, num_classes: int = 10, in_channels: int = 1, **kwargs) -> Network:
     """Build a registered model for ``num_classes`` outputs and ``in_channels`` input channels."""
     cls = model_class(name)
     if num_classes < 2:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepnotes.models.weights import fresh_linear
+from deepnotes.models.network import Network
 
 
-class ConvClassifier(nn.Module):
+class ConvClassifier(Network):
     """body -> avgpool -> flatten -> classifier[:-1] -> head (classifier[-1])."""
+
+    opened = ("features", "classifier")  # layer groups: each convolution, each FC layer
 
     @property
     def body(self) -> nn.Sequential:
@@ -32,6 +34,3 @@ class ConvClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # logits z: (B, num_classes)
-
-    def reset_head(self, num_classes: int) -> None:
-        self.classifier[-1] = fresh_linear(self.classifier[-1], num_classes)

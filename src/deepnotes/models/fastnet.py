@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepnotes.models.network import Network
 from deepnotes.nn import BatchNorm2d, Conv2d, MaxPool2d
 
 
@@ -35,12 +36,13 @@ def conv_bn(in_channels: int, out_channels: int, pool: bool = False) -> list[nn.
     return [*layers, BatchNorm2d(out_channels), nn.GELU()]
 
 
-class FastNet(nn.Module):
+class FastNet(Network):
     """Stem, three two-convolution blocks that halve n_H and n_W, global max pool, softmax layer;
     widths (64, 256, 256) by default (2.0 M parameters for one channel and 10 classes)."""
 
     input_kind = "image"
     input_size = 28  # what the CLI resizes to; any n >= 8 works (the pooling at the end is global)
+    opened = ("body",)  # layer groups: each convolution with its pool, norm and GELU
     takes_mirror_tta = True  # the run passes mirror_tta (see deepnotes.train.run.build_model)
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1,
@@ -65,6 +67,3 @@ class FastNet(nn.Module):
         if self.mirror_tta and not self.training:
             z = (z + self.head(self.features(x.flip(-1)))) / 2
         return z
-
-    def reset_head(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.head.in_features, num_classes, bias=False)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepnotes.errors import DeepnotesError
-from deepnotes.models.weights import fresh_linear
+from deepnotes.models.network import Network, fresh_linear
 from deepnotes.nn import BatchNorm2d, Conv2d, MaxPool2d
 
 
@@ -116,7 +116,7 @@ MODULES = {
 POOLS_AFTER = {"inception3b": ("maxpool3", 3), "inception4e": ("maxpool4", 2)}  # name, f
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(Network):
     """GoogLeNet (Inception v1); ``fc`` is the ``head``.
 
     ``aux_logits=True`` adds the two auxiliary classifiers; ``forward`` still returns the main
@@ -128,6 +128,7 @@ class GoogLeNet(nn.Module):
     input_kind = "image"
     input_size = 32
     optional_weights = ("aux1.", "aux2.")  # torchvision's weight file has them; we may not
+    aux_heads = ("aux1", "aux2")  # outputs, in no layer group
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = False,
                  transform_input: bool = False, dropout: float = 0.2):
@@ -198,7 +199,7 @@ class GoogLeNet(nn.Module):
 
     def reset_head(self, num_classes: int) -> None:
         """A new ``fc`` (and new auxiliary output layers, if there are any)."""
-        self.fc = fresh_linear(self.fc, num_classes)
+        super().reset_head(num_classes)
         for aux in (self.aux1, self.aux2):
             if aux is not None:
                 aux.fc2 = fresh_linear(aux.fc2, num_classes)

@@ -11,14 +11,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepnotes.models.network import Network
 from deepnotes.nn import AvgPool2d, Conv2d, MaxPool2d
 
 
-class LeNet5(nn.Module):
+class LeNet5(Network):
     """LeNet-5 for (B, n_C, 32, 32) input; 61,706 parameters for one channel and 10 classes."""
 
     input_kind = "image"
     input_size = 32
+    opened = ("conv", "fc")  # layer groups: each convolution, each FC layer
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, activation: str = "tanh"):
         super().__init__()
@@ -39,6 +41,3 @@ class LeNet5(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # logits z: (B, num_classes)
-
-    def reset_head(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.head.in_features, num_classes)

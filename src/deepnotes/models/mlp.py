@@ -5,12 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepnotes.models.network import Network
 
-class MLP(nn.Module):
+
+class MLP(Network):
     """a[l] = ReLU(W[l] a[l-1] + b[l]) for each hidden layer, then a linear softmax layer."""
 
     input_kind = "table"
     input_size = None
+    opened = ("body",)  # layer groups: each hidden layer
 
     def __init__(self, num_classes: int = 2, in_channels: int = 1, hidden: tuple = (64, 64)):
         super().__init__()
@@ -26,6 +29,3 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-    def reset_head(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.head.in_features, num_classes)

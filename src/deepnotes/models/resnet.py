@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from deepnotes.errors import DeepnotesError
-from deepnotes.models.weights import fresh_linear
+from deepnotes.models.network import Network
 from deepnotes.nn import BatchNorm2d, Conv2d, MaxPool2d
 
 
@@ -98,7 +98,7 @@ class Bottleneck(nn.Module):
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-class ResNet(nn.Module):
+class ResNet(Network):
     """Stem, four stages of residual blocks (n_C 64, 128, 256, 512; stride 1, 2, 2, 2), global
     average pooling and one fully connected softmax layer, ``fc`` (the ``head``)."""
 
@@ -156,6 +156,3 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))  # logits z: (B, num_classes)
-
-    def reset_head(self, num_classes: int) -> None:
-        self.fc = fresh_linear(self.fc, num_classes)

@@ -19,6 +19,7 @@ from torch import nn
 
 from deepnotes.data.text import BOS_ID as BOS
 from deepnotes.data.text import EOS_ID as EOS
+from deepnotes.models.network import Network
 from deepnotes.nn.recurrent import GRU, LSTM, RNN
 
 LAYERS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
@@ -29,7 +30,7 @@ def lengths_of(x: torch.Tensor) -> torch.Tensor:
     return (x != 0).sum(1).clamp_min(1)
 
 
-class SequenceClassifier(nn.Module):
+class SequenceClassifier(Network):
     """Many-to-one: a<t> = RNN(a<t-1>, x<t>) over the sequence, y_hat = softmax(W_y a<Tx> + b_y).
 
     For images, step t reads row t of the image (n_C * n_W numbers); for text, step t reads the
@@ -55,6 +56,7 @@ class SequenceClassifier(nn.Module):
         self.head = nn.Linear(hidden_size * self.directions, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last state a<Tx> (both directions' when bidirectional) the head reads."""
         if self.embed is None:  # (B, n_C, n_H, n_W) -> (B, n_H steps, n_C * n_W)
             _, state = self.rnn(x.permute(0, 2, 1, 3).flatten(2))
         else:
@@ -65,11 +67,8 @@ class SequenceClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
-    def reset_head(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.head.in_features, num_classes)
 
-
-class CharLM(nn.Module):
+class CharLM(Network):
     """One-to-many: y_hat<t> = softmax(W_y a<t> + b_y), a<t> = LSTM(a<t-1>, x<t>) with x<t> =
     y<t-1>: trained to predict each next character, it writes text when fed its own samples."""
 
@@ -86,16 +85,17 @@ class CharLM(nn.Module):
                         dropout=dropout)
         self.head = nn.Linear(hidden_size, num_classes)
 
+    def features(self, x: torch.Tensor, state=None) -> torch.Tensor:
+        """a<1..T> for ids x (B, T) from ``state``: (B, T, n_a), what the head reads."""
+        return self.rnn(self.embed(x), state)[0]
+
     def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
         return self.step(x, state)[0]  # (B, T, V)
 
     def step(self, x: torch.Tensor, state=None):
         """Logits for ids x (B, T) from ``state``, and the state after them."""
-        out, state = self.rnn(self.embed(x), state)
+        out, state = self.rnn(self.embed(x), state)  # a<1..T>: (B, T, n_a)
         return self.head(out), state
-
-    def reset_head(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.head.in_features, num_classes)
 
     @torch.no_grad()
     def generate(self, prefix: list[int], length: int, temperature: float = 1.0,
@@ -114,7 +114,7 @@ class CharLM(nn.Module):
         return out
 
 
-class Tagger(nn.Module):
+class Tagger(Network):
     """Many-to-many with Tx = Ty: a bidirectional LSTM reads the whole sentence, so the tag of
     token t sees the words before and after it; y_hat<t> = softmax(W_y [a->, a<-]<t> + b_y)."""
 
@@ -130,15 +130,15 @@ class Tagger(nn.Module):
                         batch_first=True)
         self.head = nn.Linear(2 * hidden_size, num_classes)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """[a->, a<-]<1..T> for ids x (B, T): (B, T, 2 n_a), what the head reads for each token."""
+        return self.rnn(self.embed(x), lengths=lengths_of(x))[0]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(self.embed(x), lengths=lengths_of(x))
-        return self.head(out)  # (B, T, K)
-
-    def reset_head(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.head.in_features, num_classes)
+        return self.head(self.features(x))  # (B, T, K)
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(Network):
     """Many-to-many with Tx != Ty: an encoder-decoder.
 
     The encoder, a bidirectional LSTM, turns x<1..Tx> into a<1..Tx>. The decoder, an LSTM started
@@ -146,6 +146,10 @@ class Seq2Seq(nn.Module):
     training, its own in decoding) and at each step attends over the a<t'>:
     alpha<t,t'> = softmax_t'(s<t> . W a<t'>), context<t> = sum_t' alpha<t,t'> a<t'>,
     y_hat<t> = softmax(W_y tanh(W_c [s<t>, context<t>])).
+
+    ``features(x, y_in)`` is what the head reads, tanh(W_c [s<t>, context<t>]) for each decoder
+    step under teacher forcing: it needs the decoder's inputs y_in, as ``forward`` does, and
+    head(features(x, y_in)) = forward(x, y_in).
     """
 
     input_kind = ("pairs",)
@@ -174,21 +178,28 @@ class Seq2Seq(nn.Module):
         return self.attend(a), a, x != 0, (s0.unsqueeze(0).contiguous(),
                                             c0.unsqueeze(0).contiguous())
 
-    def decode_steps(self, memory, y_in: torch.Tensor, state):
-        """Logits for decoder inputs y_in (B, T) and the decoder state after them."""
+    def attend_steps(self, memory, y_in: torch.Tensor, state):
+        """tanh(W_c [s<t>, context<t>]) for decoder inputs y_in (B, T): (B, T, n_a), what the
+        head reads, and the decoder state after them."""
         keys, values, mask = memory
-        s, state = self.decoder(self.embed_y(y_in), state)  # (B, T, n_a)
+        s, state = self.decoder(self.embed_y(y_in), state)  # s<t>: (B, T, n_a)
         scores = s @ keys.transpose(1, 2)  # (B, T, Tx)
         scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
         context = torch.softmax(scores, -1) @ values  # (B, T, 2 n_a)
-        return self.head(torch.tanh(self.combine(torch.cat([s, context], -1)))), state
+        return torch.tanh(self.combine(torch.cat([s, context], -1))), state
+
+    def decode_steps(self, memory, y_in: torch.Tensor, state):
+        """Logits for decoder inputs y_in (B, T) and the decoder state after them."""
+        out, state = self.attend_steps(memory, y_in, state)
+        return self.head(out), state  # (B, T, V)
+
+    def features(self, x: torch.Tensor, y_in: torch.Tensor) -> torch.Tensor:
+        """(B, Tx) sources and (B, T) decoder inputs (teacher forcing) -> (B, T, n_a)."""
+        keys, values, mask, state = self.encode(x)
+        return self.attend_steps((keys, values, mask), y_in, state)[0]
 
     def forward(self, x: torch.Tensor, y_in: torch.Tensor) -> torch.Tensor:
-        keys, values, mask, state = self.encode(x)
-        return self.decode_steps((keys, values, mask), y_in, state)[0]
-
-    def reset_head(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.head.in_features, num_classes)
+        return self.head(self.features(x, y_in))  # (B, T, V)
 
     @torch.no_grad()
     def greedy(self, x: torch.Tensor, max_len: int) -> torch.Tensor:

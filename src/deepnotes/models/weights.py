@@ -1,4 +1,4 @@
-"""Weight files: read a state_dict, check it against a model, load it; fresh heads.
+"""Weight files: read a state_dict, check it against a model, load it.
 
 The notes' advice, "use open-source implementations", needs their weights: our models keep
 torchvision's state_dict keys and shapes, so a torchvision or timm file loads directly::
@@ -21,6 +21,7 @@ file carries the auxiliary classifiers ``aux1.*``, ``aux2.*``, which ``aux_logit
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -88,12 +89,6 @@ def drop_optional(model: nn.Module, state_dict: dict) -> dict:
     return {k: v for k, v in state_dict.items() if not k.startswith(tuple(drop))}
 
 
-def fresh_linear(old: nn.Linear, num_classes: int) -> nn.Linear:
-    """A newly initialised Linear with ``old``'s inputs, device and dtype: a new head."""
-    return nn.Linear(old.in_features, num_classes, device=old.weight.device,
-                     dtype=old.weight.dtype)
-
-
 def _read_safetensors(path: Path) -> dict:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -156,3 +151,18 @@ def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def hash_tensor(digest, name: str, tensor: torch.Tensor) -> None:
+    """Feed a tensor's name, shape, dtype and bytes to a hashlib ``digest``."""
+    tensor = tensor.detach().to("cpu").contiguous()
+    digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+    digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def fingerprint(state_dict: dict) -> str:
+    """SHA-256 of a state dict's names, shapes, dtypes and values: equal weights, equal hash."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        hash_tensor(digest, key, state_dict[key])
+    return digest.hexdigest()

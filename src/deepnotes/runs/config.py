@@ -86,11 +86,11 @@ class RunConfig:
     train_dev: float = 0.0  # share of the training pool held out as the train-dev split
     recipe: str | None = None  # the named defaults the run started from (train.recipes)
     # what the data decides (filled in by runs.session.prepare)
-    classes: list[str] | None = None
-    in_channels: int | None = None
-    input_shape: list[int] | None = None
-    kind: str | None = None
-    normalize: dict | None = None
+    classes: list[str] = field(default_factory=list)
+    in_channels: int = 0
+    input_shape: list[int] = field(default_factory=list)
+    kind: str = ""  # Dataset.kind: image, table, tokens, lm, tags or pairs
+    normalize: dict = field(default_factory=dict)  # data.Normalizer.to_dict
     splits: dict | None = None  # the number of examples of each split
     # written with the run
     transfer: dict | None = None  # deepnotes finetune: the source, the frozen groups

@@ -13,11 +13,11 @@ import logging
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from deepnotes.data import Batches, Normalizer
 from deepnotes.errors import DeepnotesError
 from deepnotes.feature_cache import HeadOnFeatures, cached_features
+from deepnotes.models.network import Network
 from deepnotes.models.weights import check_state_dict, drop_optional, read_state_dict
 from deepnotes.optim import create_optimizer
 from deepnotes.runs.config import RunConfig, read_config
@@ -28,7 +28,6 @@ from deepnotes.transfer import (
     check_freeze,
     explain_auto,
     freeze,
-    head_prefix,
     layer_groups,
     optimizer_groups,
     parse_freeze,
@@ -59,11 +58,11 @@ def source_weights(source: str | Path,
     return path, None
 
 
-def load_body(model: nn.Module, path: Path, label: str, from_run: bool = False) -> None:
+def load_body(model: Network, path: Path, label: str, from_run: bool = False) -> None:
     """Load every weight of ``path`` (a run's: its committed weights) but the head into ``model``
     (B's head stays new); another architecture is refused with the first mismatched key and its
     shapes."""
-    prefix, own = head_prefix(model), model.state_dict()
+    prefix, own = model.head_prefix(), model.state_dict()
     if from_run:
         weights = committed_weights(path.parent)  # checked finite on the way
     else:
