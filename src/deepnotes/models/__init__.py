@@ -9,8 +9,6 @@ reads: ``input_kind`` ("image" or "table", or a tuple of the sequence tasks it t
 
 from __future__ import annotations
 
-from torch import nn
-
 from deepnotes.errors import DeepnotesError, unknown_name
 from deepnotes.models.alexnet import AlexNet
 from deepnotes.models.fastnet import FastNet
