@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-
 from deepnotes.data import Batches, Dataset, Normalizer, augment, load_dataset, stratified_split
 from deepnotes.data.splits import Splits, hold_out_train_dev
 from deepnotes.errors import DeepnotesError
-from deepnotes.models import create_model, model_class
+from deepnotes.models import Network, create_model, model_class
 from deepnotes.runs.config import RunConfig
 
 DEFAULT_MODELS = {"image": "lenet5", "table": "mlp", "tokens": "lstm", "lm": "charlm",
@@ -40,15 +38,16 @@ def check_model_fits(model_name: str, dataset: Dataset) -> None:
         )
 
 
-def build_model(config: RunConfig) -> torch.nn.Module:
+def build_model(config: RunConfig) -> Network:
     """The run's network, fresh. A model that can average over mirror images at test time
     (fastnet) does so exactly when the run trained on mirror images (``--augment flip``)."""
-    cls, extra = model_class(config.model), {}
+    name = config.model or DEFAULT_MODELS[config.kind]  # prepare has set it
+    cls, extra = model_class(name), dict[str, object]()
     if getattr(cls, "sequence", False):
         extra["task"] = config.kind
     if getattr(cls, "takes_mirror_tta", False):
         extra["mirror_tta"] = "flip" in augment.parse(config.augment)
-    return create_model(config.model, num_classes=len(config.classes),
+    return create_model(name, num_classes=len(config.classes),
                         in_channels=config.in_channels, **extra)
 
 

@@ -82,8 +82,8 @@ def parse_lrs(text: str) -> float | dict:
     """
     out: dict = {}
     for part in (p.strip() for p in text.split(",")):
-        name, sep, value = part.rpartition("=")
-        name = name.strip() if sep else None
+        before, sep, value = part.rpartition("=")
+        name = before.strip() if sep else None
         if sep and not name:
             raise DeepnotesError(f"--lr {text}: {part!r} has no optimizer name before '='")
         try:
@@ -194,6 +194,7 @@ def train_one(session: Session, name: str, lr: float, initial: dict, run_dir: Pa
             raise
         log.warning("optimizer %s (alpha %g): %s", name, lr, exc)
         return diverged(name, lr, str(exc), weights)
+    assert metrics is not None  # one process: it evaluates
     history = trainer.history
     final = metrics["dev"]["accuracy"]  # the last epoch's, in full precision
     dev_accuracy = [r["dev_accuracy"] for r in history[:-1]] + [final]

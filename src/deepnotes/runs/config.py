@@ -51,7 +51,8 @@ from deepnotes.train.schema import (
 from deepnotes.train.tasks import Task, task_for
 
 FORMAT = "deepnotes run"  # config.json's mark: deepnotes made this folder
-MARKER = {"format": FORMAT, "format_version": 1}
+FORMAT_VERSION = 1
+MARKER = {"format": FORMAT, "format_version": FORMAT_VERSION}
 
 
 @dataclass

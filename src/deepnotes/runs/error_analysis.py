@@ -42,12 +42,13 @@ def misclassified(run_dir: str | Path, split: str = "dev", n: int | None = 100,
     if split not in splits.names():
         raise DeepnotesError(f"--split {split}: {run_dir} has no such split "
                              f"(it has {', '.join(splits.names())})")
-    device = resolve_device(device)
-    model = load_trained(run_dir, config).to(device)
-    idx, task = getattr(splits, split), config.task
+    where = resolve_device(device)
+    model = load_trained(run_dir, config).to(where)
+    idx: torch.Tensor = getattr(splits, split)
+    task = config.task
     probs = []
     with torch.inference_mode():
-        for x, y in batches(config, dataset, idx, device).epoch():
+        for x, y in batches(config, dataset, idx, where).epoch():
             probs.append(torch.softmax(task.forward(model, x, y)[0].float(), 1).cpu())  # (B, K)
     p = torch.cat(probs)  # (m_split, K)
     confidence, pred = p.max(1)

@@ -107,8 +107,9 @@ def prepare_finetune(source: str | Path, config: RunConfig, *, freeze_option="au
     if gradual:
         for _, modules in groups[n:]:
             set_frozen(modules, True)  # thawed one an epoch, top first, by fit_finetune
+    lr = session.optimizer.defaults["lr"]  # --lr, or the rule's default alpha
     session.optimizer = create_optimizer(
-        config.optimizer, optimizer_groups(model, config.lr, decay, n), config.lr,
+        config.optimizer, optimizer_groups(model, lr, decay, n), lr,
         beta=config.beta, weight_decay=config.weight_decay)
     config.transfer = {"source": str(source), "source_model": config.model,
                        "source_classes": source_config.classes if source_config else None,
@@ -127,7 +128,7 @@ def fit_finetune(session: Session, run_dir: Path, *, cache: bool = True,
     (and no augmentation), the head is trained on cached features. ``on_checkpoint()`` is
     called after each checkpoint is committed."""
     config, model = session.config, session.model
-    transfer = config.transfer
+    transfer = config.transfer or {}  # prepare_finetune set it
     head_only = transfer["freeze"] == len(transfer["layer_groups"])
     transfer["feature_cache"] = bool(cache and head_only and not config.augment)
     if transfer["feature_cache"]:

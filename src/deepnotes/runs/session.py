@@ -17,10 +17,11 @@ from deepnotes.data import Dataset, Normalizer, augment
 from deepnotes.data.splits import Splits, data_warnings
 from deepnotes.device import resolve_device
 from deepnotes.errors import DeepnotesError
+from deepnotes.models import Network
 from deepnotes.optim import check_schedule, create_optimizer
 from deepnotes.runs import report
 from deepnotes.runs.build import DEFAULT_MODELS, batches, build_data, build_model, check_model_fits
-from deepnotes.runs.config import MARKER, RunConfig, write_json
+from deepnotes.runs.config import FORMAT, FORMAT_VERSION, RunConfig, write_json
 from deepnotes.runs.folder import provenance
 from deepnotes.train import Trainer, distributed
 from deepnotes.train.trainer import autocast_dtype, check_compiler
@@ -36,7 +37,7 @@ class Session:
     dataset: Dataset
     splits: Splits
     device: torch.device
-    model: torch.nn.Module
+    model: Network
     optimizer: torch.optim.Optimizer
 
     def replace(self, **changes) -> Session:
@@ -82,7 +83,7 @@ def start_folder(session: Session, run_dir: Path) -> None:
     """config.json (marked as a deepnotes run, with provenance) and, for sequence data, the
     vocabulary a model reads and writes."""
     config, dataset = session.config, session.dataset
-    config.format, config.format_version = MARKER["format"], MARKER["format_version"]
+    config.format, config.format_version = FORMAT, FORMAT_VERSION
     config.provenance = provenance()
     config.write(run_dir / "config.json")
     if dataset.vocab is not None:

@@ -90,6 +90,7 @@ def open_study(tune_dir: Path, seed: int, attempts: int = 20) -> optuna.Study:
     tables; the loser retries and loads what the winner made."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = f"sqlite:///{Path(tune_dir).resolve() / 'study.db'}"
+    failure = ""
     for attempt in range(attempts):
         try:
             storage = optuna.storages.RDBStorage(
@@ -99,10 +100,10 @@ def open_study(tune_dir: Path, seed: int, attempts: int = 20) -> optuna.Study:
                                        pruner=pruner, study_name=STUDY, direction="maximize",
                                        load_if_exists=True)
         except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
-            if attempt == attempts - 1:
-                raise DeepnotesError(f"{url[len('sqlite:///'):]}: cannot open the study "
-                                     f"({str(exc).splitlines()[0]})") from None
-            time.sleep(0.1 + 0.2 * random.random())
+            failure = str(exc).splitlines()[0]
+            if attempt < attempts - 1:
+                time.sleep(0.1 + 0.2 * random.random())
+    raise DeepnotesError(f"{url[len('sqlite:///'):]}: cannot open the study ({failure})")
 
 
 def finished(study: optuna.Study) -> list:
