@@ -8,19 +8,13 @@ processes started on one folder share the trials.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from deepnotes.errors import DeepnotesError, unknown_name
+from deepnotes.errors import DeepnotesError
 
 log = logging.getLogger("deepnotes.cli")
 
-# the settings of tune.json, each an option of the same name (RunConfig fields, then the search's);
-# every option defaults to None so an explicit one is known
-OPTIONS = ["model", "data", "data_dir", "optimizer", "epochs", "batch_size", "schedule", "seed",
-           "lr_range", "beta_range", "coarse_share"]
-TUNE_DEFAULTS = {"lr_range": [1e-5, 1.0], "beta_range": [0.9, 0.999], "coarse_share": 0.5}
 DEFAULT_TRIALS = 20
 NEEDS_OPTUNA = "deepnotes tune needs Optuna: pip install 'deepnotes[tune]'"
 
@@ -71,12 +65,13 @@ def run(args) -> int:
         import optuna  # noqa: F401
     except ImportError:
         raise DeepnotesError(NEEDS_OPTUNA) from None
+    from deepnotes.runs import tune as search
     explicit = parse_options(args)
-    check_options(explicit, args.trials)
+    search.check_options(explicit, args.trials)
     if args.name is not None:
         check_name(args.name)
-    stored = existing_tune(args.out, args.name)
-    settings = resolve_settings(explicit, stored, Path(args.out) / str(args.name))
+    stored = search.existing_tune(args.out, args.name)
+    settings = search.resolve_settings(explicit, stored, Path(args.out) / str(args.name))
     return start(args, settings, created=stored is None)
 
 
@@ -84,134 +79,26 @@ def parse_options(args) -> dict:
     """The options given on the command line, as tune.json settings (ranges as [low, high]);
     impossible numbers refused."""
     from deepnotes.cli.train import explicit_options
+    from deepnotes.runs.tune import SETTINGS, parse_range
 
-    explicit = explicit_options(args, OPTIONS)
+    explicit = explicit_options(args, SETTINGS)
     for key in ("lr_range", "beta_range"):
         if key in explicit:
             explicit[key] = parse_range(explicit[key], "--" + key.replace("_", "-"))
     return explicit
 
 
-def parse_range(text: str, option: str) -> list[float]:
-    """``LOW,HIGH`` as two floats."""
-    parts = text.split(",")
-    try:
-        low, high = (float(p) for p in parts)
-    except ValueError:
-        raise DeepnotesError(f"{option} {text}: expected two numbers LOW,HIGH, e.g. 1e-5,1") \
-            from None
-    return [low, high]
-
-
-def check_options(explicit: dict, trials: int) -> None:
-    """Refuse impossible settings before any work (and before any folder is made)."""
-    from deepnotes.optim import list_optimizers
-    from deepnotes.runs.tune import beta_name
-
-    if trials < 1:
-        raise DeepnotesError(f"--trials {trials}: expected at least 1")
-    share = explicit.get("coarse_share")
-    if share is not None and not 0 < share <= 1:
-        raise DeepnotesError(f"--coarse-share {share}: expected a share in (0, 1]")
-    if "lr_range" in explicit:
-        low, high = explicit["lr_range"]
-        if not 0 < low < high < float("inf"):
-            raise DeepnotesError(f"--lr-range {low:g},{high:g}: expected 0 < LOW < HIGH "
-                                 "(alpha is sampled on a log scale)")
-    if "beta_range" in explicit:
-        low, high = explicit["beta_range"]
-        if not 0 < low < high < 1:
-            raise DeepnotesError(f"--beta-range {low:g},{high:g}: expected 0 < LOW < HIGH < 1")
-    name = explicit.get("optimizer")
-    if name is not None and name not in list_optimizers():
-        raise DeepnotesError(unknown_name("optimizer", name, list_optimizers()))
-    if name is not None and "beta_range" in explicit and beta_name(name) is None:
-        raise DeepnotesError(f"--beta-range: --optimizer {name} has no beta to tune")
-
-
-def existing_tune(out: str, name: str | None) -> dict | None:
-    """The settings of the tune in OUT/NAME (tune.json), or None when there is none yet."""
-    if not name:
-        return None
-    path = Path(out) / name
-    settings_file = path / "tune.json"
-    if settings_file.is_file():
-        try:
-            settings = json.loads(settings_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DeepnotesError(f"{settings_file}: not valid JSON ({exc})") from None
-        missing = [k for k in OPTIONS if k not in settings] if isinstance(settings, dict) \
-            else list(OPTIONS)
-        if missing:
-            raise DeepnotesError(f"{settings_file}: incomplete, missing {', '.join(missing)}")
-        return settings
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise DeepnotesError(f"--name {name}: {path} exists and is not a tune folder "
-                             "(no tune.json); pick another --name")
-    return None
-
-
-def resolve_settings(explicit: dict, stored: dict | None, where: Path) -> dict:
-    """A new tune: the defaults with the explicit options. An existing one: its own settings;
-    an explicit option that differs from them is refused (a tune is one search)."""
-    from deepnotes.runs.config import DEFAULTS
-    from deepnotes.runs.tune import beta_name
-
-    if stored is not None:
-        changed = {k: v for k, v in explicit.items() if stored.get(k) != v}
-        if changed:
-            listed = ", ".join(f"--{k.replace('_', '-')} {_show(stored.get(k))} (not {_show(v)})"
-                               for k, v in changed.items())
-            raise DeepnotesError(f"{where} was tuned with {listed}; drop the options to continue "
-                                 "it, or pick another --name")
-        return dict(stored)
-    settings = {k: DEFAULTS[k] for k in OPTIONS if k in DEFAULTS}
-    settings.update(TUNE_DEFAULTS)
-    settings.update(explicit)
-    if beta_name(settings["optimizer"]) is None:
-        settings["beta_range"] = None
-    return settings
-
-
-def _show(value) -> str:
-    if isinstance(value, list):
-        return ",".join(f"{v:g}" for v in value)
-    return str(value)
-
-
 def start(args, settings: dict, created: bool) -> int:
     from deepnotes.runs.config import DEFAULTS, RunConfig
     from deepnotes.runs.session import prepare
+    from deepnotes.runs.tune import SETTINGS, claim_tune_dir
 
-    config = RunConfig(**{k: settings[k] for k in OPTIONS if k in DEFAULTS},
+    config = RunConfig(**{k: settings[k] for k in SETTINGS if k in DEFAULTS},
                        device=args.device or RunConfig.device)
     session = prepare(config, progress=not args.quiet, fresh=True)
     settings["model"] = config.model
-    tune_dir = claim_tune_dir(args, settings, created)
+    tune_dir = claim_tune_dir(args.out, args.name, settings, created)
     return tune(args, session, settings, tune_dir)
-
-
-def claim_tune_dir(args, settings: dict, created: bool) -> Path:
-    """The tune folder, made and given its tune.json if new (another process may just have)."""
-    from deepnotes.data import NAMED
-    from deepnotes.runs.config import write_json
-    from deepnotes.runs.folder import check_name, new_container
-
-    if args.name:  # several workers share one tune folder: it may exist
-        tune_dir = Path(args.out) / check_name(args.name)
-        tune_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        data = settings["data"] if settings["data"] in NAMED else Path(settings["data"]).stem
-        tune_dir = new_container(args.out, None, f"tune-{settings['model']}-{data}")
-    if created:
-        stored = existing_tune(args.out, tune_dir.name) if args.name else None
-        if stored is not None:
-            resolve_settings(settings, stored, tune_dir)  # started meanwhile: the same tune?
-        else:
-            write_json(tune_dir / "tune.json", settings)
-    elif not (tune_dir / "study.db").exists() and (tune_dir / "trials").exists():
-        raise DeepnotesError(f"{tune_dir}: has trials/ but no study.db; cannot continue it")
-    return tune_dir
 
 
 def tune(args, session, settings: dict, tune_dir: Path) -> int:
@@ -230,24 +117,9 @@ def tune(args, session, settings: dict, tune_dir: Path) -> int:
                                   f"command{again} to continue {tune_dir}") from None
     finally:
         quiet_training.setLevel(level)
-        write_reports(study, settings, tune_dir)
+        search.write_reports(study, settings, tune_dir)
     report(study, settings, tune_dir)
     return 0
-
-
-def write_reports(study, settings: dict, tune_dir: Path) -> None:
-    """trials.csv, tune.png and best.json from the study as it stands."""
-    from deepnotes.runs import tune as search
-    from deepnotes.runs.config import write_json
-
-    if not study.get_trials(deepcopy=False):
-        return
-    search.write_trials_csv(study, tune_dir / "trials.csv")
-    if search.finished(study):
-        search.plot_tune(study, tune_dir / "tune.png", settings)
-    best = search.best_summary(study, settings)
-    if best is not None:
-        write_json(tune_dir / "best.json", {**best, "run_dir": str(tune_dir / best["run_dir"])})
 
 
 def report(study, settings: dict, tune_dir: Path) -> None:
