@@ -36,12 +36,14 @@ PICKLE_SUFFIXES = (".pth", ".pt")
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a .safetensors or .pth weights file into ``model`` after checking keys and shapes."""
     path = Path(path)
-    state_dict = drop_optional(model, read_state_dict(path))
-    check_state_dict(model, state_dict, path)
-    own = model.state_dict()
-    for key in own:  # a missing num_batches_tracked keeps the model's own value
-        state_dict.setdefault(key, own[key])
-    model.load_state_dict(state_dict)
+    return load_checked(model, drop_optional(model, read_state_dict(path)), path)
+
+
+def load_checked(model: nn.Module, state_dict: dict, source: object) -> nn.Module:
+    """``state_dict`` into ``model`` once :func:`check_state_dict` passes; a missing
+    ``num_batches_tracked`` keeps the model's own value (the one key that may lack)."""
+    check_state_dict(model, state_dict, source)
+    model.load_state_dict(state_dict, strict=False)  # checked: at most num_batches_tracked lacks
     return model
 
 

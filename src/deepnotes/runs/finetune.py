@@ -18,7 +18,7 @@ from deepnotes.data import Batches, Normalizer
 from deepnotes.errors import DeepnotesError
 from deepnotes.feature_cache import HeadOnFeatures, cached_features
 from deepnotes.models.network import Network
-from deepnotes.models.weights import check_state_dict, drop_optional, read_state_dict
+from deepnotes.models.weights import drop_optional, load_checked, read_state_dict
 from deepnotes.optim import create_optimizer
 from deepnotes.runs.config import RunConfig, read_config
 from deepnotes.runs.session import Session, finish, fit, prepare, start_folder
@@ -71,8 +71,7 @@ def load_body(model: Network, path: Path, label: str, from_run: bool = False) ->
     state = {k: v for k, v in drop_optional(model, weights).items()
              if not k.startswith(prefix)}
     state.update({k: v for k, v in own.items() if k.startswith(prefix)})
-    check_state_dict(model, state, label)
-    model.load_state_dict(state, strict=False)  # checked: at most num_batches_tracked lacks
+    load_checked(model, state, label)
 
 
 def prepare_finetune(source: str | Path, config: RunConfig, *, freeze_option="auto",

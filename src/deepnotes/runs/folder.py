@@ -34,6 +34,7 @@ from deepnotes import atomic
 from deepnotes.errors import DeepnotesError
 from deepnotes.lock import NAME as LOCK_NAME
 from deepnotes.lock import FolderLock
+from deepnotes.models.weights import load_checked
 from deepnotes.runs.build import build_model
 from deepnotes.runs.config import MARKER, RunConfig
 from deepnotes.train import checkpoint
@@ -259,6 +260,6 @@ def load_trained(run_dir: str | Path, config: RunConfig) -> torch.nn.Module:
     """The run's model with its trained weights (``model.safetensors``, or the committed
     checkpoint's where a kill left that file behind)."""
     model = build_model(config)
-    checkpoint.load_model_state(model, checkpoint.committed_weights(Path(run_dir)),
-                                Path(run_dir) / "model.safetensors")
+    load_checked(model, checkpoint.committed_weights(Path(run_dir)),
+                 Path(run_dir) / "model.safetensors")
     return model.eval()

@@ -28,7 +28,7 @@ from safetensors.torch import save as st_save
 
 from deepnotes import atomic
 from deepnotes.errors import DeepnotesError
-from deepnotes.models.weights import check_state_dict
+from deepnotes.models.weights import load_checked
 from deepnotes.train.history import history_text, write_history
 from deepnotes.train.schema import check_state
 
@@ -152,7 +152,7 @@ def load(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
     state = _state_of(meta, path, optimizer)
     model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     check_finite(model_sd, str(path))
-    load_model_state(model, model_sd, path)
+    load_checked(model, model_sd, path)
     optim_tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("optim.")}
     optimizer.load_state_dict(_join_optimizer(optim_tensors, state.pop("optimizer")))
     torch.set_rng_state(tensors["rng.cpu"])
@@ -160,12 +160,6 @@ def load(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
     return state
-
-
-def load_model_state(model: torch.nn.Module, state_dict: dict, path: Path) -> None:
-    """load_state_dict with a one-line account of missing/unexpected keys and shape mismatches."""
-    check_state_dict(model, state_dict, path)
-    model.load_state_dict(state_dict, strict=False)  # checked: at most num_batches_tracked lacks
 
 
 def _read(path: Path) -> tuple[dict, dict]:
