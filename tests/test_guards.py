@@ -1,4 +1,7 @@
-"""The guards RELIABILITY.md asks for: no pickle in src, an atomic writer that is really atomic."""
+"""Guards on the whole package: nothing in src/ can run code while loading a file (no pickle,
+torch.save, torch.load without weights_only=True, or yaml.load: weights are safetensors, the rest
+JSON), and the atomic writer is really atomic (a direct write in place of its rename fails a test).
+"""
 
 from __future__ import annotations
 

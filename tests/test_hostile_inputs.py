@@ -1,7 +1,8 @@
-"""Hostile inputs (RELIABILITY.md): seeds out of range, devices that are not there, vectors holding
-NaN, dirty image folders, pickles that would run code, outputs that cannot be written, and the
-warnings that go with them. Bad input is one ``error:`` line on stderr, exit status 2, no
-traceback, nothing written; a warning is one ``warning:`` line, printed once.
+"""Hostile inputs (the README's "When something is wrong" lists them): seeds out of range,
+devices that are not there, vectors holding NaN, dirty image folders, pickles that would run code,
+outputs that cannot be written, and the warnings that go with them. Bad input is one ``error:``
+line on stderr, exit status 2, no traceback, nothing written; a warning is one ``warning:`` line,
+printed once.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def test_vocabulary_min_count_sends_rare_tokens_to_unk():
     vocab = Vocabulary.build(list("banana") + ["c"], min_count=2)
     assert vocab.tokens == ["<pad>", "<unk>", "a", "n"]
     assert vocab.encode("cab") == [1, 2, 1]
-    with pytest.raises(DeepnotesError, match="min_count 0"):
+    with pytest.raises(DeepnotesError, match="min_count=0: expected at least 1"):
         Vocabulary.build("ab", min_count=0)
 
 
@@ -171,7 +171,7 @@ def test_lm_min_count_and_bad_seq_len(tmp_path):
     path.write_text("aaab")
     assert load_text_lm(path, seq_len=3, min_count=2).x.tolist() == [[2, 2, 2]]
     assert load_text_lm(path, seq_len=3, min_count=2).y.tolist() == [[2, 2, 1]]
-    with pytest.raises(DeepnotesError, match="seq_len 0"):
+    with pytest.raises(DeepnotesError, match="seq_len=0: expected at least 1"):
         load_text_lm(path, seq_len=0)
 
 

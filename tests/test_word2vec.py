@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import random
+import re
+from pathlib import Path
 
 import numpy
 import pytest
@@ -15,6 +17,7 @@ from deepnotes.embeddings import hogwild
 from deepnotes.embeddings.word2vec import (
     Word2Vec,
     _fold,
+    _implementation,
     _windows,
     cbow_step,
     learning_rate,
@@ -22,6 +25,11 @@ from deepnotes.embeddings.word2vec import (
     window_mask,
 )
 from deepnotes.errors import DeepnotesError
+
+# The hogwild path needs Numba (the [fast] extra). The [test] extra installs it, so CI runs these;
+# elsewhere they skip with this reason (pytest -rs shows it) and the torch path is still tested.
+needs_numba = pytest.mark.skipif(not hogwild.available(),
+                                 reason="numba not installed (pip install -e '.[fast]')")
 
 
 def sentences_two_groups(n=1500, length=8, seed=0):
@@ -274,7 +282,8 @@ def test_invalid_utf8_is_replaced_and_counted_once(tmp_path):
 
 
 # ---------------------------------------------------------------- training
-@pytest.mark.parametrize("implementation", ["hogwild", "minibatch"])
+@pytest.mark.parametrize("implementation", [pytest.param("hogwild", marks=needs_numba),
+                                            "minibatch"])
 def test_determinism_with_a_seed(implementation):
     sents, _ = sentences_two_groups(300)
     kw = dict(min_count=1, vector_size=16, epochs=2, workers=1, implementation=implementation)
@@ -287,12 +296,14 @@ def test_determinism_with_a_seed(implementation):
 @pytest.mark.parametrize("sg, kw", [
     (1, {}), (0, {}), (1, dict(shared_negatives=False)), (1, dict(workers=2)),
     (1, dict(implementation="minibatch")), (0, dict(implementation="minibatch")),
-    (1, dict(hs=1, negative=0)), (0, dict(hs=1, negative=0)), (1, dict(hs=1))])
+    *(pytest.param(sg, kw, marks=needs_numba) for sg, kw in [  # hs runs on the hogwild path
+        (1, dict(hs=1, negative=0)), (0, dict(hs=1, negative=0)), (1, dict(hs=1))])])
 def test_vectors_recover_planted_groups(sg, kw):
     sents, groups = sentences_two_groups(1500)
-    threads = hogwild.numba.get_num_threads()
+    threads = hogwild.numba.get_num_threads() if hogwild.available() else None
     m = Word2Vec(sents, sg=sg, min_count=1, vector_size=20, window=3, epochs=5, sample=0, **kw)
-    assert hogwild.numba.get_num_threads() == threads  # workers only for the training call
+    if threads is not None:  # workers only for the training call
+        assert hogwild.numba.get_num_threads() == threads
     wv = m.wv
     assert wv.vectors.shape == (20, 20) and wv.vectors.dtype == torch.float32
     assert len(wv.index_to_key) == 20 and wv.key_to_index[wv.index_to_key[5]] == 5
@@ -319,7 +330,7 @@ def test_untrained_weights_follow_word2vec_initialisation():
     (dict(sentences=[]), "corpus is empty"),
     (dict(sentences=[[], []]), "corpus is empty"),
     (dict(sentences=[["a", "b"], ["c"]], min_count=2), "no word reaches min_count=2"),
-    (dict(sentences=[["a"]], vector_size=0), "vector_size must be an integer >= 1"),
+    (dict(sentences=[["a"]], vector_size=0), "vector_size=0: expected at least 1"),
     (dict(sentences=[["a"]], vector_size=-3), "vector_size"),
     (dict(sentences=[["a"]], sg=2), "sg must be"),
     (dict(sentences=(s for s in [["a"]])), "re-iterable"),
@@ -335,6 +346,30 @@ def test_bad_input_raises_one_line_errors(kwargs, match):
     with pytest.raises(DeepnotesError, match=match) as e:
         Word2Vec(**kwargs)
     assert "\n" not in str(e.value)
+
+
+def test_without_numba_auto_is_the_torch_path_and_hogwild_says_how_to_get_it(monkeypatch):
+    monkeypatch.setattr(hogwild, "numba", None)  # as where numba is not installed
+    assert _implementation("auto", "cpu") == "minibatch"
+    with pytest.raises(DeepnotesError, match=r"needs the CPU and Numba \(pip install "
+                                             r"'deepnotes\[fast\]'\)"):
+        _implementation("hogwild", "cpu")
+
+
+def test_pyproject_says_numba_is_optional_and_the_test_extra_installs_it():
+    """The code falls back to torch without Numba, so it is an extra ([fast]), not a dependency;
+    the [test] extra (what .ci/run installs) has it, so CI runs the hogwild tests above."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    project = tomllib.loads(pyproject.read_text())["project"]
+
+    def names(requirements):
+        return {re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    extras = project["optional-dependencies"]
+    assert "numba" not in names(project["dependencies"])
+    assert "numba" in names(extras["fast"]) and "numba" in names(extras["test"])
+    assert "scipy" in names(project["dependencies"])  # keyed_vectors' Spearman's rho
 
 
 def test_empty_file_is_an_empty_corpus(tmp_path):

@@ -6,6 +6,11 @@ import random
 
 import pytest
 
+from deepnotes.embeddings import hogwild
+
+# the hogwild path needs Numba: the [test] extra installs it; elsewhere these skip with the reason
+needs_numba = pytest.mark.skipif(not hogwild.available(),
+                                 reason="numba not installed (pip install -e '.[fast]')")
 # 16 words, each 1/16 of the corpus: subsampling at 1e-3 would keep one in seven, so it is off
 SMALL = ["--vector-size", "16", "--min-count", "1", "--epochs", "5", "--sample", "0",
          "--workers", "1", "--quiet"]
@@ -53,9 +58,10 @@ def test_every_format_answers_the_same(cli, tmp_path, corpus, vectors, suffix):
     assert words[0] == words[1]  # one seed, one worker: the same vectors in every format
 
 
-@pytest.mark.parametrize("options", [["--per-pair-negatives"], ["--implementation", "minibatch"],
-                                     ["--cbow", "--implementation", "hogwild"],
-                                     ["--hs", "--negative", "0"]])
+@pytest.mark.parametrize("options", [
+    ["--per-pair-negatives"], ["--implementation", "minibatch"],
+    *(pytest.param(o, marks=needs_numba) for o in [["--cbow", "--implementation", "hogwild"],
+                                                   ["--hs", "--negative", "0"]])])
 def test_each_implementation_separates_the_topics(cli, tmp_path, corpus, options):
     out = tmp_path / "v.txt"
     rc, _, err = cli("word2vec", "train", corpus, "--out", out, *SMALL, *options)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import shlex
 from pathlib import Path
 
@@ -157,26 +156,23 @@ def explicit_options(args, options: list[str]) -> dict:
 
 def check_numbers(options: dict) -> None:
     """Refuse impossible numbers before any work."""
-    if options.get("epochs") is not None and options["epochs"] < 1:
-        raise DeepnotesError(f"--epochs {options['epochs']}: expected at least 1")
-    for key in ("batch_size", "max_len", "seq_len", "min_count"):
-        if options.get(key) is not None and options[key] < 1:
-            raise DeepnotesError(f"--{key.replace('_', '-')} {options[key]}: expected at least 1")
-    if options.get("lr") is not None:
-        from deepnotes.optim import check_lr
+    from deepnotes.errors import check_range
+    from deepnotes.optim import check_lr
 
+    for key in ("epochs", "batch_size", "max_len", "seq_len", "min_count"):
+        if options.get(key) is not None:
+            check_range(f"--{key.replace('_', '-')}", options[key], 1, integer=True)
+    if options.get("lr") is not None:
         check_lr(options["lr"])
-    if options.get("beta") is not None and not 0 <= options["beta"] < 1:
-        raise DeepnotesError(f"--beta {options['beta']}: expected a number in [0, 1)")
-    if options.get("weight_decay") is not None and not 0 <= options["weight_decay"] < math.inf:
-        raise DeepnotesError(f"--weight-decay {options['weight_decay']}: expected a finite "
-                             "number >= 0")
-    if options.get("train_dev") is not None and not 0 <= options["train_dev"] < 1:
-        raise DeepnotesError(f"--train-dev {options['train_dev']}: expected a fraction in [0, 1), "
-                             "e.g. 0.05")
-    if options.get("seed") is not None and not 0 <= options["seed"] <= Batches.MAX_SEED:
-        raise DeepnotesError(f"--seed {options['seed']}: expected an integer from 0 to "
-                             f"{Batches.MAX_SEED}")
+    if options.get("beta") is not None:
+        check_range("--beta", options["beta"], 0, 1, high_open=True)
+    if options.get("weight_decay") is not None:
+        check_range("--weight-decay", options["weight_decay"], 0)
+    if options.get("train_dev") is not None:
+        check_range("--train-dev", options["train_dev"], 0, 1, high_open=True,
+                    hint="a share, e.g. 0.05")
+    if options.get("seed") is not None:
+        check_range("--seed", options["seed"], 0, Batches.MAX_SEED, integer=True)
 
 
 def start(args, explicit: dict) -> int:

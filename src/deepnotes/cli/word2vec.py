@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from deepnotes.errors import DeepnotesError
+from deepnotes.errors import DeepnotesError, check_range
 
 SUFFIXES = {".bin": "C binary", ".txt": "C text", ".safetensors": "deepnotes"}
 
@@ -78,21 +78,15 @@ def _train_parser(commands) -> None:
 def check_train_numbers(args) -> None:
     from deepnotes.embeddings.word2vec import MAX_SEED
 
-    if args.negative < (0 if args.hs else 1):
-        raise DeepnotesError(f"--negative {args.negative}: expected at least "
-                             f"{0 if args.hs else 1}" + ("" if args.hs else " (0 needs --hs)"))
+    check_range("--negative", args.negative, 0 if args.hs else 1, integer=True,
+                hint="" if args.hs else "0 needs --hs")
     for name in ("vector_size", "window", "min_count", "epochs"):
-        if getattr(args, name) < 1:
-            raise DeepnotesError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected at "
-                                 "least 1")
-    if not 0 <= args.sample < 1:
-        raise DeepnotesError(f"--sample {args.sample}: expected a number in [0, 1)")
-    if not 0 < args.alpha < 1:
-        raise DeepnotesError(f"--alpha {args.alpha}: expected a number in (0, 1)")
-    if args.workers is not None and args.workers < 1:
-        raise DeepnotesError(f"--workers {args.workers}: expected at least 1")
-    if not 0 <= args.seed <= MAX_SEED:  # what torch.Generator.manual_seed takes
-        raise DeepnotesError(f"--seed {args.seed}: expected an integer from 0 to {MAX_SEED}")
+        check_range(f"--{name.replace('_', '-')}", getattr(args, name), 1, integer=True)
+    check_range("--sample", args.sample, 0.0, 1.0, high_open=True)
+    check_range("--alpha", args.alpha, 0.0, 1.0, low_open=True, high_open=True)
+    if args.workers is not None:
+        check_range("--workers", args.workers, 1, integer=True)
+    check_range("--seed", args.seed, 0, MAX_SEED, integer=True)  # what torch's generator takes
     if not Path(args.corpus).is_file():
         raise DeepnotesError(f"{args.corpus}: no such file")
 
@@ -149,8 +143,7 @@ def load_vectors(path: str):
 
 
 def _check_topn(topn: int) -> None:
-    if topn < 1:
-        raise DeepnotesError(f"--topn {topn}: expected at least 1")
+    check_range("--topn", topn, 1, integer=True)
 
 
 def run_similar(args) -> int:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The readers are submodules imported here, at the top: none of them imports this package's own
+# names (each imports data.dataset or data.text), so there is no cycle.
+from deepnotes.data import bundled, dates, idx, images, tables, text
 from deepnotes.data.dataset import Dataset, resize_images
 from deepnotes.data.loader import Batches, Normalizer
 from deepnotes.data.splits import Splits, label_shift, stratified_split
@@ -35,9 +38,7 @@ def load_dataset(spec: str, *, image_size: int | None = None, data_dir: str | No
     than ``min_count`` times become ``<unk>``. ``targets``: the label columns of a CSV table with
     several binary tasks (``deepnotes.multitask``; y is then (m, T)).
     """
-    from deepnotes.data.text import check_errors
-
-    check_errors(errors)
+    text.check_errors(errors)
     if targets:
         return _load_targets(spec, targets, label_column)
     options = {"max_len": max_len, "errors": errors, "seq_len": seq_len, "min_count": min_count}
@@ -48,8 +49,6 @@ def load_dataset(spec: str, *, image_size: int | None = None, data_dir: str | No
 
 
 def _load_targets(spec: str, targets: list[str], label_column: str | None) -> Dataset:
-    from deepnotes.data import tables, text
-
     path = Path(spec)
     if label_column:
         raise DeepnotesError("--targets and --label-column: give one (--targets names every "
@@ -62,15 +61,13 @@ def _load_targets(spec: str, targets: list[str], label_column: str | None) -> Da
 
 def _count(spec: str) -> int:
     """``dates:5000`` -> 5000 pairs."""
-    text = spec.split(":", 1)[1]
-    if not text.isdigit() or int(text) < 10:
+    count = spec.split(":", 1)[1]
+    if not count.isdigit() or int(count) < 10:
         raise DeepnotesError(f"--data {spec}: expected dates or dates:N with N >= 10 pairs")
-    return int(text)
+    return int(count)
 
 
 def _load(spec, image_size, data_dir, skip_bad, label_column, progress, options) -> Dataset:
-    from deepnotes.data import bundled, idx, text
-
     if spec == "digits":
         return bundled.load_digits()
     if spec == "breast-cancer":
@@ -78,18 +75,14 @@ def _load(spec, image_size, data_dir, skip_bad, label_column, progress, options)
     if spec in ("fashion-mnist", "mnist"):
         return idx.load_idx_dataset(spec, data_dir=data_dir)
     if spec == "dates" or spec.startswith("dates:"):
-        from deepnotes.data.dates import load_dates
-
-        return load_dates(_count(spec) if ":" in spec else 20000)
+        return dates.load_dates(_count(spec) if ":" in spec else 20000)
     path = Path(spec)
     max_len, errors, min_count = options["max_len"], options["errors"], options["min_count"]
     suffix = path.suffix.lower()
     if suffix == ".csv" and text.has_text_column(path):
         return text.load_text_csv(path, max_len, errors, min_count, label_column=label_column)
     if suffix == ".csv":
-        from deepnotes.data.tables import load_csv
-
-        return load_csv(path, label_column=label_column)
+        return tables.load_csv(path, label_column=label_column)
     if suffix == ".txt":
         return text.load_text_lm(path, options["seq_len"], errors, min_count)
     if suffix == ".conll":
@@ -97,9 +90,8 @@ def _load(spec, image_size, data_dir, skip_bad, label_column, progress, options)
     if suffix == ".tsv":
         return text.load_pairs(path, max_len, errors)
     if path.is_dir():
-        from deepnotes.data.images import load_image_folder
-
-        return load_image_folder(path, size=image_size or 64, skip_bad=skip_bad, progress=progress)
+        return images.load_image_folder(path, size=image_size or 64, skip_bad=skip_bad,
+                                        progress=progress)
     if path.is_file():
         raise DeepnotesError(f"--data {spec}: expected {FILES} or a folder of images")
     if "/" in spec or "\\" in spec or path.suffix:

@@ -24,7 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from deepnotes.data.dataset import Dataset
-from deepnotes.errors import DeepnotesError
+from deepnotes.errors import DeepnotesError, check_range
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,8 @@ def load_image(path: str | os.PathLike, size: int, channels: int) -> torch.Tenso
 
 
 def _check_size(size: int) -> int:
-    try:
-        value = operator.index(size)
-    except TypeError:
-        value = 0
-    if isinstance(size, bool) or value < 1:
-        raise DeepnotesError(f"size={size!r}; expected a positive integer number of pixels")
-    return value
+    check_range("size", size, 1, integer=True, hint="n_H = n_W, in pixels")
+    return operator.index(size)
 
 
 def _check_folder(path: str | os.PathLike) -> Path:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from deepnotes.errors import DeepnotesError
+from deepnotes.errors import DeepnotesError, check_range
 
 
 @dataclass
@@ -78,8 +78,7 @@ def hold_out_train_dev(y: torch.Tensor, splits: Splits, fraction: float, seed: i
     dev and test stay as they were; the same seed gives the same split; ``fraction`` 0 holds out
     nothing (``train_dev`` stays None).
     """
-    if not 0 <= fraction < 1:
-        raise DeepnotesError(f"--train-dev {fraction}: expected a fraction in [0, 1), e.g. 0.05")
+    check_range("--train-dev", fraction, 0.0, 1.0, high_open=True, hint="a share, e.g. 0.05")
     if fraction == 0:
         return splits
     if y.dim() > 1:

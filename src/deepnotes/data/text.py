@@ -57,7 +57,7 @@ from pathlib import Path
 import torch
 
 from deepnotes.data.dataset import IGNORE, Dataset
-from deepnotes.errors import DeepnotesError
+from deepnotes.errors import DeepnotesError, check_range
 
 log = logging.getLogger("deepnotes.data")
 
@@ -176,8 +176,8 @@ def check_errors(errors: str) -> None:
 
 def check_positive(what: str, value: int | None) -> None:
     """Raise unless ``value`` is None or an integer >= 1."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise DeepnotesError(f"{what} {value!r}: expected an integer >= 1")
+    if value is not None:
+        check_range(what, value, 1, integer=True)
 
 
 def _check_file(path: str | os.PathLike) -> Path:

@@ -1,7 +1,7 @@
 """The corpus side of word2vec: vocabulary, streaming, frequent-word subsampling, noise.
 
-* Vocabulary: every word seen at least ``min_count`` times, sorted by count, descending
-  (ties keep first-appearance order), so index 0 is the most frequent word.
+* Vocabulary (:class:`CorpusVocabulary`): every word seen at least ``min_count`` times, sorted
+  by count, descending (ties keep first-appearance order), so index 0 is the most frequent word.
 * Subsampling (the word2vec C tool): an occurrence of word w with count f(w) out of T words is
   kept with probability
 
@@ -107,9 +107,16 @@ def iter_sentences(sentences: Iterable[list[str]] | None, corpus_file,
 
 
 @dataclass
-class Vocabulary:
+class CorpusVocabulary:
     """Words (most frequent first), their counts, and the total number of words in the corpus
-    (all words, including those under ``min_count``)."""
+    (all words, including those under ``min_count``).
+
+    Not :class:`deepnotes.data.text.Vocabulary`, which maps a training set's tokens to model input
+    ids: that one has ``<pad>``/``<unk>`` (and ``<bos>``/``<eos>``) first, breaks count ties by
+    the token and reads an unknown token as ``<unk>``. Word2vec's has no specials, breaks ties by
+    first appearance (as gensim and word2vec.c), drops unknown words, and keeps the counts that
+    subsampling, the noise distribution and the Huffman tree are computed from.
+    """
 
     index_to_key: list[str]
     counts: list[int]
@@ -123,7 +130,7 @@ class Vocabulary:
         return len(self.index_to_key)
 
 
-def build_vocabulary(sentences: Iterable[list[str]], min_count: int) -> Vocabulary:
+def build_vocabulary(sentences: Iterable[list[str]], min_count: int) -> CorpusVocabulary:
     """Count words; keep those with count >= ``min_count``, sorted by count descending."""
     counter: Counter = Counter()
     for s in sentences:
@@ -136,7 +143,7 @@ def build_vocabulary(sentences: Iterable[list[str]], min_count: int) -> Vocabula
         top = max(counter.values())
         raise DeepnotesError(f"no word reaches min_count={min_count} (the most frequent word "
                              f"occurs {top} time(s)); lower min_count")
-    return Vocabulary([w for w, _ in kept], [c for _, c in kept], total)
+    return CorpusVocabulary([w for w, _ in kept], [c for _, c in kept], total)
 
 
 @dataclass
@@ -150,7 +157,7 @@ class EncodedCorpus:
     raw_words: int
 
 
-def encode(sentences: Iterable[list[str]], vocab: Vocabulary) -> EncodedCorpus:
+def encode(sentences: Iterable[list[str]], vocab: CorpusVocabulary) -> EncodedCorpus:
     """Map every in-vocabulary word to its id; one pass, ids accumulated in C arrays."""
     k2i = vocab.key_to_index
     ids, sent = array("i"), array("i")
@@ -234,7 +241,7 @@ class HuffmanTree:
 
 def huffman_tree(counts: list[int]) -> HuffmanTree:
     """Merge the two least frequent nodes until one is left; ``counts`` sorted descending, as in
-    the Vocabulary (two pointers walk the leaves and the new nodes, both in sorted order)."""
+    the CorpusVocabulary (two pointers walk the leaves and the new nodes, both in sorted order)."""
     v = len(counts)
     if v < 2:
         raise DeepnotesError("hierarchical softmax needs at least 2 words in the vocabulary")

@@ -37,7 +37,7 @@ import numpy as np
 try:
     import numba
     from numba import prange
-except ImportError:  # pragma: no cover - numba is a dependency; torch's path is the fallback
+except ImportError:  # numba is optional (the [fast] extra): Word2Vec then trains with torch
     numba, prange = None, range
 
 LCG_A, LCG_C = 25214903917, 11
@@ -45,7 +45,8 @@ CHUNK = 10_000  # corpus words per task; a round gives each thread one task
 
 
 def available() -> bool:
-    """Whether Numba is installed (else Word2Vec trains with the torch mini-batch path)."""
+    """Whether Numba is installed (``pip install "deepnotes[fast]"``); else Word2Vec trains with
+    the torch mini-batch path."""
     return numba is not None
 
 

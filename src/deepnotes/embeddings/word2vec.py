@@ -17,9 +17,10 @@ for the centre, 0 for a negative) and learning rate eta, one step is the gradien
 For CBOW the update of h is added to every context vector unscaled, like word2vec.c and gensim
 (the exact gradient of the mean would divide it by the number of contexts).
 
-Two implementations train it. On the CPU, when Numba is installed (``implementation="hogwild"``,
-the default there), ``hogwild.py`` runs word2vec.c's word-by-word loop compiled, on lock-free
-threads. Elsewhere (a GPU, or no Numba) the mini-batch path below runs in torch.
+Two implementations train it. On the CPU, when Numba is installed (the ``fast`` extra:
+``pip install "deepnotes[fast]"``; ``implementation="hogwild"``, the default there), ``hogwild.py``
+runs word2vec.c's word-by-word loop compiled, on lock-free threads. Elsewhere (a GPU, or no
+Numba) the mini-batch path below runs in torch.
 
 Mini-batches (HogBatch, Ji et al. 2016): all (centre, context) pairs of a chunk of the corpus are
 built with tensor ops (subsampling mask, a random window b in [1, window] per centre, shifted index
@@ -41,9 +42,9 @@ import torch
 from deepnotes.device import resolve_device
 from deepnotes.embeddings import hogwild
 from deepnotes.embeddings.corpus import (
+    CorpusVocabulary,
     EncodedCorpus,
     NoiseSampler,
-    Vocabulary,
     build_vocabulary,
     encode,
     huffman_tree,
@@ -52,7 +53,8 @@ from deepnotes.embeddings.corpus import (
     noise_distribution,
     subsample_mask,
 )
-from deepnotes.errors import DeepnotesError
+from deepnotes.embeddings.keyed_vectors import KeyedVectors
+from deepnotes.errors import DeepnotesError, check_range
 
 CHUNK_WORDS = 200_000
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes no more
@@ -194,29 +196,24 @@ class Word2Vec:
                  workers: int | None = None, seed: int = 1, device="cpu", progress: bool = False,
                  implementation: str = "auto", shared_negatives: bool = True,
                  batch_centres: int | None = None, hs: int = 0):
-        _check("vector_size", vector_size, int, 1)
-        _check("window", window, int, 1)
-        _check("negative", negative, int, 0)
+        for name, value in (("vector_size", vector_size), ("window", window),
+                            ("min_count", min_count), ("epochs", epochs)):
+            check_range(name, value, 1, integer=True)
+        check_range("negative", negative, 0, integer=True)
         if hs not in (0, 1):
             raise DeepnotesError(f"hs must be 1 (hierarchical softmax) or 0, got {hs!r}")
         if negative == 0 and not hs:
             raise DeepnotesError("negative=0 needs hs=1: without negative sampling, hierarchical "
                                  "softmax is the output layer")
-        _check("min_count", min_count, int, 1)
-        _check("epochs", epochs, int, 1)
         if batch_centres is not None:
-            _check("batch_centres", batch_centres, int, 1)
+            check_range("batch_centres", batch_centres, 1, integer=True)
         if sg not in (0, 1):
             raise DeepnotesError(f"sg must be 1 (skip-gram) or 0 (CBOW), got {sg!r}")
-        if not alpha > 0 or not 0 <= min_alpha <= alpha:
-            raise DeepnotesError(f"need alpha > 0 and 0 <= min_alpha <= alpha, got alpha={alpha}, "
-                                 f"min_alpha={min_alpha}")
+        check_range("alpha", alpha, 0.0, low_open=True)
+        check_range("min_alpha", min_alpha, 0.0, alpha, hint="it decays from alpha to min_alpha")
         if workers is not None:
-            _check("workers", workers, int, 1)
-        _check("seed", seed, int, 0)
-        if seed > MAX_SEED:
-            raise DeepnotesError(f"seed must be an integer from 0 to {MAX_SEED} (torch's "
-                                 f"largest), got {seed}")
+            check_range("workers", workers, 1, integer=True)
+        check_range("seed", seed, 0, MAX_SEED, integer=True)
         self.sg, self.vector_size, self.window, self.negative = sg, vector_size, window, negative
         self.min_count, self.sample = min_count, sample
         self.alpha, self.min_alpha = alpha, min_alpha
@@ -228,7 +225,7 @@ class Word2Vec:
             raise DeepnotesError("hs=1 (hierarchical softmax) runs on the hogwild path only: the "
                                  "CPU with Numba")
         self.shared_negatives, self.batch_centres = bool(shared_negatives), batch_centres
-        self.vocab: Vocabulary | None = None
+        self.vocab: CorpusVocabulary | None = None
         self.corpus: EncodedCorpus | None = None
         self.wv = None
         self.train_seconds = 0.0
@@ -257,8 +254,6 @@ class Word2Vec:
         self._publish()
 
     def _publish(self) -> None:
-        from deepnotes.embeddings.keyed_vectors import KeyedVectors
-
         self.wv = KeyedVectors(list(self.vocab.index_to_key), self.w_in, list(self.vocab.counts))
 
     @torch.no_grad()
@@ -368,12 +363,8 @@ def _implementation(name: str, device_type: str) -> str:
     cpu = device_type == "cpu"
     if name == "hogwild" and not (cpu and hogwild.available()):
         raise DeepnotesError("implementation 'hogwild' needs the CPU and Numba "
-                             "(pip install numba); use 'minibatch'")
+                             "(pip install 'deepnotes[fast]'); use 'minibatch'")
     if name == "auto":
         return "hogwild" if cpu and hogwild.available() else "minibatch"
     return name
 
-
-def _check(name: str, value, kind, low) -> None:
-    if isinstance(value, bool) or not isinstance(value, kind) or value < low:
-        raise DeepnotesError(f"{name} must be an integer >= {low}, got {value!r}")

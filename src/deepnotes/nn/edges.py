@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from deepnotes.errors import DeepnotesError, unknown_name
+
 FILTERS = {
     "vertical": [[1, 0, -1], [1, 0, -1], [1, 0, -1]],
     "horizontal": [[1, 1, 1], [0, 0, 0], [-1, -1, -1]],
@@ -20,8 +22,6 @@ FILTERS = {
 
 def edge_filter(name: str = "vertical", transpose: bool = False) -> torch.Tensor:
     """A 3x3 filter; ``transpose`` turns a vertical-edge filter into a horizontal one."""
-    from deepnotes.errors import DeepnotesError, unknown_name
-
     if name not in FILTERS:
         raise DeepnotesError(unknown_name("edge filter", name, list(FILTERS)))
     f = torch.tensor(FILTERS[name], dtype=torch.float32)
@@ -31,8 +31,6 @@ def edge_filter(name: str = "vertical", transpose: bool = False) -> torch.Tensor
 def detect_edges(image: torch.Tensor, name: str = "vertical", transpose: bool = False,
                  padding: str | int = "valid") -> torch.Tensor:
     """Convolve an (n_H, n_W) grey image with an edge filter: (n_H - 2, n_W - 2) for "valid"."""
-    from deepnotes.errors import DeepnotesError
-
     if image.dim() != 2:
         raise DeepnotesError(f"detect_edges: expected one (n_H, n_W) grey image, got shape "
                              f"{tuple(image.shape)}")

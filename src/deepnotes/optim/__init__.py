@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from deepnotes.errors import DeepnotesError, unknown_name
+from deepnotes.errors import DeepnotesError, check_range, unknown_name
 from deepnotes.optim.adam import Adam
 from deepnotes.optim.gradient_descent import GradientDescent
 from deepnotes.optim.momentum import Momentum
@@ -55,5 +55,4 @@ def create_optimizer(name: str, params, lr: float | None = None, beta: float | N
 
 def check_lr(lr: float) -> None:
     """alpha must be a positive, finite number."""
-    if not 0 < lr < float("inf"):
-        raise DeepnotesError(f"--lr {lr}: the learning rate must be > 0 and finite")
+    check_range("--lr", lr, 0.0, low_open=True)

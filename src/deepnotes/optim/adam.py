@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from deepnotes.optim.rule import NotesRule, check_range, no_bias_correction_step, with_weight_decay
+from deepnotes.errors import check_range
+from deepnotes.optim.rule import NotesRule, no_bias_correction_step, with_weight_decay
 
 
 class Adam(NotesRule):
@@ -45,8 +46,8 @@ class Adam(NotesRule):
         super().__init__(params, defaults, implementation)
 
     def _check(self, group):
-        check_range("beta1", group["beta1"], 0.0, 1.0)
-        check_range("beta2", group["beta2"], 0.0, 1.0)
+        check_range("beta1", group["beta1"], 0.0, 1.0, high_open=True)
+        check_range("beta2", group["beta2"], 0.0, 1.0, high_open=True)
         check_range("eps", group["eps"], 0.0)
 
     def _new_state(self, group, p):

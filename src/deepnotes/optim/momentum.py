@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from deepnotes.optim.rule import NotesRule, check_range, with_weight_decay
+from deepnotes.errors import check_range
+from deepnotes.optim.rule import NotesRule, with_weight_decay
 
 
 class Momentum(NotesRule):
@@ -27,7 +28,7 @@ class Momentum(NotesRule):
                          implementation)
 
     def _check(self, group):
-        check_range("beta", group["beta"], 0.0, 1.0)
+        check_range("beta", group["beta"], 0.0, 1.0, high_open=True)
 
     def _new_state(self, group, p):
         return {"v": torch.zeros_like(p, memory_format=torch.preserve_format)}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from deepnotes.optim.rule import NotesRule, check_range, no_bias_correction_step, with_weight_decay
+from deepnotes.errors import check_range
+from deepnotes.optim.rule import NotesRule, no_bias_correction_step, with_weight_decay
 
 
 class RMSprop(NotesRule):
@@ -28,7 +29,7 @@ class RMSprop(NotesRule):
         self._first_moment: dict = {}  # the fused path's scratch when weight decay is on
 
     def _check(self, group):
-        check_range("beta", group["beta"], 0.0, 1.0)
+        check_range("beta", group["beta"], 0.0, 1.0, high_open=True)
         check_range("eps", group["eps"], 0.0)
 
     def _new_state(self, group, p):

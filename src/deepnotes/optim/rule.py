@@ -13,28 +13,14 @@ The tests hold all three to the reference and the reference to a NumPy transcrip
 from __future__ import annotations
 
 import functools
-import math
 
 import torch
 
-from deepnotes.errors import DeepnotesError, unknown_name
+from deepnotes.errors import DeepnotesError, check_range, unknown_name
 
 IMPLEMENTATIONS = ("auto", "fused", "foreach", "reference")
 _FUSED_DEVICES = ("cpu", "cuda")
 _FUSED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
-
-
-def check_range(name: str, value, low: float, high: float = math.inf,
-                low_open: bool = False, high_open: bool = True) -> None:
-    """``value`` must be a finite number in the interval, else one clear line."""
-    ok = isinstance(value, (int, float)) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (
-            value < high if high_open else value <= high)
-    if not ok:
-        left, right = "(" if low_open else "[", ")" if high_open else "]"
-        raise DeepnotesError(f"{name}={value!r}: expected a finite number in "
-                             f"{left}{low:g}, {high:g}{right}")
 
 
 class NotesRule(torch.optim.Optimizer):

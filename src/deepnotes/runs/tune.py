@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from deepnotes import atomic
 from deepnotes.data import NAMED
-from deepnotes.errors import DeepnotesError, LossDiverged, unknown_name
+from deepnotes.errors import DeepnotesError, LossDiverged, check_range, unknown_name
 from deepnotes.optim import BETA_NAMES, create_optimizer, list_optimizers
 from deepnotes.runs.build import build_model
 from deepnotes.runs.config import DEFAULTS, write_json
@@ -343,11 +343,9 @@ def parse_range(text: str, option: str) -> list[float]:
 
 def check_options(explicit: dict, trials: int) -> None:
     """Refuse impossible settings before any work (and before any folder is made)."""
-    if trials < 1:
-        raise DeepnotesError(f"--trials {trials}: expected at least 1")
-    share = explicit.get("coarse_share")
-    if share is not None and not 0 < share <= 1:
-        raise DeepnotesError(f"--coarse-share {share}: expected a share in (0, 1]")
+    check_range("--trials", trials, 1, integer=True)
+    if explicit.get("coarse_share") is not None:
+        check_range("--coarse-share", explicit["coarse_share"], 0, 1, low_open=True)
     if "lr_range" in explicit:
         low, high = explicit["lr_range"]
         if not 0 < low < high < float("inf"):
