@@ -74,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
 
 class _Formatter(logging.Formatter):
     def format(self, record):
-        prefix = "warning: " if record.levelno >= logging.WARNING else ""
+        prefix = ("error: " if record.levelno >= logging.ERROR else
+                  "warning: " if record.levelno >= logging.WARNING else "")
         return prefix + record.getMessage()
 
 
 def _log_to_stderr(quiet: bool) -> None:
-    """The library logs; the CLI shows INFO (epoch lines) plainly and warnings as ``warning:``."""
+    """The library logs; the CLI shows INFO (epoch lines) plainly, warnings as ``warning:`` and
+    errors as ``error:``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
     root = logging.getLogger("deepnotes")
