@@ -82,7 +82,7 @@ def test_recurrent_layers_on_the_gpu_match_the_cpu(layer, float32_cudnn):
     close(out_gpu.cpu(), out_cpu, rtol=1e-4, atol=1e-5)
     out_gpu.sum().backward()
     out_cpu.sum().backward()
-    for (n, a), (_, b) in zip(gpu.named_parameters(), cpu.named_parameters()):
+    for (_, a), (_, b) in zip(gpu.named_parameters(), cpu.named_parameters()):
         close(a.grad.cpu(), b.grad, rtol=1e-3, atol=1e-4)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -91,7 +93,7 @@ def planted_analogy_kv(words: list[str], sections: dict[str, list[tuple]], dim: 
     """Random vectors with a per-section offset planted: second of a pair = first + offset."""
     rng = np.random.default_rng(seed)
     vec = {}
-    for name, questions in sections.items():
+    for questions in sections.values():
         offset = rng.standard_normal(dim) * 1.5
         for q in questions:
             for x, y in ((q[0], q[1]), (q[2], q[3])):
@@ -133,7 +135,7 @@ def test_evaluate_word_analogies_hand_counted(tmp_path):
 
 def read_questions(path) -> dict[str, list[tuple]]:
     sections: dict[str, list[tuple]] = {}
-    for line in open(path, encoding="utf-8"):
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line.startswith(":"):
             name = line[1:].strip()
             sections[name] = []
@@ -164,7 +166,7 @@ def test_evaluate_word_analogies_matches_gensim():
 def test_evaluate_word_pairs_matches_gensim():
     path = datapath("wordsim353.tsv")
     pairs = []
-    for line in open(path, encoding="utf-8"):
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
             a, b, s = line.rstrip("\n").split("\t")
             pairs.append((a.lower(), b.lower(), float(s)))

@@ -214,10 +214,7 @@ def _stack(arrays: list[np.ndarray]) -> torch.Tensor:
 
 def _chw(batch: np.ndarray) -> torch.Tensor:
     """(m, H, W) or (m, H, W, C) uint8 to a contiguous (m, C, H, W) tensor."""
-    if batch.ndim == 3:
-        batch = batch[:, None]
-    else:
-        batch = batch.transpose(0, 3, 1, 2)
+    batch = batch[:, None] if batch.ndim == 3 else batch.transpose(0, 3, 1, 2)
     return torch.from_numpy(np.require(batch, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"]))
 
 

@@ -65,7 +65,7 @@ def iter_file(path, warn: bool = True) -> Iterator[list[str]]:
     bytes is logged once as a warning at the end (``warn=False``: not, for a second pass)."""
     _replaced[0] = 0
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 (closed by the with below; only open() is caught)
     except OSError as e:
         raise DeepnotesError(f"corpus_file {str(path)!r}: cannot read ({e.strerror})") from None
     carry, sentence = b"", []

@@ -276,7 +276,7 @@ def _load_tensor(path: Path) -> tuple[torch.Tensor, dict]:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            if "vectors" not in f.keys():
+            if "vectors" not in f.keys():  # noqa: SIM118 (safe_open has keys(), no __contains__)
                 raise DeepnotesError(f"{path}: no tensor 'vectors' in the file")
             return f.get_tensor("vectors"), meta
     except SafetensorError as exc:
