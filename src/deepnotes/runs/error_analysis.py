@@ -56,10 +56,11 @@ def misclassified(run_dir: str | Path, split: str = "dev", n: int | None = 100,
     wrong = (pred != y_true).nonzero().flatten()
     order = wrong[confidence[wrong].argsort(descending=True, stable=True)][:n]
     classes = config.classes
-    rows = [{"rank": rank, "index": int(idx[i]), "true_label": classes[int(y_true[i])],
-             "predicted_label": classes[int(pred[i])], "confidence": float(confidence[i]),
-             "true_probability": float(p[i, y_true[i]])}
-            for rank, i in enumerate(order.tolist(), start=1)]
+    rows: list[dict] = [
+        {"rank": rank, "index": int(idx[i]), "true_label": classes[int(y_true[i])],
+         "predicted_label": classes[int(pred[i])], "confidence": float(confidence[i]),
+         "true_probability": float(p[i, y_true[i]])}
+        for rank, i in enumerate(order.tolist(), start=1)]
     if config.kind == "tokens" and dataset.vocab is not None:
         for row in rows:
             ids = dataset.x[row["index"]].tolist()
