@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
 
 from deepnotes.errors import DeepnotesError
 
+fcntl: ModuleType | None
 try:
     import fcntl
 except ImportError:  # Windows: no flock; folders are not locked there

@@ -119,7 +119,7 @@ def diagnose(errors: dict, human_error: float = 0.0) -> Diagnosis:
     if gaps["avoidable_bias"] < 0:
         notes.append("train error is below the human error given: that proxy overestimates "
                      "Bayes error, so avoidable bias is hard to judge past human level")
-    largest = max(gaps, key=gaps.get)  # the first of equal gaps, in the notes' order
+    largest = max(gaps, key=gaps.__getitem__)  # the first of equal gaps, in the notes' order
     return Diagnosis(e, float(human_error), gaps, largest, list(ACTIONS[largest]), notes)
 
 

@@ -34,6 +34,7 @@ The whole ``deepnotes finetune`` flow is :mod:`deepnotes.runs.finetune`.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from torch import nn
 
@@ -135,12 +136,15 @@ def parse_freeze(option: str | int, num_groups: int, per_class: float) -> int:
     return int(text)
 
 
-def optimizer_groups(model: Network, lr: float, decay: float = 1.0, frozen: int = 0) -> list:
+def optimizer_groups(model: Network, lr: float, decay: float = 1.0,
+                     frozen: int = 0) -> list[dict[str, Any]]:
     """Parameter groups of groups ``frozen``.. and the head; discriminative learning rates:
     group l of L gets alpha / decay^(L - l), the head alpha (ULMFiT uses decay 2.6)."""
     groups = layer_groups(model)
-    out = [{"params": [p for m in modules for p in m.parameters()], "lr": lr / decay ** (len(
-        groups) - i)} for i, (_, modules) in enumerate(groups) if i >= frozen]
+    out: list[dict[str, Any]] = [
+        {"params": [p for m in modules for p in m.parameters()],
+         "lr": lr / decay ** (len(groups) - i)}
+        for i, (_, modules) in enumerate(groups) if i >= frozen]
     out = [g for g in out if g["params"]]
     grouped = {id(p) for g in out for p in g["params"]}
     grouped |= {id(p) for _, modules in groups[:frozen] for m in modules for p in m.parameters()}

@@ -9,6 +9,8 @@ reads: ``input_kind`` ("image" or "table", or a tuple of the sequence tasks it t
 
 from __future__ import annotations
 
+from typing import Any
+
 from deepnotes.errors import DeepnotesError, unknown_name
 from deepnotes.models.alexnet import AlexNet
 from deepnotes.models.fastnet import FastNet
@@ -21,7 +23,7 @@ from deepnotes.models.sequence import CharLM, Seq2Seq, SequenceClassifier, Tagge
 from deepnotes.models.vgg import VGG
 from deepnotes.models.weights import load_weights  # noqa: F401 (deepnotes.models.load_weights)
 
-MODELS = {
+MODELS: dict[str, tuple[type[Network], dict[str, Any]]] = {
     "lenet5": (LeNet5, {"activation": "tanh"}),
     "lenet5_relu": (LeNet5, {"activation": "relu"}),
     "mlp": (MLP, {}),

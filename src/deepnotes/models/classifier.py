@@ -8,6 +8,8 @@ stack is registered under that name (its state_dict keys stay ``features.N.*``) 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -18,14 +20,16 @@ class ConvClassifier(Network):
     """body -> avgpool -> flatten -> classifier[:-1] -> head (classifier[-1])."""
 
     opened = ("features", "classifier")  # layer groups: each convolution, each FC layer
+    avgpool: nn.Module  # set by each subclass, as is the "features" module
+    classifier: nn.Sequential
 
     @property
     def body(self) -> nn.Sequential:
-        return self._modules["features"]
+        return cast(nn.Sequential, self._modules["features"])
 
     @property
     def head(self) -> nn.Linear:
-        return self.classifier[-1]
+        return cast(nn.Linear, self.classifier[-1])
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n_C, n_H, n_W) -> (B, 4096), the activations of the second FC layer."""

@@ -30,7 +30,7 @@ from deepnotes.nn import BatchNorm2d, Conv2d, MaxPool2d
 
 def conv_bn(in_channels: int, out_channels: int, pool: bool = False) -> list[nn.Module]:
     """conv f=3 "same" (no bias) [-> max pool f=2 s=2] -> batch norm -> GELU."""
-    layers = [Conv2d(in_channels, out_channels, 3, padding="same", bias=False)]
+    layers: list[nn.Module] = [Conv2d(in_channels, out_channels, 3, padding="same", bias=False)]
     if pool:
         layers.append(MaxPool2d(2, 2))
     return [*layers, BatchNorm2d(out_channels), nn.GELU()]
@@ -42,6 +42,7 @@ class FastNet(Network):
 
     input_kind = "image"
     input_size = 28  # what the CLI resizes to; any n >= 8 works (the pooling at the end is global)
+    head: nn.Linear
     opened = ("body",)  # layer groups: each convolution with its pool, norm and GELU
     takes_mirror_tta = True  # the run passes mirror_tta (see deepnotes.train.run.build_model)
 

@@ -129,6 +129,18 @@ class GoogLeNet(Network):
     input_size = 32
     optional_weights = ("aux1.", "aux2.")  # torchvision's weight file has them; we may not
     aux_heads = ("aux1", "aux2")  # outputs, in no layer group
+    # added by name from MODULES and POOLS_AFTER (add_module)
+    inception3a: Inception
+    inception3b: Inception
+    inception4a: Inception
+    inception4b: Inception
+    inception4c: Inception
+    inception4d: Inception
+    inception4e: Inception
+    inception5a: Inception
+    inception5b: Inception
+    maxpool3: MaxPool2d
+    maxpool4: MaxPool2d
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = False,
                  transform_input: bool = False, dropout: float = 0.2):
@@ -195,6 +207,7 @@ class GoogLeNet(Network):
         x, to_aux1, to_aux2 = self._trunk(x)
         if not self.aux_logits:
             return self.fc(x), None, None
+        assert self.aux1 is not None and self.aux2 is not None  # made with aux_logits=True
         return self.fc(x), self.aux1(to_aux1), self.aux2(to_aux2)
 
     def reset_head(self, num_classes: int) -> None:

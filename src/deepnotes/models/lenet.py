@@ -20,6 +20,7 @@ class LeNet5(Network):
 
     input_kind = "image"
     input_size = 32
+    head: nn.Linear
     opened = ("conv", "fc")  # layer groups: each convolution, each FC layer
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, activation: str = "tanh"):

@@ -13,6 +13,7 @@ class MLP(Network):
 
     input_kind = "table"
     input_size = None
+    head: nn.Linear
     opened = ("body",)  # layer groups: each hidden layer
 
     def __init__(self, num_classes: int = 2, in_channels: int = 1, hidden: tuple = (64, 64)):

@@ -32,6 +32,8 @@ classifiers) are outputs, not layers: they are in no group.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, ClassVar
+
 import torch
 from torch import nn
 
@@ -58,9 +60,15 @@ class Network(nn.Module):
     """The zoo's base class: ``features(x)`` and ``head`` come from the model, ``reset_head``,
     ``head_prefix`` and ``layer_groups`` from here (see the module doc)."""
 
+    input_kind: ClassVar[str | tuple[str, ...]]  # "image", "table" or the sequence tasks it takes
+    input_size: ClassVar[int | None]  # n_H = n_W that images are resized to; None for any
     opened: tuple[str, ...] = ()  # containers whose children are single layers
     aux_heads: tuple[str, ...] = ()  # children that are extra outputs: in no layer group
-    head: nn.Linear  # the softmax layer: an attribute or a property of each model
+    if TYPE_CHECKING:  # for the type checker only: at run time each model provides it
+        @property
+        def head(self) -> nn.Linear:
+            """The softmax layer: an attribute (declared ``head: nn.Linear``) or a property of
+            each model."""
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The activations a[L-1] the head reads."""

@@ -95,7 +95,7 @@ class Bottleneck(nn.Module):
         return self.relu(z3 + skip)  # a[l+3] = g(z[l+3] + a[l])
 
 
-BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+BLOCKS: dict[str, type[BasicBlock | Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 class ResNet(Network):
@@ -115,7 +115,7 @@ class ResNet(Network):
         self.block, self.small_input = BLOCKS[block], small_input
         if small_input:  # CIFAR stem: (B, 64, n_H, n_W), no max pool
             self.conv1 = Conv2d(in_channels, 64, 3, padding=1, bias=False)
-            self.maxpool = nn.Identity()
+            self.maxpool: nn.Module = nn.Identity()
         else:  # ImageNet stem: (B, 64, n_H / 2, n_W / 2), then the pool halves it again
             self.conv1 = Conv2d(in_channels, 64, 7, 2, padding=3, bias=False)
             self.maxpool = MaxPool2d(3, 2, padding=1)

@@ -14,6 +14,8 @@ Token id 0 is padding everywhere; a sequence's length is its number of non-zero 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -40,6 +42,7 @@ class SequenceClassifier(Network):
     input_kind = ("image", "tokens")
     input_size = 28  # images are resized to 28 x 28: 28 steps of 28 pixels
     sequence = True
+    head: nn.Linear
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, cell: str = "lstm",
                  task: str = "image", hidden_size: int = 128, embedding_dim: int = 64,
@@ -75,6 +78,7 @@ class CharLM(Network):
     input_kind = ("lm",)
     input_size = None
     sequence = True
+    head: nn.Linear
 
     def __init__(self, num_classes: int = 64, in_channels: int = 64, task: str = "lm",
                  hidden_size: int = 256, embedding_dim: int = 64, num_layers: int = 2,
@@ -121,6 +125,7 @@ class Tagger(Network):
     input_kind = ("tags",)
     input_size = None
     sequence = True
+    head: nn.Linear
 
     def __init__(self, num_classes: int = 2, in_channels: int = 2, task: str = "tags",
                  hidden_size: int = 128, embedding_dim: int = 64, num_layers: int = 1):
@@ -155,6 +160,7 @@ class Seq2Seq(Network):
     input_kind = ("pairs",)
     input_size = None
     sequence = True
+    head: nn.Linear
     teacher_forcing = True  # forward(x, y_in): data.text.teacher_forcing(y)
 
     def __init__(self, num_classes: int = 8, in_channels: int = 8, task: str = "pairs",
@@ -193,7 +199,8 @@ class Seq2Seq(Network):
         out, state = self.attend_steps(memory, y_in, state)
         return self.head(out), state  # (B, T, V)
 
-    def features(self, x: torch.Tensor, y_in: torch.Tensor) -> torch.Tensor:
+    def features(  # type: ignore[override]  # needs the decoder's inputs too (see above)
+            self, x: torch.Tensor, y_in: torch.Tensor) -> torch.Tensor:
         """(B, Tx) sources and (B, T) decoder inputs (teacher forcing) -> (B, T, n_a)."""
         keys, values, mask, state = self.encode(x)
         return self.attend_steps((keys, values, mask), y_in, state)[0]
@@ -224,7 +231,7 @@ class Seq2Seq(Network):
         self.eval()
         keys, values, mask, state = self.encode(x)
         beams = [(0.0, [BOS], state)]
-        done = []
+        done: list[tuple[float, list[int], Any]] = []  # (score, ids, decoder state)
         for _ in range(max_len):
             grown = []
             for score, ids, st in beams:

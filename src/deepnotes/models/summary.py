@@ -29,6 +29,8 @@ operations a ``forward`` does by itself (a residual addition, ``torch.flatten``)
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -52,7 +54,8 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict]:
     try:
         model.eval()
         first = next(model.parameters(), None)
-        kwargs = {"device": first.device, "dtype": first.dtype} if first is not None else {}
+        kwargs: dict[str, Any] = ({"device": first.device, "dtype": first.dtype}
+                                  if first is not None else {})
         with torch.no_grad():
             recorder.run(model, torch.zeros(1, *input_shape, **kwargs))  # (1, *input_shape)
     finally:
@@ -111,7 +114,7 @@ def notation(shape: tuple[int, ...]) -> str:
 class _Recorder:
     """Forward hooks that append a row per leaf call and remember which leaf is running."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.rows: list[dict] = []
         self.seen: set[int] = set()
         self.current: tuple[str, nn.Module, tuple] | None = None
@@ -176,7 +179,7 @@ def _window(module: nn.Module) -> tuple:
     """(f, p, s) of a convolution or pooling layer; (None, None, None) for any other."""
     if not all(hasattr(module, k) for k in ("kernel_size", "stride", "padding")):
         return None, None, None
-    padding = module.padding
+    padding: object = module.padding
     if getattr(module, "same", False) or padding == "same":
         padding = "same"
     elif padding == "valid":

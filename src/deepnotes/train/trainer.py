@@ -15,7 +15,9 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -60,7 +62,8 @@ class Trainer:
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.net = distributed.wrap(self.model, torch.device(device))  # DDP under torchrun
+        # DDP under torchrun; torch.compile makes it a plain callable
+        self.net: Callable[..., Any] = distributed.wrap(self.model, torch.device(device))
         if compile:
             check_compiler(torch.device(device))
             self.net = torch.compile(self.net)
@@ -73,9 +76,9 @@ class Trainer:
         # a GPU runs ahead of the CPU: read its step losses every 25 steps, not every step
         self.read_every = 25 if self.device.type == "cuda" and not distributed.active() else 1
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
-        self.state = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "correct": 0,
-                      "seen": 0, "seconds": 0.0, "history": []}
-        self._stop_signal = None
+        self.state: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0,
+                                      "correct": 0, "seen": 0, "seconds": 0.0, "history": []}
+        self._stop_signal: int | None = None  # the signal number that asked to stop
 
     @property
     def history(self) -> list[dict]:
@@ -83,6 +86,8 @@ class Trainer:
 
     def resume(self) -> None:
         """Continue from ``run_dir/state.safetensors``."""
+        if self.run_dir is None:
+            raise DeepnotesError("resume() needs the run_dir of the run to continue")
         self.state = checkpoint.load(self.run_dir, self.model, self.optimizer)
         if self.scaler.is_enabled() and "scaler" in self.state:  # float16's loss scale
             self.scaler.load_state_dict(self.state["scaler"])
@@ -227,6 +232,7 @@ class Trainer:
                                  f" stopped, {self._kept()}; try a lower --lr")
 
     def _save(self, st: dict) -> None:
+        assert self.run_dir is not None  # both callers save only with a run_dir
         if self.scaler.is_enabled():
             st["scaler"] = self.scaler.state_dict()  # numbers only: JSON in the checkpoint
         checkpoint.save(self.run_dir, self.model, self.optimizer, st)
