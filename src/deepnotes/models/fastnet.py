@@ -44,7 +44,7 @@ class FastNet(Network):
     input_size = 28  # what the CLI resizes to; any n >= 8 works (the pooling at the end is global)
     head: nn.Linear
     opened = ("body",)  # layer groups: each convolution with its pool, norm and GELU
-    takes_mirror_tta = True  # the run passes mirror_tta (see deepnotes.train.run.build_model)
+    takes_mirror_tta = True  # the run passes mirror_tta (see deepnotes.runs.build.build_model)
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1,
                  widths: tuple[int, int, int] = (64, 256, 256), mirror_tta: bool = False):
