@@ -4,10 +4,10 @@ The run is the main job as a user types it (``deepnotes train``: LeNet-5 on the 
 epochs, a checkpoint after every epoch), in this process. The peer is the same run with the
 durability switched off: no fsync of any file or folder (the extra cost of the commit protocol is
 mostly those flushes; the lock, the checkpoint id and the finite-weights check are timed in both).
-The two alternate ``--repeats`` times (in ABBA order); figures are medians of the wall time of the whole command,
-and the ratio is ours / peer (the issue's goal: under 1.05). As the whole run is noisy at the scale
-of a few per cent, a second row times one checkpoint of LeNet-5 and Adam (the commit, then the
-files derived from it), durable or not, as the median of 30.
+The two alternate ``--repeats`` times (in ABBA order); figures are medians of the wall time of the
+whole command, and the ratio is ours / peer (the issue's goal: under 1.05). As the whole run is
+noisy at the scale of a few per cent, a second row times one checkpoint of LeNet-5 and Adam (the
+commit, then the files derived from it), durable or not, as the median of 30.
 
     python benchmarks/checkpoint_cost.py           # 5 runs of each, about a minute on 2 cores
     python benchmarks/checkpoint_cost.py --repeats 9 --epochs 20

@@ -1,8 +1,9 @@
 """``--recipe fast`` on Fashion-MNIST: seconds of training to 0.94 test accuracy, and a plain loop.
 
 deepnotes: what ``deepnotes train --recipe fast --data fashion-mnist`` builds (the same config,
-data, splits, model and optimizer through ``session.prepare``; 54,000 training images), trained by
-its Trainer with the test set in the dev column, so test accuracy is known after every epoch.
+data, splits, model and optimizer through ``runs.session.prepare``; 54,000 training images),
+trained by its Trainer with the test set in the dev column, so test accuracy is known after every
+epoch.
 
 The peer is the loop a user writes for the same network: the same fastnet class and initial
 weights (no mirror at test time), a DataLoader over a Dataset that shifts and mirrors each image as
@@ -32,27 +33,29 @@ except ModuleNotFoundError:  # run as a script, python benchmarks/fast_recipe.py
     from fashion_mnist import plain_loop, summary
 from deepnotes.data import Normalizer
 from deepnotes.models import create_model
+from deepnotes.runs.build import batches
+from deepnotes.runs.config import RunConfig
+from deepnotes.runs.session import Session, prepare
 from deepnotes.train import Trainer
 from deepnotes.train.recipes import recipe_options
-from deepnotes.train.run import DEFAULTS, batches
-from deepnotes.train.session import prepare
 
 
-def recipe_config(args) -> dict:
-    config = {**DEFAULTS, **recipe_options("fast", torch.device(args.device)),
-              "data": "fashion-mnist", "device": args.device, "recipe": "fast"}
-    config.update({k: v for k, v in (("epochs", args.epochs), ("lr", args.lr),
-                                     ("batch_size", args.batch_size), ("seed", args.seed))
-                   if v is not None})
-    return config
+def recipe_config(args) -> RunConfig:
+    options = {**recipe_options("fast", torch.device(args.device)),
+               "data": "fashion-mnist", "device": args.device, "recipe": "fast"}
+    options.update({k: v for k, v in (("epochs", args.epochs), ("lr", args.lr),
+                                      ("batch_size", args.batch_size), ("seed", args.seed))
+                    if v is not None})
+    return RunConfig(**options)
 
 
-def run_deepnotes(session: dict, target: float) -> dict:
-    config, dataset, splits, device = (session[k] for k in ("config", "dataset", "splits",
-                                                              "device"))
-    trainer = Trainer(session["model"], session["optimizer"], epochs=config["epochs"],
-                      schedule=config["schedule"], device=device, progress=False,
-                      precision=config["precision"], channels_last=config["channels_last"])
+def run_deepnotes(session: Session, target: float) -> dict:
+    config, dataset, splits, device = (session.config, session.dataset, session.splits,
+                                       session.device)
+    trainer = Trainer(session.model, session.optimizer, epochs=config.epochs,
+                      schedule=config.schedule, device=device, progress=False,
+                      precision=config.amp_precision, channels_last=config.channels_last,
+                      task=config.task)
     dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)
     train = batches(config, dataset, splits.train, device, train=True)
     test = batches(config, dataset, splits.test, device)
@@ -83,15 +86,15 @@ class ShiftMirror(torch.utils.data.Dataset):
         return image, self.y[i]
 
 
-def run_peer(session: dict, args) -> dict:
+def run_peer(session: Session, args) -> dict:
     """The plain loop on all 60,000 training images, each shifted and mirrored as it is read;
     at most ``--peer-epochs`` epochs or the first past ``--peer-seconds``."""
-    dataset, splits = session["dataset"], session["splits"]
-    normalizer = Normalizer.from_dict(session["config"]["normalize"])
+    dataset, splits = session.dataset, session.splits
+    normalizer = Normalizer.from_dict(session.config.normalize)
     pool = torch.cat([splits.train, splits.dev]).cpu()
     x, y = normalizer(dataset.x.cpu()[pool]), dataset.y.cpu()[pool]
     x_test, y_test = normalizer(dataset.x.cpu()[splits.test.cpu()]), dataset.y.cpu()[splits.test]
-    torch.manual_seed(session["config"]["seed"])
+    torch.manual_seed(session.config.seed)
     model = create_model("fastnet", num_classes=10, in_channels=1).to(args.device)
     return plain_loop(model, ShiftMirror(x, y), x_test, y_test, args.target, args.peer_epochs,
                       args.device, args.peer_seconds)
@@ -99,9 +102,10 @@ def run_peer(session: dict, args) -> dict:
 
 def measure(args) -> dict:
     session = prepare(recipe_config(args), progress=False)
-    results = {"device": str(session["device"]), "config": {
-        k: session["config"][k] for k in ("model", "batch_size", "optimizer", "lr", "schedule",
-                                          "epochs", "augment", "precision", "channels_last")}}
+    results = {"device": str(session.device), "config": {
+        k: getattr(session.config, k) for k in ("model", "batch_size", "optimizer", "lr",
+                                                "schedule", "epochs", "augment", "precision",
+                                                "channels_last")}}
     results["deepnotes"] = run_deepnotes(session, args.target)
     print(f"deepnotes: {results['deepnotes']}", file=sys.stderr, flush=True)  # kept on a timeout
     if not args.skip_peer:

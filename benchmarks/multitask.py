@@ -41,18 +41,25 @@ def train(x, y, splits, normalizer, args, seed: int):
     model = create_model("lenet5", num_classes=y.shape[1] if y.dim() == 2 else 2,
                          in_channels=1)
     trainer = Trainer(model, create_optimizer("adam", model.parameters()), epochs=args.epochs,
-                      progress=False)
+                      progress=False, task=task_of(y))
     batches = Batches(x, y, splits[0], 64, normalizer, shuffle=True, drop_last=True, seed=seed)
     start = time.perf_counter()
     trainer.fit(batches)
     return model, time.perf_counter() - start
 
 
+def task_of(y: torch.Tensor):
+    """Several binary tasks for y (m, T), a softmax over the classes for y (m,)."""
+    from deepnotes.train.tasks import task_for
+
+    return task_for("image", multitask=y.dim() == 2)
+
+
 def test_predictions(model, x, y, test, normalizer) -> torch.Tensor:
     from deepnotes.data import Batches
     from deepnotes.train.trainer import evaluate
 
-    return evaluate(model, Batches(x, y, test, 1024, normalizer))["y_pred"]
+    return evaluate(model, Batches(x, y, test, 1024, normalizer), task_of(y))["y_pred"]
 
 
 def measure(args) -> dict:

@@ -36,9 +36,9 @@ import torch
 from PIL import Image
 
 from deepnotes.data.idx import FASHION_CLASSES, read_idx
-from deepnotes.train.run import DEFAULTS
-from deepnotes.train.session import fit, prepare
-from deepnotes.transfer import fit_finetune, prepare_finetune
+from deepnotes.runs.config import RunConfig
+from deepnotes.runs.finetune import fit_finetune, prepare_finetune
+from deepnotes.runs.session import fit, prepare
 
 SOURCE = Path("/usr/share/datasets/fashion-mnist")
 START = time.perf_counter()
@@ -80,8 +80,8 @@ def write_b_folder(folder: Path, parts: list, per_class: int, test: int, seed: i
             Image.fromarray(image).save(sub / f"{i:04d}.png")
 
 
-def config(**options) -> dict:
-    return {**DEFAULTS, "model": "lenet5", "device": "cpu", **options}
+def config(**options) -> RunConfig:
+    return RunConfig(**{"model": "lenet5", "device": "cpu", **options})
 
 
 def run_b(work: Path, source: Path, row: tuple, seed: int, lr: float, args) -> float:
@@ -99,19 +99,19 @@ def run_b(work: Path, source: Path, row: tuple, seed: int, lr: float, args) -> f
         session, _ = prepare_finetune(source, b, freeze_option=freeze, gradual=gradual,
                                       progress=False)
         _, result = fit_finetune(session, run_dir, cache_dir=work / "cache", progress=False)
-    assert session["splits"].sizes()["train"] == 5 * args.per_class
+    assert session.splits.sizes()["train"] == 5 * args.per_class
     return result["test"]["accuracy"]
 
 
 def time_head(work: Path, source: Path, spec: dict, mode: str, cache_dir: Path) -> float:
     """Seconds of head-only fine-tuning: the whole fit but its final evaluation (timed apart)."""
-    import deepnotes.train.run as run
+    from deepnotes.runs import report as run_report
 
     session, _ = prepare_finetune(source, config(**spec), freeze_option="all-but-head",
                                   progress=False)
     run_dir = work / "runs" / f"time-{mode}-{len(list((work / 'runs').iterdir()))}"
     run_dir.mkdir(parents=True)
-    evaluation, metrics = [], run.split_metrics
+    evaluation, metrics = [], run_report.split_metrics
 
     def timed(*a, **k):
         start = time.perf_counter()
@@ -119,14 +119,14 @@ def time_head(work: Path, source: Path, spec: dict, mode: str, cache_dir: Path) 
         evaluation.append(time.perf_counter() - start)
         return out
 
-    run.split_metrics = timed  # fit and fit_head_on_cache import it when called
+    run_report.split_metrics = timed  # fit and fit_head_on_cache look it up when they finish
     try:
         start = time.perf_counter()
         fit_finetune(session, run_dir, cache=mode != "no cache", cache_dir=cache_dir,
                      progress=False)
         return time.perf_counter() - start - sum(evaluation)
     finally:
-        run.split_metrics = metrics
+        run_report.split_metrics = metrics
 
 
 def spread(values: list[float]) -> str:

@@ -13,16 +13,17 @@ import pytest
 import torch
 
 from conftest import run_cli, run_cli_quietly
+from deepnotes.models.weights import fingerprint as weights_fingerprint
 from deepnotes.optim import DEFAULT_LRS
-from deepnotes.optim.compare import (
+from deepnotes.runs.build import build_model
+from deepnotes.runs.compare import (
     COLUMNS,
     ORDER,
     compare_optimizers,
     learning_rates,
     parse_lrs,
-    weights_fingerprint,
 )
-from deepnotes.train.run import DEFAULTS, build_model
+from deepnotes.runs.config import RunConfig
 
 TABLE = ["--data", "breast-cancer", "--model", "mlp", "--epochs", 2, "--quiet"]
 
@@ -136,25 +137,25 @@ def test_a_rule_trains_exactly_as_deepnotes_train_does(table_run, tmp_path, cli)
 def test_library_trains_lenet_from_one_set_of_initial_weights(tmp_path, monkeypatch):
     """Record the weights each rule's model holds when training starts: all equal, and equal to the
     weights `deepnotes train` would start from with this seed."""
-    import deepnotes.train.session as session
+    import deepnotes.runs.compare as compare
 
     started = []
-    real_fit = session.fit
+    real_fit = compare.fit
 
     def spy(sess, run_dir, **kwargs):
-        started.append((sess["config"]["optimizer"], type(sess["optimizer"]).__name__,
-                        {k: v.clone() for k, v in sess["model"].state_dict().items()}))
+        started.append((sess.config.optimizer, type(sess.optimizer).__name__,
+                        {k: v.clone() for k, v in sess.model.state_dict().items()}))
         return real_fit(sess, run_dir, **kwargs)
 
-    monkeypatch.setattr(session, "fit", spy)
-    config = {**DEFAULTS, "epochs": 1, "data": "digits"}
+    monkeypatch.setattr(compare, "fit", spy)
+    config = RunConfig(epochs=1, data="digits")
     rows = compare_optimizers(config, None, tmp_path / "cmp", lrs={"sgd": 0.05}, progress=False)
 
     assert [r["optimizer"] for r in rows] == ORDER == [name for name, _, _ in started]
     assert [r["lr"] for r in rows] == [0.05, *(DEFAULT_LRS[n] for n in ORDER[1:])]
     assert len({cls for _, cls, _ in started}) >= 3  # not one optimiser under four names
-    assert config["model"] == "lenet5" and config["input_shape"] == [1, 32, 32]
-    torch.manual_seed(config["seed"])  # what prepare does before it builds the model
+    assert config.model == "lenet5" and config.input_shape == [1, 32, 32]
+    torch.manual_seed(config.seed)  # what prepare does before it builds the model
     reference = build_model(config).state_dict()
     for name, _, weights in started:
         assert weights.keys() == reference.keys()

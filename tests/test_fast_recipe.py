@@ -15,9 +15,10 @@ from deepnotes.errors import DeepnotesError
 from deepnotes.models import create_model
 from deepnotes.models.fastnet import FastNet
 from deepnotes.optim import create_optimizer
+from deepnotes.runs.build import build_model
+from deepnotes.runs.config import RunConfig
 from deepnotes.train import Trainer
 from deepnotes.train.recipes import RECIPES, recipe_options
-from deepnotes.train.run import build_model
 
 
 def test_fastnet_layers_and_parameter_count():
@@ -61,8 +62,8 @@ def test_mirror_tta_averages_the_logits_of_the_image_and_its_mirror():
 @pytest.mark.parametrize("augment, mirrored", [("crop,flip", True), ("flip", True),
                                                ("crop", False), (None, False)])
 def test_the_run_turns_the_mirror_on_exactly_when_training_flipped(augment, mirrored):
-    config = {"model": "fastnet", "classes": ["a", "b"], "in_channels": 1, "kind": "image",
-              "augment": augment}
+    config = RunConfig(model="fastnet", classes=["a", "b"], in_channels=1, kind="image",
+                       augment=augment)
     assert build_model(config).mirror_tta is mirrored
 
 

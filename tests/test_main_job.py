@@ -89,13 +89,15 @@ def test_predict_gives_probabilities(default_run, tmp_path, capsys):
     from sklearn.datasets import load_digits
 
     from deepnotes.data import Normalizer
-    from deepnotes.train.run import build_data, load_trained, read_config
+    from deepnotes.runs.build import build_data
+    from deepnotes.runs.config import read_config
+    from deepnotes.runs.folder import load_trained
 
     digits = load_digits()
     config = read_config(default_run)
     dataset, _ = build_data(config)
     with torch.no_grad():
-        x = Normalizer.from_dict(config["normalize"])(dataset.x[:3])
+        x = Normalizer.from_dict(config.normalize)(dataset.x[:3])
         z = load_trained(default_run, config)(x)
     paths = []
     for i in range(3):
@@ -109,7 +111,7 @@ def test_predict_gives_probabilities(default_run, tmp_path, capsys):
         assert all(0 < p < 1 for p in probs)
         assert sum(probs) == pytest.approx(1, abs=1e-5)
         assert probs == sorted(probs, reverse=True)
-        assert item["top"][0]["class"] == config["classes"][expected]  # as in evaluate
+        assert item["top"][0]["class"] == config.classes[expected]  # as in evaluate
 
 
 def test_predict_prints_top_k(default_run, tmp_path, capsys):

@@ -49,10 +49,10 @@ def test_bf16_trains_to_the_float32_result_within_tolerance(cli, tmp_path):
 def test_old_bf16_flag_means_bf16_precision(cli, tmp_path):
     rc, _, err = cli(*DIGITS, "--epochs", 1, "--out", tmp_path, "--name", "old", "--bf16")
     assert rc == 0, err
-    from deepnotes.train.run import precision_of, read_config
+    from deepnotes.runs.config import RunConfig, read_config
 
-    assert precision_of(read_config(tmp_path / "old")) == "bf16"
-    assert precision_of({"bf16": False, "precision": None}) == "32"
+    assert read_config(tmp_path / "old").amp_precision == "bf16"
+    assert RunConfig(bf16=False, precision=None).amp_precision == "32"
 
 
 def test_float16_on_a_cpu_is_refused_before_any_folder(cli, tmp_path):

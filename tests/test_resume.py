@@ -20,6 +20,9 @@ import pytest
 
 from conftest import spawn
 from deepnotes.cli import main
+from deepnotes.optim import create_optimizer
+from deepnotes.runs.build import build_model
+from deepnotes.runs.config import read_config
 from deepnotes.train import checkpoint
 
 pytestmark = pytest.mark.slow  # child processes
@@ -143,7 +146,10 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, referen
     proc.kill()
     proc.wait()
     assert (run / "state.safetensors").read_bytes() == before
-    assert checkpoint.load_weights(run / "state.safetensors")  # the previous one loads
+    config = read_config(run)
+    model = build_model(config)
+    optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr)
+    assert checkpoint.load(run, model, optimizer)  # the previous one loads
     resume(run)  # temporary files are ignored
     assert_same_result(run, reference)
 

@@ -1,6 +1,7 @@
-"""Hand-edited run folders (deepnotes.train.schema): every field of config.json and of the trainer
-state in state.safetensors, made wrong in many ways, is refused in one line that names the file
-and the field, with exit status 2, by every command that reads a run back; never a traceback.
+"""Hand-edited run folders (deepnotes.runs.config, deepnotes.train.schema): every field of
+config.json and of the trainer state in state.safetensors, made wrong in many ways, is refused in
+one line that names the file and the field, with exit status 2, by every command that reads a run
+back; never a traceback.
 
 The quick tests run the mutations through check_config / check_state on a hand-made run; the slow
 ones train one tiny run and run evaluate, predict, train --resume and finetune on each mutation.
@@ -27,9 +28,10 @@ from deepnotes import cli
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import create_model
 from deepnotes.optim import create_optimizer
+from deepnotes.runs import config as run_config
+from deepnotes.runs.config import DEFAULTS, OPTIONAL_KEYS, RUN_KEYS
 from deepnotes.train import checkpoint, schema, trainer
 from deepnotes.train.checkpoint import STATE_KEY
-from deepnotes.train.run import DEFAULTS, OPTIONAL_KEYS, RUN_KEYS
 
 GONE = "<removed>"  # the mutation that deletes the field
 WRONG = [None, "x", "", -1, 0, 10**30, 1.5, math.inf, True, [], {}, [1, "a"], {"a": 1}, GONE]
@@ -59,7 +61,8 @@ TAKES = {"data": ["x", ""], "data_dir": [None, "x", ""], "label_column": [None, 
          "seed": [0], "precision": [None], "recipe": [None], "skip_bad": [True],
          "bf16": [True], "channels_last": [True], "compile": [True], "train_dev": [0],
          "provenance": [{}, {"a": 1}], "splits": [{}, {"a": 1}]}
-TAKES.update({k: [*TAKES.get(k, []), GONE] for k in [*OPTIONAL_KEYS, *schema.CONFIG_EXTRAS]})
+TAKES.update({k: [*TAKES.get(k, []), GONE]
+              for k in [*OPTIONAL_KEYS, *run_config.CONFIG_EXTRAS]})
 MORE_CONFIG = {
     "model": ["lenet", "mlp", "charlm", 5], "optimizer": ["adamw", "ADAM"],
     "schedule": ["onecycl", "step:x", "inverse:-1", "warmup:2", "onecycle:0.1:2", 1],
@@ -172,7 +175,7 @@ def assert_one_line(message: str, *names: str) -> None:
 
 def test_a_valid_config_and_state_pass_and_are_returned():
     config, state = json.loads(json.dumps(CONFIG)), json.loads(json.dumps(STATE))
-    assert schema.check_config(config, "r/config.json") is config
+    assert run_config.check_config(config, "r/config.json") is config
     assert schema.check_state(state, "r/state.safetensors") is state
     assert config == CONFIG and state == STATE  # nothing changed on the way
 
@@ -191,14 +194,14 @@ def test_one_line_messages_name_file_field_and_expectation():
               "found null")]
     for (field, value), message in cases:
         with pytest.raises(DeepnotesError) as exc:
-            schema.check_config(mutated(CONFIG, field, value), "r/config.json")
+            run_config.check_config(mutated(CONFIG, field, value), "r/config.json")
         assert str(exc.value) == message
     with pytest.raises(DeepnotesError, match=r"^r/state.safetensors: field 'epoch': expected an "
                        r"integer >= 0 \(64-bit\), found \"x\"$"):
         schema.check_state(mutated(STATE, "epoch", "x"), "r/state.safetensors")
     with pytest.raises(DeepnotesError, match=r"field 'schedule': unknown schedule 'onecycl'; did "
                        "you mean 'onecycle'"):
-        schema.check_config(mutated(CONFIG, "schedule", "onecycl"), "r/config.json")
+        run_config.check_config(mutated(CONFIG, "schedule", "onecycl"), "r/config.json")
 
 
 def assert_verdict(check, obj, path: str, field: str, refused: bool) -> None:
@@ -214,14 +217,15 @@ def assert_verdict(check, obj, path: str, field: str, refused: bool) -> None:
 @pytest.mark.parametrize("case", CONFIG_CASES, ids=case_id)
 def test_config_mutation_by_the_schema(case):
     field, value, refused = case
-    config = {**OPTIONAL_KEYS, **mutated(CONFIG, field, value)}  # as read_config fills it in
-    assert_verdict(schema.check_config, config, "r/config.json", field, refused)
+    config = {**{k: DEFAULTS[k] for k in OPTIONAL_KEYS},  # as read_config fills it in
+              **mutated(CONFIG, field, value)}
+    assert_verdict(run_config.check_config, config, "r/config.json", field, refused)
 
 
 @pytest.mark.parametrize("change", CROSS_CONFIG, ids=lambda c: ",".join(c))
 def test_fields_that_do_not_fit_together(change):
     with pytest.raises(DeepnotesError) as exc:
-        schema.check_config({**CONFIG, **change}, "r/config.json")
+        run_config.check_config({**CONFIG, **change}, "r/config.json")
     assert_one_line(str(exc.value), "r/config.json")
     assert re.search(r"fields? '(" + "|".join(change) + ")", str(exc.value))
 
@@ -245,7 +249,7 @@ def test_saved_optimizer_state_must_fit_the_optimizer():
 
 
 def test_the_tables_cover_what_the_code_writes():
-    assert set(schema.CONFIG) == {*RUN_KEYS, *OPTIONAL_KEYS}
+    assert set(run_config.CONFIG) == {*RUN_KEYS, *OPTIONAL_KEYS}
     assert schema.PRECISIONS == trainer.PRECISIONS
     t = trainer.Trainer(torch.nn.Linear(2, 2), torch.optim.SGD([torch.zeros(1)], 0.1), epochs=1)
     assert set(t.state) <= set(schema.STATE)

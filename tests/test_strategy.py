@@ -144,12 +144,13 @@ def run(tmp_path_factory) -> Path:
 
 
 def test_train_dev_run_holds_a_disjoint_split_of_the_right_size(run):
-    from deepnotes.train.run import build_data, read_config
+    from deepnotes.runs.build import build_data
+    from deepnotes.runs.config import read_config
 
     config = read_config(run)
-    assert config["train_dev"] == 0.1
+    assert config.train_dev == 0.1
     dataset, splits = build_data(config)
-    pool = stratified_split(dataset.y, config["fractions"], config["seed"]).train
+    pool = stratified_split(dataset.y, config.fractions, config.seed).train
     want = sum(round(int(n) * 0.1) for n in torch.bincount(dataset.y[pool]))
     assert len(splits.train_dev) == want > 0
     sets = {name: set(getattr(splits, name).tolist()) for name in splits.names()}
@@ -157,7 +158,7 @@ def test_train_dev_run_holds_a_disjoint_split_of_the_right_size(run):
     for a in sets:
         for b in sets:
             assert a == b or not sets[a] & sets[b], (a, b)
-    assert config["splits"] == {name: len(s) for name, s in sets.items()}
+    assert config.splits == {name: len(s) for name, s in sets.items()}
     metrics = json.loads((run / "metrics.json").read_text())
     assert list(metrics) == ["train", "train_dev", "dev", "test"]
     assert sum(row["support"] for row in metrics["train_dev"]["per_class"]) == want
@@ -198,7 +199,9 @@ def test_diagnose_refuses_bad_input(run, tmp_path):
 
 def predictions(run: Path, split: str = "dev"):
     """(data-set indices, true labels, predicted labels, confidences) of the run's model."""
-    from deepnotes.train.run import batches, build_data, load_trained, read_config
+    from deepnotes.runs.build import batches, build_data
+    from deepnotes.runs.config import read_config
+    from deepnotes.runs.folder import load_trained
 
     config = read_config(run)
     dataset, splits = build_data(config)

@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from conftest import close
-from deepnotes import transfer
+from deepnotes import feature_cache, transfer
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import create_model
 
@@ -113,17 +113,17 @@ def test_cache_key_changes_with_weights_data_and_normalisation():
     model = create_model("lenet5", num_classes=5)
     x = torch.randint(0, 256, (6, 1, 32, 32), dtype=torch.uint8)
     norm = {"mean": [0.5], "std": [0.25], "scale": 1 / 255}
-    key = transfer.feature_key(model, x, norm)
-    assert transfer.feature_key(model, x.clone(), dict(norm)) == key
+    key = feature_cache.feature_key(model, x, norm)
+    assert feature_cache.feature_key(model, x.clone(), dict(norm)) == key
     torch.nn.init.zeros_(model.head.weight)  # the head is not part of the features
-    assert transfer.feature_key(model, x, norm) == key
+    assert feature_cache.feature_key(model, x, norm) == key
     x2 = x.clone()
     x2[0, 0, 0, 0] ^= 1
-    assert transfer.feature_key(model, x2, norm) != key
-    assert transfer.feature_key(model, x, {**norm, "std": [0.3]}) != key
+    assert feature_cache.feature_key(model, x2, norm) != key
+    assert feature_cache.feature_key(model, x, {**norm, "std": [0.3]}) != key
     with torch.no_grad():
         model.fc[3].bias[0] += 1e-3
-    assert transfer.feature_key(model, x, norm) != key
+    assert feature_cache.feature_key(model, x, norm) != key
 
 
 def test_head_on_cache_equals_head_without_cache(cli, work):

@@ -26,7 +26,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from conftest import spawn  # noqa: E402
 from deepnotes.cli import main  # noqa: E402
-from deepnotes.optim import tune as search  # noqa: E402
+from deepnotes.runs import tune as search  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -118,8 +118,10 @@ def run_train(args) -> int:
                      device=args.device, progress=not args.quiet,
                      implementation=args.implementation, hs=int(args.hs),
                      shared_negatives=not args.per_pair_negatives)
-    save_vectors(model.wv, args.out)
-    print(f"{len(model.wv)} words x {model.wv.vector_size} dimensions -> {args.out}")
+    wv = model.wv
+    assert wv is not None  # given a corpus_file, Word2Vec trains at once
+    save_vectors(wv, args.out)
+    print(f"{len(wv)} words x {wv.vector_size} dimensions -> {args.out}")
     return 0
 
 

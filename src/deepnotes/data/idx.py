@@ -205,17 +205,17 @@ def find_idx_files(
                 f"files {', '.join(FILES)}"
             )
         return found
-    for folder in (SYSTEM_DIRS.get(name), cache_dir(name)):
-        if folder is not None and folder.is_dir() and not _look_in(folder)[1]:
-            log.info("%s: reading IDX files from %s", name, folder)
-            return _look_in(folder)[0]
+    for candidate in (SYSTEM_DIRS.get(name), cache_dir(name)):
+        if candidate is not None and candidate.is_dir() and not _look_in(candidate)[1]:
+            log.info("%s: reading IDX files from %s", name, candidate)
+            return _look_in(candidate)[0]
     folder = cache_dir(name)
     if not download:
         raise DeepnotesError(
             f"{name}: IDX files not found in {folder} and downloading is off; {OFFLINE_HINT}"
         )
-    for missing in _look_in(folder)[1]:
-        _download(name, missing + ".gz", folder)
+    for absent in _look_in(folder)[1]:
+        _download(name, absent + ".gz", folder)
     return _look_in(folder)[0]
 
 

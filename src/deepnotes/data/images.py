@@ -131,7 +131,8 @@ def _class_folders(root: Path) -> list[str]:
 def _image_files(folder: Path) -> tuple[list[Path], list[Path]]:
     """Image files under ``folder`` (recursively, sorted), and the other files; hidden and junk
     entries are in neither."""
-    found, others = [], []
+    found: list[Path] = []
+    others: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
         for name in sorted(filenames):

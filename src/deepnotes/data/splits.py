@@ -50,7 +50,7 @@ def stratified_split(y: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int = 0,
         dev_share, test_share = fractions[1], 0.0
     else:
         dev_share, test_share = fractions[1], fractions[2]
-    parts = {"train": [], "dev": [], "test": []}
+    parts: dict[str, list[torch.Tensor]] = {"train": [], "dev": [], "test": []}
     for c in torch.unique(y[pool]):
         members = (pool & (y == c)).nonzero().flatten()
         members = members[torch.randperm(len(members), generator=generator)]
@@ -139,7 +139,7 @@ def duplicates_across(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> list
 
 def data_warnings(dataset, splits: Splits) -> list[str]:
     """The notes' checks on data: dev and test alike, classes balanced, no test example in train."""
-    out = []
+    out: list[str] = []
     if dataset.y.dim() > 1:  # one target per step: no class counts to compare
         return out
     shift = label_shift(dataset.y, splits.dev, splits.test, dataset.num_classes)

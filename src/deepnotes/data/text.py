@@ -338,7 +338,8 @@ def load_conll(path: str | os.PathLike, max_len: int | None = None, errors: str 
 
 def _read_conll(path, text: str) -> list[list[tuple[str, str]]]:
     """Sentences as lists of (token, tag)."""
-    sentences, sentence = [], []
+    sentences: list[list[tuple[str, str]]] = []
+    sentence: list[tuple[str, str]] = []
     for number, line in enumerate(text.split("\n"), 1):
         fields = line.split()
         if not fields or fields[0] == "-DOCSTART-":

@@ -24,6 +24,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 
@@ -37,10 +38,11 @@ _ERRORS = "deepnotes-count-replace"
 _replaced = [0]
 
 
-def _count_replace(exc: UnicodeDecodeError):
+def _count_replace(exc: UnicodeError) -> tuple[str, int]:
     """Decode error handler: like ``errors="replace"`` but counts the replaced bytes."""
-    _replaced[0] += exc.end - exc.start
-    return "\ufffd", exc.end
+    err = cast(UnicodeDecodeError, exc)  # registered for decoding (``_split_words``) only
+    _replaced[0] += err.end - err.start
+    return "\ufffd", err.end
 
 
 codecs.register_error(_ERRORS, _count_replace)
@@ -68,7 +70,8 @@ def iter_file(path, warn: bool = True) -> Iterator[list[str]]:
         f = open(path, "rb")  # noqa: SIM115 (closed by the with below; only open() is caught)
     except OSError as e:
         raise DeepnotesError(f"corpus_file {str(path)!r}: cannot read ({e.strerror})") from None
-    carry, sentence = b"", []
+    carry = b""
+    sentence: list[str] = []
     with f:
         while True:
             block = f.read(BLOCK_BYTES)
@@ -98,6 +101,7 @@ def iter_sentences(sentences: Iterable[list[str]] | None, corpus_file,
     if corpus_file is not None:
         yield from iter_file(corpus_file, warn)
         return
+    assert sentences is not None  # the callers give sentences or corpus_file
     for s in sentences:
         if isinstance(s, str):
             raise DeepnotesError("sentences: expected lists of tokens, got a string; split it")

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -288,7 +289,8 @@ def load_native(path: str | os.PathLike) -> tuple[list[str], torch.Tensor, list[
     path = Path(path)
     vectors, meta = _load_tensor(path)
     vocab = _load_vocab(vocab_path(path))
-    words, counts = vocab.get("words"), vocab.get("counts")
+    words = cast("list[str]", vocab.get("words"))  # save_native always writes it
+    counts: list[int] | None = vocab.get("counts")
     if vectors.ndim != 2 or vectors.shape[0] != len(words):
         raise DeepnotesError(f"{path}: {tuple(vectors.shape)} vectors but "
                              f"{vocab_path(path).name} has {len(words)} words")

@@ -38,7 +38,8 @@ try:
     import numba
     from numba import prange
 except ImportError:  # numba is optional (the [fast] extra): Word2Vec then trains with torch
-    numba, prange = None, range
+    numba = None  # type: ignore[assignment]  # optional module: None stands for "missing"
+    prange = range  # type: ignore[misc, assignment]  # numba's prange is a class; range plays it
 
 LCG_A, LCG_C = 25214903917, 11
 CHUNK = 10_000  # corpus words per task; a round gives each thread one task

@@ -227,7 +227,7 @@ class Word2Vec:
         self.shared_negatives, self.batch_centres = bool(shared_negatives), batch_centres
         self.vocab: CorpusVocabulary | None = None
         self.corpus: EncodedCorpus | None = None
-        self.wv = None
+        self.wv: KeyedVectors | None = None
         self.train_seconds = 0.0
         if sentences is not None and corpus_file is not None:
             raise DeepnotesError("give sentences or corpus_file, not both")
@@ -254,6 +254,7 @@ class Word2Vec:
         self._publish()
 
     def _publish(self) -> None:
+        assert self.vocab is not None  # called after build_vocab
         self.wv = KeyedVectors(list(self.vocab.index_to_key), self.w_in, list(self.vocab.counts))
 
     @torch.no_grad()
@@ -287,15 +288,18 @@ class Word2Vec:
 
     def _train_hogwild(self, bar) -> None:
         """Compiled word2vec.c loop on ``workers`` lock-free threads, in place on the weights."""
-        c = self.corpus
-        keep = keep_probability(self.vocab.counts, self.sample, self.vocab.total_words).double()
-        noise = NoiseSampler(self.vocab.counts)
+        c, vocab = self.corpus, self.vocab
+        assert c is not None and vocab is not None  # train checked: build_vocab set both
+        keep = keep_probability(vocab.counts, self.sample, vocab.total_words).double()
+        noise = NoiseSampler(vocab.counts)
         tables = (keep.numpy(), noise.prob.numpy(), noise.alias.numpy())
         per_id = c.raw_words / max(c.ids.shape[0], 1)
         settings = (self.sg, self.window, self.negative, self.shared_negatives, self.alpha,
                     self.min_alpha, per_id, self.epochs * c.raw_words, self.seed)
         threads = hogwild.numba.get_num_threads()
-        workers = min(self.workers or threads, hogwild.numba.config.NUMBA_NUM_THREADS)
+        # numba.config sets its settings from the environment at import: no static attribute
+        limit = hogwild.numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+        workers = min(self.workers or threads, limit)
         hogwild.numba.set_num_threads(workers)
         tree = None
         if self.hs:
@@ -312,13 +316,14 @@ class Word2Vec:
             hogwild.numba.set_num_threads(threads)
 
     def _train_minibatch(self, bar) -> None:
-        c = self.corpus
+        c, vocab = self.corpus, self.vocab
+        assert c is not None and vocab is not None  # train checked: build_vocab set both
         g = torch.Generator().manual_seed(self.seed)
-        keep = keep_probability(self.vocab.counts, self.sample, self.vocab.total_words)
-        noise = NoiseSampler(self.vocab.counts)
+        keep = keep_probability(vocab.counts, self.sample, vocab.total_words)
+        noise = NoiseSampler(vocab.counts)
         if self.batch_centres is None:
-            top = noise_distribution(self.vocab.counts).max().item()
-            self.batch_centres = centres_per_step(self.sg, self.vocab.counts, keep, top)
+            top = noise_distribution(vocab.counts).max().item()
+            self.batch_centres = centres_per_step(self.sg, vocab.counts, keep, top)
         n = c.ids.shape[0]
         per_id = c.raw_words / max(n, 1)  # raw words (dropped ones included) per kept id
         total = self.epochs * c.raw_words
@@ -345,6 +350,7 @@ class Word2Vec:
         valid, negs = valid.to(self.device), noise.sample((m, self.negative), g).to(self.device)
         step = sg_step if self.sg else cbow_step
         w2, bsz = 2 * self.window, self.batch_centres
+        assert bsz is not None  # _train_minibatch set it
         for b in range(0, m, bsz):
             e = min(b + bsz, m)
             lr = learning_rate(self.alpha, self.min_alpha, done + words * b / m, total)

@@ -25,6 +25,9 @@ from deepnotes.errors import DeepnotesError
 
 class _BatchNorm(nn.Module):
     ndim: tuple[int, ...] = (2,)
+    running_mean: torch.Tensor  # buffers (register_buffer below)
+    running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  reference: bool = False):

@@ -15,7 +15,9 @@ class _Pool:
 
     def __init__(self, kernel_size: int = 2, stride: int | None = None, padding: int = 0,
                  ceil_mode: bool = False):
-        super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode)
+        # a mixin: the next class in the MRO is torch's pooling layer, not object
+        super().__init__(kernel_size, stride,  # type: ignore[call-arg]
+                         padding, ceil_mode=ceil_mode)
 
     def forward(self, x):
         if not self.ceil_mode:

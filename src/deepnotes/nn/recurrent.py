@@ -59,7 +59,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Optional
+from collections.abc import Sequence
+from typing import Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -136,6 +137,12 @@ class _Cell(nn.Module):
                                  f"{self.hidden_size}), got {tuple(state.shape)}")
         return state
 
+    def _scan(self, xw: Tensor, w_a: Tensor, state: list[Tensor],
+              keep: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """The compiled time loop over xw = W_gx x<t> + b_g (T, B, G n_a): (outputs, the states
+        after the last step). Each cell's own."""
+        raise NotImplementedError
+
 
 class RNNCell(_Cell):
     """a<t> = tanh(W_a [a<t-1>, x<t>] + b_a). (An output y<t> = g(W_y a<t> + b_y) is a Linear.)"""
@@ -150,7 +157,8 @@ class RNNCell(_Cell):
         a = self._check(x, a)  # a<t-1>: (B, n_a); x<t>: (B, n_x)
         return torch.tanh(self.z("a", a, x))
 
-    def _scan(self, xw, w_a, state, keep):
+    def _scan(self, xw: Tensor, w_a: Tensor, state: list[Tensor],
+              keep: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
         out, a = RNNScan.apply(xw, w_a, state[0], keep)
         return out, [a]
 
@@ -165,6 +173,15 @@ class GRUCell(_Cell):
     W_ca c<t-1> + b_ca rather than c<t-1> itself, so the two are different functions. It adds
     the bias ``b_ca`` and is the only GRU that can run torch's fused kernel.
     """
+
+    # the parameters _Cell registers by name (W_r, b_r only when full), and b_ca (reset_after)
+    W_r: nn.Parameter
+    W_u: nn.Parameter
+    W_c: nn.Parameter
+    b_r: nn.Parameter
+    b_u: nn.Parameter
+    b_c: nn.Parameter
+    b_ca: nn.Parameter
 
     def __init__(self, input_size: int, hidden_size: int, full: bool = True,
                  reset_after: bool = False):
@@ -211,7 +228,8 @@ class GRUCell(_Cell):
         self.b_u.neg_()
         self.b_ca.copy_(b_hh[2 * n:])
 
-    def _scan(self, xw, w_a, state, keep):
+    def _scan(self, xw: Tensor, w_a: Tensor, state: list[Tensor],
+              keep: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
         b_ca = self.b_ca if self.reset_after else None
         out, c = GRUScan.apply(xw, w_a, b_ca, state[0], keep, self.full)
         return out, [c]
@@ -241,7 +259,8 @@ class LSTMCell(_Cell):
         c = gamma_u * torch.tanh(self.z("c", a, x)) + gamma_f * c  # c<t>
         return gamma_o * (torch.tanh(c) if self.output_tanh else c), c
 
-    def _scan(self, xw, w_a, state, keep):
+    def _scan(self, xw: Tensor, w_a: Tensor, state: list[Tensor],
+              keep: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
         out, a, c = LSTMScan.apply(xw, w_a, state[0], state[1], keep, self.output_tanh)
         return out, [a, c]
 
@@ -287,6 +306,11 @@ class _Recurrent(nn.Module):
             raise DeepnotesError(f"{name}({options}): torch has no fused kernel for these "
                                  "equations; use implementation='cell' or 'auto'")
         self.implementation = implementation
+
+    @property
+    def _cells(self) -> Sequence[_Cell]:
+        """self.cells as what it holds (nn.ModuleList types its items as Module)."""
+        return cast("Sequence[_Cell]", self.cells)
 
     @property
     def fused(self) -> bool:
@@ -360,8 +384,10 @@ class _Recurrent(nn.Module):
 
     def _fused(self, x: Tensor, hx: list[Tensor], lengths: Optional[Tensor]):
         """torch's kernel with our parameters mapped onto its layout; packed when lengths vary."""
-        weights = [w for cell in self.cells for w in cell.torch_weights()]
-        kernel = getattr(torch._VF, self.cells[0].torch_mode)
+        weights = [w for cell in self._cells for w in cell.torch_weights()]
+        mode = self._cells[0].torch_mode
+        assert mode is not None  # self.fused
+        kernel = getattr(torch._VF, mode)
         options = (True, self.num_layers, self.dropout, self.training, self.bidirectional)
         with warnings.catch_warnings():  # cuDNN copies weights it does not own into its buffer
             warnings.filterwarnings("ignore", "RNN module weights are not part")
@@ -370,13 +396,14 @@ class _Recurrent(nn.Module):
                 result = kernel(x, h, weights, *options, self.batch_first)
                 return result[0], list(result[1:])
             packed = pack_padded_sequence(x, lengths, self.batch_first, enforce_sorted=False)
+            assert packed.sorted_indices is not None  # enforce_sorted=False sorts
             hx = [s.index_select(1, packed.sorted_indices) for s in hx]
             h = tuple(hx) if self.n_states == 2 else hx[0]
             result = kernel(packed.data, packed.batch_sizes, h, weights, *options)
-        out = PackedSequence(result[0], packed.batch_sizes, packed.sorted_indices,
-                             packed.unsorted_indices)
+        packed_out = PackedSequence(result[0], packed.batch_sizes, packed.sorted_indices,
+                                    packed.unsorted_indices)
         T = x.shape[1] if self.batch_first else x.shape[0]
-        out = pad_packed_sequence(out, self.batch_first, total_length=T)[0]
+        out = pad_packed_sequence(packed_out, self.batch_first, total_length=T)[0]
         return out, [s.index_select(1, packed.unsorted_indices) for s in result[1:]]
 
     def _scan(self, x: Tensor, hx: list[Tensor], lengths: Optional[Tensor]):
@@ -388,9 +415,10 @@ class _Recurrent(nn.Module):
             lengths = lengths.unsqueeze(0)
             keep = (t < lengths).unsqueeze(2).to(x.device)  # (T, B, 1): real steps
             rev = torch.where(t < lengths, lengths - 1 - t, t).unsqueeze(2).to(x.device)
-        D, finals = 2 if self.bidirectional else 1, [[] for _ in hx]
+        D = 2 if self.bidirectional else 1
+        finals: list[list[Tensor]] = [[] for _ in hx]
         for layer in range(self.num_layers):
-            cells = self.cells[layer * D:(layer + 1) * D]
+            cells = self._cells[layer * D:(layer + 1) * D]
             stacks = [cell.stacked() for cell in cells]
             xw = F.linear(inp, torch.cat([s[1] for s in stacks]), torch.cat([s[2] for s in stacks]))
             outs = []
@@ -418,26 +446,27 @@ class _Recurrent(nn.Module):
                      bidirectional=self.bidirectional)
         module.to(p.device, p.dtype)
         with torch.no_grad():
-            for i, cell in enumerate(self.cells):
+            for i, cell in enumerate(self._cells):
                 names = _torch_names(i, self.bidirectional)
                 for name, w in zip(names, cell.torch_weights()):
                     getattr(module, name).copy_(w)
         return module.train(self.training)
 
     @classmethod
-    def from_torch(cls, module: nn.Module, **options):
+    def from_torch(cls, module: nn.RNNBase, **options):
         """Ours with the configuration and weights of a torch.nn.RNN / GRU / LSTM (options such as
         implementation= pass through)."""
         name = cls.__name__
-        if type(module).__name__ != name or not module.bias or getattr(module, "proj_size", 0) \
+        if type(module).__name__ != name or not module.bias \
+                or bool(getattr(module, "proj_size", 0)) \
                 or getattr(module, "nonlinearity", "tanh") != "tanh":
             raise DeepnotesError(f"{name}.from_torch: expected a torch.nn.{name} with biases"
                                  f"{' and tanh' if name == 'RNN' else ''}, got {module}")
-        p = module.weight_ih_l0
+        p = cast(Tensor, module.weight_ih_l0)
         layer = cls(module.input_size, module.hidden_size, module.num_layers,
                     module.bidirectional, module.batch_first, module.dropout,
                     **cls.torch_options, **options).to(p.device, p.dtype)
-        for i, cell in enumerate(layer.cells):
+        for i, cell in enumerate(layer._cells):
             names = _torch_names(i, layer.bidirectional)
             cell.load_torch_weights(*(getattr(module, n) for n in names))
         return layer.train(module.training)

@@ -136,9 +136,9 @@ def _with_gradients(params: list[torch.Tensor], rule: str) -> list[tuple[list, l
 
 
 def with_weight_decay(grads: list[torch.Tensor], params: list[torch.Tensor],
-                      weight_decay: float) -> list[torch.Tensor]:
+                      weight_decay: float) -> list[torch.Tensor] | tuple[torch.Tensor, ...]:
     """L2 regularisation, J + (lambda / 2) ||W||^2: dW := dW + lambda W (the grads stay as they
-    were)."""
+    were; torch's ``_foreach_add`` returns the new ones as a tuple)."""
     if weight_decay == 0:
         return grads
     return torch._foreach_add(grads, params, alpha=weight_decay)

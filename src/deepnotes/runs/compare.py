@@ -35,6 +35,7 @@ from deepnotes.runs.config import RunConfig, write_json
 from deepnotes.runs.folder import check_name, new_container
 from deepnotes.runs.session import Session, fit, prepare
 from deepnotes.train import plots
+from deepnotes.train.trainer import autocast_dtype
 
 log = logging.getLogger("deepnotes.compare")
 
@@ -168,8 +169,10 @@ def warm_up(session: Session) -> None:
         session.config.task
     dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)  # as fit does, once
     model = copy.deepcopy(session.model).to(device).train()
+    amp = autocast_dtype(config.amp_precision, torch.device(device))  # as the trainer casts
     for x, y in batches(config, dataset, session.splits.train, device, train=True).epoch(0):
-        with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=config.bf16):
+        with torch.autocast(torch.device(device).type, amp or torch.float32,
+                            enabled=amp is not None):
             z, y = task.forward(model, x, y)
             loss = task.loss(z, y)
         loss.backward()

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from deepnotes.device import visible_names
-from deepnotes.errors import DeepnotesError
+from deepnotes.errors import DeepnotesError, check_range
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,7 @@ def launch(argv: list[str], nproc: int, torchrun_args: list[str]) -> int:
     from torch.distributed.launcher.api import elastic_launch
     from torch.distributed.run import config_from_args, parse_args
 
-    if nproc < 1:
-        raise DeepnotesError(f"--nproc {nproc}: expected at least 1")
+    check_range("--nproc", nproc, 1, integer=True)
     said = io.StringIO()  # torchrun's parser prints its usage and a line: keep the line
     try:
         with contextlib.redirect_stderr(said):
@@ -160,10 +159,10 @@ def launch(argv: list[str], nproc: int, torchrun_args: list[str]) -> int:
     try:
         elastic_launch(config, entrypoint)(*cmd_args)
     except ChildFailedError as exc:
-        said = sorted((f.timestamp, f.exitcode) for f in exc.failures.values()
-                      if f.exitcode in (2, 130))
-        if said:  # bad input or an interrupt: every rank meets it alike and rank 0 said why
-            return said[0][1]
+        halted = sorted((f.timestamp, f.exitcode) for f in exc.failures.values()
+                        if f.exitcode in (2, 130))
+        if halted:  # bad input or an interrupt: every rank meets it alike and rank 0 said why
+            return halted[0][1]
         failed_rank, failure = exc.get_first_failure()
         log.error("training on %d processes stopped: rank %s exited with status %s", nproc,
                   failed_rank, failure.exitcode)
