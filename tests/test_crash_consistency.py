@@ -71,10 +71,11 @@ def assert_same_run(run: Path, reference: Path) -> None:
     for name in ("model.safetensors", "metrics.json"):
         assert (run / name).read_bytes() == (reference / name).read_bytes(), name
     state, ref_state = (checkpoint.committed_state(r) for r in (run, reference))
-    assert state["checkpoint"] == ref_state["checkpoint"]
-    assert [{k: v for k, v in row.items() if k != "seconds"} for row in state["history"]] == \
-        [{k: v for k, v in row.items() if k != "seconds"} for row in ref_state["history"]]
-    assert (run / "history.csv").read_text().count("\n") == len(state["history"]) + 1
+    assert state is not None and ref_state is not None
+    assert state.checkpoint == ref_state.checkpoint
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in state.history] == \
+        [{k: v for k, v in row.items() if k != "seconds"} for row in ref_state.history]
+    assert (run / "history.csv").read_text().count("\n") == len(state.history) + 1
 
 
 def recover(ctx, args, run: Path) -> None:

@@ -28,6 +28,7 @@ from deepnotes.optim import (
 )
 from deepnotes.optim.schedules import check_schedule
 from deepnotes.train import checkpoint
+from deepnotes.train.state import TrainState
 
 IMPLEMENTATIONS = ["reference", "foreach", "fused"]
 
@@ -225,8 +226,7 @@ def test_a_checkpoint_round_trip_resumes_bit_exactly(tmp_path, name):
     first = net()
     opt = make(name, first.parameters())
     train(first, opt, 100)
-    trainer_state = {"epoch": 1, "step": 0, "global_step": 100, "loss_sum": 0.0, "correct": 0,
-                     "seen": 0, "seconds": 0.0, "history": []}  # what Trainer checkpoints
+    trainer_state = TrainState(epoch=1, global_step=100)  # what Trainer checkpoints
     checkpoint.save(tmp_path, first, opt, trainer_state)
     second = net()
     opt2 = make(name, second.parameters())

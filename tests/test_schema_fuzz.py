@@ -9,6 +9,7 @@ ones train one tiny run and run evaluate, predict, train --resume and finetune o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -32,6 +33,7 @@ from deepnotes.runs import config as run_config
 from deepnotes.runs.config import DEFAULTS, OPTIONAL_KEYS, RUN_KEYS
 from deepnotes.train import checkpoint, schema, trainer
 from deepnotes.train.checkpoint import STATE_KEY
+from deepnotes.train.state import TrainState
 
 GONE = "<removed>"  # the mutation that deletes the field
 WRONG = [None, "x", "", -1, 0, 10**30, 1.5, math.inf, True, [], {}, [1, "a"], {"a": 1}, GONE]
@@ -252,7 +254,11 @@ def test_the_tables_cover_what_the_code_writes():
     assert set(run_config.CONFIG) == {*RUN_KEYS, *OPTIONAL_KEYS}
     assert schema.PRECISIONS == trainer.PRECISIONS
     t = trainer.Trainer(torch.nn.Linear(2, 2), torch.optim.SGD([torch.zeros(1)], 0.1), epochs=1)
-    assert set(t.state) <= set(schema.STATE)
+    written = set(t.state.to_dict())  # what a checkpoint of a fresh trainer holds
+    fields = {f.name for f in dataclasses.fields(TrainState)}
+    assert written <= set(schema.STATE)
+    assert fields <= {*schema.STATE, *schema.STATE_EXTRAS}  # every field has a rule
+    assert set(schema.STATE) - {"optimizer"} <= fields  # every rule has a field, but the optimizer
 
 
 # -- slow: every mutation through the commands, on a run folder that deepnotes train wrote ------

@@ -295,7 +295,7 @@ def test_resume_with_train_dev_is_bit_exact(tmp_path, monkeypatch):
 
     def stop_after_the_first(self, train, dev):
         end_epoch(self, train, dev)
-        if self.state["epoch"] == 1:
+        if self.state.epoch == 1:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Trainer, "_end_epoch", stop_after_the_first)

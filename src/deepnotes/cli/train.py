@@ -240,7 +240,8 @@ def _continue(args, explicit: dict, config, run_dir: Path, run=None) -> int:
     distributed.barrier()  # the folder is repaired before any rank reads it
     on_checkpoint = None
     if run is not None:
-        if (committed_state(run_dir) or {}).get("epoch", 0) < config.epochs:
+        committed = committed_state(run_dir)
+        if committed is None or committed.epoch < config.epochs:
             folder.forget_final_results(run)  # they will describe the new end
         if changed:  # the new options are the run's once a checkpoint was made with them
             def on_checkpoint():

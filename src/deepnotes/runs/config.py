@@ -59,7 +59,7 @@ MARKER = {"format": FORMAT, "format_version": FORMAT_VERSION}
 class RunConfig:
     """Everything needed to rebuild a run's data and model and to train it again."""
 
-    model: str | None = None  # lenet5 for images, mlp for tables (models.DEFAULT_MODELS)
+    model: str | None = None  # lenet5 for images, mlp for tables (runs.build.DEFAULT_MODELS)
     data: str = "digits"
     data_dir: str | None = None
     label_column: str | None = None

@@ -110,12 +110,12 @@ def fit(session: Session, run_dir: Path, *, progress: bool = True, resuming: boo
                       compile=config.compile, task=config.task)
     if resuming:
         trainer.resume()
-        if trainer.state["epoch"] >= config.epochs:
+        if trainer.state.epoch >= config.epochs:
             log.info("%s finished all %d epochs already; recomputing its metrics", run_dir,
                      config.epochs)
         else:
-            log.info("resuming %s at epoch %d, step %d", run_dir, trainer.state["epoch"] + 1,
-                     trainer.state["step"])
+            log.info("resuming %s at epoch %d, step %d", run_dir, trainer.state.epoch + 1,
+                     trainer.state.step)
     dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)  # once, for every split
     train_batches = batches(config, dataset, splits.train, device, train=True,
                             shard=distributed.shard())

@@ -31,6 +31,7 @@ from deepnotes.errors import DeepnotesError
 from deepnotes.models.weights import load_checked
 from deepnotes.train.history import history_text, write_history
 from deepnotes.train.schema import check_state
+from deepnotes.train.state import TrainState
 
 STATE_KEY = "deepnotes_state"
 ID_KEY = "deepnotes_checkpoint"  # model.safetensors: the id of the checkpoint it came from
@@ -39,11 +40,11 @@ log = logging.getLogger(__name__)
 
 
 def save(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-         state: dict) -> None:
+         state: TrainState) -> None:
     """Commit the resume point (one rename), then write the files derived from it."""
     weights = _plain(model.state_dict())
     check_finite(weights, "the model to save")  # a bad checkpoint is never committed
-    state["checkpoint"] = checkpoint_id(state)
+    state.checkpoint = checkpoint_id(state)
     tensors = {f"model.{k}": v for k, v in weights.items()}
     optim_tensors, optim_json = _split_optimizer(optimizer.state_dict())
     tensors.update({f"optim.{k}": v for k, v in optim_tensors.items()})
@@ -51,33 +52,32 @@ def save(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda{i}"] = s
-    meta = {**state, "optimizer": optim_json}
+    meta = {**state.to_dict(), "optimizer": optim_json}
     atomic.write_bytes(run_dir / "state.safetensors",
                        st_save(tensors, metadata={STATE_KEY: json.dumps(meta)}))
     _write_derived(run_dir, weights, state)
 
 
-def _write_derived(run_dir: Path, weights: dict, state: dict) -> None:
+def _write_derived(run_dir: Path, weights: dict, state: TrainState) -> None:
     """model.safetensors, state.json and history.csv of the committed ``state``."""
     atomic.write_bytes(run_dir / "model.safetensors",
-                       st_save(weights, metadata={ID_KEY: state.get("checkpoint") or
+                       st_save(weights, metadata={ID_KEY: state.checkpoint or
                                                   checkpoint_id(state)}))
-    readable = {k: v for k, v in state.items() if k != "optimizer"}
-    atomic.write_text(run_dir / "state.json", json.dumps(readable, indent=1) + "\n")
-    write_history(run_dir / "history.csv", state.get("history", []))
+    atomic.write_text(run_dir / "state.json", json.dumps(state.to_dict(), indent=1) + "\n")
+    write_history(run_dir / "history.csv", state.history)
 
 
-def checkpoint_id(state: dict) -> str:
+def checkpoint_id(state: TrainState) -> str:
     """``epoch:step:global_step``: it only grows within a run folder."""
-    return f"{state.get('epoch', 0)}:{state.get('step', 0)}:{state.get('global_step', 0)}"
+    return f"{state.epoch}:{state.step}:{state.global_step}"
 
 
-def committed_state(run_dir: Path) -> dict | None:
+def committed_state(run_dir: Path) -> TrainState | None:
     """The trainer state of the committed checkpoint (its metadata only), None without one."""
     path = run_dir / "state.safetensors"
     if not path.is_file():
         return None
-    return _state_of(_metadata(path), path)
+    return TrainState.from_dict(_state_of(_metadata(path), path))
 
 
 def committed_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -85,7 +85,7 @@ def committed_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     when a kill left model.safetensors behind the checkpoint (``--resume`` repairs the file)."""
     path, state = run_dir / "model.safetensors", committed_state(run_dir)
     current = state is None or (path.is_file() and _metadata(path).get(ID_KEY)
-                                == state.get("checkpoint"))
+                                == state.checkpoint)
     if current:
         return _read_finite(path)
     log.warning("%s is behind the run's last checkpoint (it was interrupted while saving); "
@@ -106,12 +106,12 @@ def repair(run_dir: Path) -> bool:
     model_file = run_dir / "model.safetensors"
     try:
         readable = json.loads((run_dir / "state.json").read_text())
-        want = state.get("checkpoint")  # None in runs made before checkpoints had an id
+        want = state.checkpoint  # None in runs made before checkpoints had an id
         current = _metadata(model_file).get(ID_KEY) == want == readable.get("checkpoint")
     except (OSError, ValueError, DeepnotesError):
         current = False
     history = run_dir / "history.csv"
-    rows = history_text(state.get("history", []))
+    rows = history_text(state.history)
     if current and history.is_file() and history.read_text() == rows:
         return False
     tensors = _read(run_dir / "state.safetensors")[0]
@@ -145,7 +145,8 @@ def first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
                  if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
 
 
-def load(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+def load(run_dir: Path, model: torch.nn.Module,
+         optimizer: torch.optim.Optimizer) -> TrainState:
     """Restore model, optimizer and RNG from ``state.safetensors``; return the trainer's state."""
     path = run_dir / "state.safetensors"
     tensors, meta = _read(path)
@@ -159,7 +160,7 @@ def load(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
     cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda")]
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
-    return state
+    return TrainState.from_dict(state)
 
 
 def _read(path: Path) -> tuple[dict, dict]:

@@ -27,6 +27,7 @@ from deepnotes.data.loader import Batches
 from deepnotes.errors import DeepnotesError, LossDiverged
 from deepnotes.optim import learning_rate
 from deepnotes.train import checkpoint, distributed
+from deepnotes.train.state import TrainState
 from deepnotes.train.tasks import Classification, Task
 
 log = logging.getLogger(__name__)
@@ -76,27 +77,26 @@ class Trainer:
         # a GPU runs ahead of the CPU: read its step losses every 25 steps, not every step
         self.read_every = 25 if self.device.type == "cuda" and not distributed.active() else 1
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
-        self.state: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0,
-                                      "correct": 0, "seen": 0, "seconds": 0.0, "history": []}
+        self.state = TrainState()
         self._stop_signal: int | None = None  # the signal number that asked to stop
 
     @property
     def history(self) -> list[dict]:
-        return self.state["history"]
+        return self.state.history
 
     def resume(self) -> None:
         """Continue from ``run_dir/state.safetensors``."""
         if self.run_dir is None:
             raise DeepnotesError("resume() needs the run_dir of the run to continue")
         self.state = checkpoint.load(self.run_dir, self.model, self.optimizer)
-        if self.scaler.is_enabled() and "scaler" in self.state:  # float16's loss scale
-            self.scaler.load_state_dict(self.state["scaler"])
+        if self.scaler.is_enabled() and self.state.scaler is not None:  # float16's loss scale
+            self.scaler.load_state_dict(self.state.scaler)
 
     def fit(self, train: Batches, dev: Batches | None = None) -> list[dict]:
         """Run the remaining epochs; return the history (one dict per epoch)."""
         total = self.epochs * len(train)
         with self._signals():
-            while self.state["epoch"] < self.epochs:
+            while self.state.epoch < self.epochs:
                 self._train_epoch(train, total, len(train))
                 self._end_epoch(train, dev)
         return self.history
@@ -104,22 +104,22 @@ class Trainer:
     def _train_epoch(self, train: Batches, total_steps: int, steps_per_epoch: int) -> None:
         st = self.state
         self.model.train()
-        bar = tqdm(total=len(train), initial=st["step"], disable=not self.progress, leave=False,
-                   desc=f"epoch {st['epoch'] + 1}/{self.epochs}", unit="batch", dynamic_ncols=True)
+        bar = tqdm(total=len(train), initial=st.step, disable=not self.progress, leave=False,
+                   desc=f"epoch {st.epoch + 1}/{self.epochs}", unit="batch", dynamic_ncols=True)
         start, pending = time.perf_counter(), []
         with bar:
-            for x, y in train.epoch(st["epoch"], start=st["step"]):
-                lr = self._set_lr(st["global_step"], total_steps, steps_per_epoch)
+            for x, y in train.epoch(st.epoch, start=st.step):
+                lr = self._set_lr(st.global_step, total_steps, steps_per_epoch)
                 pending.append((*self._step(x, y, lazy=self.read_every > 1), lr))
-                st["step"] += 1
-                st["global_step"] += 1
+                st.step += 1
+                st.global_step += 1
                 if len(pending) >= self.read_every or self._stop_signal is not None:
                     self._account(pending, bar, start)
                 if self._stop_signal is not None:
-                    st["seconds"] += time.perf_counter() - start
+                    st.seconds += time.perf_counter() - start
                     self._interrupt()
             self._account(pending, bar, start)
-        st["seconds"] += time.perf_counter() - start
+        st.seconds += time.perf_counter() - start
 
     def _account(self, pending: list, bar, start: float) -> None:
         """Add the steps in ``pending`` (loss, correct, counted, lr) to the epoch's sums, read from
@@ -130,22 +130,22 @@ class Trainer:
         numbers = [p[:3] for p in pending]
         if torch.is_tensor(numbers[0][0]):  # lazy steps: one transfer for all of them
             numbers = torch.stack([torch.stack([t.float() for t in n]) for n in numbers]).tolist()
-        first_step = st["step"] - len(pending)
+        first_step = st.step - len(pending)
         for i, ((loss, correct, counted), (*_, lr)) in enumerate(zip(numbers, pending)):
             if not math.isfinite(loss):
                 raise LossDiverged(
-                    f"loss became {loss} at epoch {st['epoch'] + 1}, step {first_step + i + 1} "
+                    f"loss became {loss} at epoch {st.epoch + 1}, step {first_step + i + 1} "
                     f"(lr {lr:.3g}); stopped, {self._kept()}; try a lower --lr"
                 )
             self.step_losses.append(loss)
-            st["loss_sum"] += loss * counted
-            st["correct"] += int(correct)
-            st["seen"] += int(counted)
+            st.loss_sum += loss * counted
+            st.correct += int(correct)
+            st.seen += int(counted)
         pending.clear()
-        elapsed = st["seconds"] + time.perf_counter() - start
-        bar.set_postfix(loss=f"{st['loss_sum'] / max(1, st['seen']):.4f}",
-                        acc=f"{st['correct'] / max(1, st['seen']):.3f}",
-                        img_s=f"{st['seen'] / max(elapsed, 1e-9):.0f}", refresh=False)
+        elapsed = st.seconds + time.perf_counter() - start
+        bar.set_postfix(loss=f"{st.loss_sum / max(1, st.seen):.4f}",
+                        acc=f"{st.correct / max(1, st.seen):.3f}",
+                        img_s=f"{st.seen / max(elapsed, 1e-9):.0f}", refresh=False)
         bar.update(len(numbers))
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
@@ -192,9 +192,9 @@ class Trainer:
 
     def _end_epoch(self, train: Batches, dev: Batches | None) -> None:
         st = self.state
-        loss_sum, correct, seen = distributed.all_sum([st["loss_sum"], st["correct"], st["seen"]],
+        loss_sum, correct, seen = distributed.all_sum([st.loss_sum, st.correct, st.seen],
                                                       self.device)
-        row = {"epoch": st["epoch"] + 1, "train_loss": loss_sum / max(1, seen),
+        row = {"epoch": st.epoch + 1, "train_loss": loss_sum / max(1, seen),
                "train_accuracy": correct / max(1, seen)}
         writer = distributed.is_writer()
         if dev is not None and writer:
@@ -204,11 +204,11 @@ class Trainer:
             row["dev_accuracy"] = float((result["y_pred"] == result["y_true"])[present]
                                         .float().mean())
         row["lr"] = self.optimizer.param_groups[0]["lr"]
-        row["seconds"] = st["seconds"]
+        row["seconds"] = st.seconds
         if writer:
             self._check_good(row)
-        st["history"].append(row)
-        st.update(epoch=st["epoch"] + 1, step=0, loss_sum=0.0, correct=0, seen=0, seconds=0.0)
+        st.history.append(row)
+        st.next_epoch()
         if self.run_dir and writer:
             self._save(st)
         distributed.barrier()  # the checkpoint is whole before any rank goes on
@@ -231,10 +231,10 @@ class Trainer:
             raise LossDiverged(f"{what} at the end of epoch {row['epoch']} (lr {row['lr']:.3g});"
                                  f" stopped, {self._kept()}; try a lower --lr")
 
-    def _save(self, st: dict) -> None:
+    def _save(self, st: TrainState) -> None:
         assert self.run_dir is not None  # both callers save only with a run_dir
         if self.scaler.is_enabled():
-            st["scaler"] = self.scaler.state_dict()  # numbers only: JSON in the checkpoint
+            st.scaler = self.scaler.state_dict()  # numbers only: JSON in the checkpoint
         checkpoint.save(self.run_dir, self.model, self.optimizer, st)
         if self.on_checkpoint is not None:
             self.on_checkpoint()
@@ -246,7 +246,7 @@ class Trainer:
 
     def _interrupt(self) -> None:
         st = self.state
-        where = f"epoch {st['epoch'] + 1}, step {st['step']}"
+        where = f"epoch {st.epoch + 1}, step {st.step}"
         if self.run_dir:
             if distributed.is_writer():
                 self._save(st)
