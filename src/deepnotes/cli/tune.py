@@ -59,19 +59,19 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from deepnotes.runs import tune_settings
     from deepnotes.runs.folder import check_name
 
     try:
         import optuna  # noqa: F401
     except ImportError:
         raise DeepnotesError(NEEDS_OPTUNA) from None
-    from deepnotes.runs import tune as search
     explicit = parse_options(args)
-    search.check_options(explicit, args.trials)
+    tune_settings.check_options(explicit, args.trials)
     if args.name is not None:
         check_name(args.name)
-    stored = search.existing_tune(args.out, args.name)
-    settings = search.resolve_settings(explicit, stored, Path(args.out) / str(args.name))
+    stored = tune_settings.existing_tune(args.out, args.name)
+    settings = tune_settings.resolve_settings(explicit, stored, Path(args.out) / str(args.name))
     return start(args, settings, created=stored is None)
 
 
@@ -79,7 +79,7 @@ def parse_options(args) -> dict:
     """The options given on the command line, as tune.json settings (ranges as [low, high]);
     impossible numbers refused."""
     from deepnotes.cli.train import explicit_options
-    from deepnotes.runs.tune import SETTINGS, parse_range
+    from deepnotes.runs.tune_settings import SETTINGS, parse_range
 
     explicit = explicit_options(args, SETTINGS)
     for key in ("lr_range", "beta_range"):
@@ -91,7 +91,7 @@ def parse_options(args) -> dict:
 def start(args, settings: dict, created: bool) -> int:
     from deepnotes.runs.config import DEFAULTS, RunConfig
     from deepnotes.runs.session import prepare
-    from deepnotes.runs.tune import SETTINGS, claim_tune_dir
+    from deepnotes.runs.tune_settings import SETTINGS, claim_tune_dir
 
     config = RunConfig(**{k: settings[k] for k in SETTINGS if k in DEFAULTS},
                        device=args.device or RunConfig.device)
