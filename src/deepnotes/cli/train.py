@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 from pathlib import Path
 
-from deepnotes.data import NAMED, Batches
-from deepnotes.errors import DeepnotesError
-
-log = logging.getLogger("deepnotes.cli")
+from deepnotes.data import Batches
 
 DATA_HELP = ("digits, breast-cancer, fashion-mnist, mnist, dates (or dates:N), a folder with one "
              "sub-folder per class, a .csv file (a table, or text,label), a .txt (character "
@@ -136,12 +132,21 @@ def _without_launch_options(argv: list[str]) -> list[str]:
 
 
 def _run(args) -> int:
+    from deepnotes.cli.evaluate import print_table
+    from deepnotes.runs import training
     from deepnotes.runs.config import RunConfig
 
     explicit = explicit_options(args, RunConfig.options())
     if args.resume:
-        return resume(args, explicit)
-    return start(args, explicit)
+        run_dir = Path(args.resume)
+        result = training.resume(run_dir, explicit, args.allow_changes, progress=not args.quiet)
+    else:
+        run_dir, result = training.start(explicit, args.out, args.name, args.overwrite,
+                                         progress=not args.quiet)
+    if result is not None:  # rank 0 reports
+        print_table(result)
+        print(f"run folder: {run_dir}")
+    return 0
 
 
 def explicit_options(args, options: list[str]) -> dict:
@@ -173,90 +178,3 @@ def check_numbers(options: dict) -> None:
                     hint="a share, e.g. 0.05")
     if options.get("seed") is not None:
         check_range("--seed", options["seed"], 0, Batches.MAX_SEED, integer=True)
-
-
-def start(args, explicit: dict) -> int:
-    from deepnotes.device import resolve_device
-    from deepnotes.runs import folder
-    from deepnotes.runs.config import RunConfig
-    from deepnotes.runs.session import prepare
-    from deepnotes.train import distributed
-    from deepnotes.train.recipes import recipe_options
-
-    if args.name is not None:
-        folder.check_name(args.name)  # before any work
-    device = resolve_device(explicit.get("device", RunConfig.device))
-    if explicit.get("bf16"):  # the older flag is an explicit --precision bf16, over a recipe's
-        explicit.setdefault("precision", "bf16")
-    config = RunConfig(**{**recipe_options(explicit.get("recipe"), device), **explicit})
-    session = prepare(config, progress=not args.quiet, fresh=True)
-    data_name = config.data if config.data in NAMED else Path(config.data).stem
-    if not distributed.is_writer():  # rank 0 names, makes and locks the folder; the others are told
-        return train(session, distributed.broadcast(None), args)
-    with folder.create(args.out, args.name, f"{config.model}-{data_name}",
-                       args.overwrite) as run:
-        distributed.broadcast(run.path)
-        return train(session, run.path, args, on_checkpoint=run.committed)
-
-
-def resume(args, explicit: dict) -> int:
-    from deepnotes.runs import folder
-    from deepnotes.runs.config import read_config
-    from deepnotes.train import distributed
-
-    run_dir = Path(args.resume)
-    folder.check_continuable(run_dir)
-    config = read_config(run_dir)
-    if config.transfer:
-        raise DeepnotesError(f"--resume {run_dir}: a run made by deepnotes finetune (its layers "
-                             "are frozen in groups); run deepnotes finetune again")
-    if not distributed.is_writer():  # rank 0 locks and repairs the folder
-        return _continue(args, explicit, config, run_dir)
-    with folder.open_to_continue(run_dir) as run:
-        return _continue(args, explicit, config, run_dir, run)
-
-
-def _continue(args, explicit: dict, config, run_dir: Path, run=None) -> int:
-    """Train a run on from its last checkpoint (``run``: the locked folder, on rank 0)."""
-    from deepnotes.runs import folder
-    from deepnotes.runs.session import prepare
-    from deepnotes.train import distributed
-    from deepnotes.train.checkpoint import committed_state
-
-    changed = {k: (getattr(config, k), v) for k, v in explicit.items()
-               if getattr(config, k) != v}
-    if "model" in changed:
-        old, new = changed["model"]
-        raise DeepnotesError(f"--resume {run_dir}: the run trains {old}, not {new}")
-    if changed:
-        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        if not args.allow_changes:
-            raise DeepnotesError(f"--resume {run_dir}: options differ from the run's ({listed}); "
-                                 "drop them, or pass --allow-changes")
-        log.warning("resuming with changed options: %s", listed)
-        for key, value in explicit.items():
-            setattr(config, key, value)
-    session = prepare(config, progress=not args.quiet, fresh=False)
-    distributed.barrier()  # the folder is repaired before any rank reads it
-    on_checkpoint = None
-    if run is not None:
-        committed = committed_state(run_dir)
-        if committed is None or committed.epoch < config.epochs:
-            folder.forget_final_results(run)  # they will describe the new end
-        if changed:  # the new options are the run's once a checkpoint was made with them
-            def on_checkpoint():
-                config.write(run_dir / "config.json")
-    return train(session, run_dir, args, resuming=True, on_checkpoint=on_checkpoint)
-
-
-def train(session, run_dir: Path, args, resuming: bool = False, on_checkpoint=None) -> int:
-    from deepnotes.cli.evaluate import print_table
-    from deepnotes.runs.session import fit
-
-    _, result = fit(session, run_dir, progress=not args.quiet, resuming=resuming,
-                    on_checkpoint=on_checkpoint)
-    if result is None:  # a rank other than 0
-        return 0
-    print_table(result)
-    print(f"run folder: {run_dir}")
-    return 0

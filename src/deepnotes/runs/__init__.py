@@ -3,6 +3,7 @@
 - :mod:`~deepnotes.runs.config`: :class:`RunConfig`, config.json's fields, defaults and rules
 - :mod:`~deepnotes.runs.build`: the data, splits, network and batches a config describes
 - :mod:`~deepnotes.runs.session`: :func:`prepare` and :func:`fit`, used by every command that trains
+- :mod:`~deepnotes.runs.training`: ``deepnotes train``: start a run, or resume one
 - :mod:`~deepnotes.runs.folder`: a run folder's name, owner, lock, provenance and trained model
 - :mod:`~deepnotes.runs.report`: metrics.json and the plots of a finished run
 - :mod:`~deepnotes.runs.compare`, :mod:`~deepnotes.runs.tune`, :mod:`~deepnotes.runs.finetune`,

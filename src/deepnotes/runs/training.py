@@ -1,0 +1,100 @@
+"""``deepnotes train``'s two jobs: start a run in a new folder, or continue one from its last
+checkpoint. Under torchrun rank 0 names, makes, locks and repairs the folder and the other ranks
+are told; every rank trains."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from deepnotes.data import NAMED
+from deepnotes.device import resolve_device
+from deepnotes.errors import DeepnotesError
+from deepnotes.runs import folder
+from deepnotes.runs.config import RunConfig, read_config
+from deepnotes.runs.session import Session, fit, prepare
+from deepnotes.train import distributed
+from deepnotes.train.checkpoint import committed_state
+from deepnotes.train.recipes import recipe_options
+
+log = logging.getLogger("deepnotes.train")
+
+
+def start(options: dict, out: str | Path, name: str | None, overwrite: bool,
+          progress: bool = True) -> tuple[Path, dict | None]:
+    """Train a new run of ``options`` (RunConfig fields given on the command line; a recipe's
+    defaults under them) into ``out/name`` (default MODEL-DATA, numbered if taken); return the
+    run folder and the metrics (None on a rank other than 0)."""
+    if name is not None:
+        folder.check_name(name)  # before any work
+    device = resolve_device(options.get("device", RunConfig.device))
+    if options.get("bf16"):  # the older flag is an explicit --precision bf16, over a recipe's
+        options = {"precision": "bf16", **options}
+    config = RunConfig(**{**recipe_options(options.get("recipe"), device), **options})
+    session = prepare(config, progress=progress, fresh=True)
+    data_name = config.data if config.data in NAMED else Path(config.data).stem
+    if not distributed.is_writer():  # rank 0 names, makes and locks the folder; the others are told
+        run_dir = distributed.broadcast(None)
+        return run_dir, fit(session, run_dir, progress=progress)[1]
+    with folder.create(out, name, f"{config.model}-{data_name}", overwrite) as run:
+        distributed.broadcast(run.path)
+        return run.path, fit(session, run.path, progress=progress,
+                             on_checkpoint=run.committed)[1]
+
+
+def resume(run_dir: str | Path, options: dict, allow_changes: bool = False,
+           progress: bool = True) -> dict | None:
+    """Continue the run in ``run_dir`` from its last checkpoint; ``options`` given again must
+    equal the run's unless ``allow_changes`` (the model never changes). Returns the metrics
+    (None on a rank other than 0)."""
+    run_dir = Path(run_dir)
+    folder.check_continuable(run_dir)
+    config = read_config(run_dir)
+    if config.transfer:
+        raise DeepnotesError(f"--resume {run_dir}: a run made by deepnotes finetune (its layers "
+                             "are frozen in groups); run deepnotes finetune again")
+    changed = apply_changes(config, options, run_dir, allow_changes)
+    if not distributed.is_writer():  # rank 0 locks and repairs the folder
+        return _continue(prepared(config, progress), run_dir, None, changed, progress)
+    with folder.open_to_continue(run_dir) as run:
+        return _continue(prepared(config, progress), run_dir, run, changed, progress)
+
+
+def apply_changes(config: RunConfig, options: dict, run_dir: Path, allow: bool) -> bool:
+    """Set the ``options`` that differ from the run's (refused without ``allow``); whether any
+    did."""
+    changed = {k: (getattr(config, k), v) for k, v in options.items() if getattr(config, k) != v}
+    if "model" in changed:
+        old, new = changed["model"]
+        raise DeepnotesError(f"--resume {run_dir}: the run trains {old}, not {new}")
+    if not changed:
+        return False
+    listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+    if not allow:
+        raise DeepnotesError(f"--resume {run_dir}: options differ from the run's ({listed}); "
+                             "drop them, or pass --allow-changes")
+    log.warning("resuming with changed options: %s", listed)
+    for key, value in options.items():
+        setattr(config, key, value)
+    return True
+
+
+def prepared(config: RunConfig, progress: bool) -> Session:
+    session = prepare(config, progress=progress, fresh=False)
+    distributed.barrier()  # the folder is repaired before any rank reads it
+    return session
+
+
+def _continue(session: Session, run_dir: Path, run: folder.RunFolder | None, changed: bool,
+              progress: bool) -> dict | None:
+    """Train on from the last checkpoint (``run``: the locked folder, on rank 0)."""
+    config, on_checkpoint = session.config, None
+    if run is not None:
+        committed = committed_state(run_dir)
+        if committed is None or committed.epoch < config.epochs:
+            folder.forget_final_results(run)  # they will describe the new end
+        if changed:  # the new options are the run's once a checkpoint was made with them
+            def on_checkpoint():
+                config.write(run_dir / "config.json")
+    return fit(session, run_dir, progress=progress, resuming=True,
+               on_checkpoint=on_checkpoint)[1]
