@@ -171,6 +171,7 @@ def test_bench_without_a_checkout_says_so(monkeypatch, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "source checkout" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("[a-z]*.py")))
 def test_each_benchmark_runs_as_the_script_its_docs_show(script):
     """``python benchmarks/NAME.py --help``, as README and RESULTS.md write it: no import error

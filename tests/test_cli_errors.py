@@ -177,6 +177,7 @@ def test_corrupt_image_is_named_with_skip_bad_hint(capsys, tmp_path, kind):
             runs=runs)
 
 
+@pytest.mark.slow
 def test_skip_bad_trains_and_warns_with_the_count(capsys, tmp_path):
     runs = tmp_path / "runs"
     folder = image_folder(tmp_path / "imgs")

@@ -45,6 +45,7 @@ def table_run(tmp_path_factory):
 # ---------------------------------------------------------------- the CLI's run folder
 
 
+@pytest.mark.slow
 def test_each_rule_gets_a_complete_run_folder(table_run):
     run_dir, _ = table_run
     for name in ORDER:
@@ -58,6 +59,7 @@ def test_each_rule_gets_a_complete_run_folder(table_run):
     assert not list(run_dir.rglob(".*tmp*")), "temporary files left behind"
 
 
+@pytest.mark.slow
 def test_comparison_has_one_row_per_rule(table_run):
     run_dir, _ = table_run
     report = json.loads((run_dir / "comparison.json").read_text())
@@ -79,6 +81,7 @@ def test_comparison_has_one_row_per_rule(table_run):
                                                                  for n in ORDER]
 
 
+@pytest.mark.slow
 def test_every_rule_starts_from_the_same_weights_and_batches(table_run):
     run_dir, _ = table_run
     rows = json.loads((run_dir / "comparison.json").read_text())["rows"]
@@ -92,12 +95,14 @@ def test_every_rule_starts_from_the_same_weights_and_batches(table_run):
     assert len({r["train_loss"] for r in rows}) == 4
 
 
+@pytest.mark.slow
 def test_loss_curves_is_a_png(table_run):
     run_dir, _ = table_run
     data = (run_dir / "loss_curves.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
+@pytest.mark.slow
 def test_the_printed_table_names_the_best(table_run):
     run_dir, out = table_run
     lines = out.splitlines()
@@ -110,6 +115,7 @@ def test_the_printed_table_names_the_best(table_run):
     assert lines[6].startswith(f"run folder: {run_dir}")
 
 
+@pytest.mark.slow
 def test_a_sub_run_evaluates_like_any_run(table_run, capsys):
     run_dir, _ = table_run
     rc, out, err = run_cli(capsys, "evaluate", run_dir / "adam", "--json")
@@ -118,6 +124,7 @@ def test_a_sub_run_evaluates_like_any_run(table_run, capsys):
     assert json.loads(out)["test"]["accuracy"] == pytest.approx(stored["test"]["accuracy"])
 
 
+@pytest.mark.slow
 def test_a_rule_trains_exactly_as_deepnotes_train_does(table_run, tmp_path, cli):
     """Same seed, initial weights and batches: the adam sub-run is `train --optimizer adam`."""
     run_dir, _ = table_run
@@ -134,6 +141,7 @@ def test_a_rule_trains_exactly_as_deepnotes_train_does(table_run, tmp_path, cli)
 # ---------------------------------------------------------------- the library, on images
 
 
+@pytest.mark.slow
 def test_library_trains_lenet_from_one_set_of_initial_weights(tmp_path, monkeypatch):
     """Record the weights each rule's model holds when training starts: all equal, and equal to the
     weights `deepnotes train` would start from with this seed."""
@@ -239,6 +247,7 @@ def test_a_diverging_rule_is_a_row_of_the_table_and_the_others_go_on(tmp_path, c
     assert (tmp_path / "c" / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_name_is_kept_unless_overwrite_and_only_a_comparison_is_replaced(tmp_path, cli):
     small = ["compare-optimizers", "--data", "breast-cancer", "--epochs", 1, "--quiet",
              "--optimizers", "sgd", "--out", tmp_path]

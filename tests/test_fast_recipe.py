@@ -77,6 +77,7 @@ def test_recipe_options():
         recipe_options("slow", cpu)
 
 
+@pytest.mark.slow
 def test_train_with_the_fast_recipe_and_an_explicit_option(cli, tmp_path):
     rc, out, err = cli("train", "--recipe", "fast", "--data", "digits", "--epochs", 1,
                        "--augment", "crop", "--batch-size", 128, "--quiet", "--out", tmp_path,
@@ -95,6 +96,7 @@ def test_train_with_the_fast_recipe_and_an_explicit_option(cli, tmp_path):
     assert f"{metrics['test']['accuracy']:.4f}" in out
 
 
+@pytest.mark.slow
 def test_the_older_bf16_flag_wins_over_the_recipe(cli, tmp_path, monkeypatch):
     monkeypatch.setattr("deepnotes.device.cpu_has_bf16", lambda: False)  # the recipe picks 32
     rc, _, err = cli("train", "--recipe", "fast", "--bf16", "--data", "digits", "--epochs", 1,

@@ -24,12 +24,14 @@ def default_run(tmp_path_factory):
     return out / "lenet5-digits"
 
 
+@pytest.mark.slow
 def test_default_run_reaches_the_promised_accuracy(default_run):
     metrics = json.loads((default_run / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.95
     assert set(metrics) == {"train", "dev", "test"}
 
 
+@pytest.mark.slow
 def test_run_folder_has_every_file(default_run):
     for name in FILES:
         assert (default_run / name).stat().st_size > 0, name
@@ -39,6 +41,7 @@ def test_run_folder_has_every_file(default_run):
     assert config["input_shape"] == [1, 32, 32]  # 8x8 digits shown at 32x32
 
 
+@pytest.mark.slow
 def test_metrics_json_agrees_with_its_confusion_matrix(default_run):
     metrics = json.loads((default_run / "metrics.json").read_text())
     for split in metrics.values():
@@ -54,6 +57,7 @@ def test_metrics_json_agrees_with_its_confusion_matrix(default_run):
             assert np.isfinite(split[key])
 
 
+@pytest.mark.slow
 def test_history_has_one_row_an_epoch(default_run):
     with open(default_run / "history.csv") as f:
         rows = list(csv.DictReader(f))
@@ -64,11 +68,13 @@ def test_history_has_one_row_an_epoch(default_run):
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
 
 
+@pytest.mark.slow
 def test_model_file_holds_the_weights_alone(default_run):
     weights = load_file(default_run / "model.safetensors")
     assert sum(t.numel() for t in weights.values()) == 61_706  # LeNet-5, 1x32x32, 10 classes
 
 
+@pytest.mark.slow
 def test_evaluate_repeats_the_test_metrics(default_run, capsys):
     assert main(["evaluate", str(default_run), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -77,6 +83,7 @@ def test_evaluate_repeats_the_test_metrics(default_run, capsys):
     assert printed["test"]["confusion_matrix"] == stored["test"]["confusion_matrix"]
 
 
+@pytest.mark.slow
 def test_evaluate_prints_a_table(default_run, capsys):
     assert main(["evaluate", str(default_run), "--split", "dev"]) == 0
     out = capsys.readouterr().out
@@ -84,6 +91,7 @@ def test_evaluate_prints_a_table(default_run, capsys):
     assert "support" in out
 
 
+@pytest.mark.slow
 def test_predict_gives_probabilities(default_run, tmp_path, capsys):
     import torch
     from sklearn.datasets import load_digits
@@ -114,6 +122,7 @@ def test_predict_gives_probabilities(default_run, tmp_path, capsys):
         assert item["top"][0]["class"] == config.classes[expected]  # as in evaluate
 
 
+@pytest.mark.slow
 def test_predict_prints_top_k(default_run, tmp_path, capsys):
     path = tmp_path / "x.png"
     Image.new("L", (8, 8), 0).save(path)
@@ -122,6 +131,7 @@ def test_predict_prints_top_k(default_run, tmp_path, capsys):
     assert line.startswith(str(path)) and len(line.split()) == 5  # path, 2 x (class, p)
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_the_devices_command():
     import subprocess
     import sys

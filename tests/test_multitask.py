@@ -161,6 +161,7 @@ def test_targets_need_a_csv_table(tmp_path):
 
 
 # ---------------------------------------------------------------- deepnotes train --targets
+@pytest.mark.slow
 def test_train_with_targets_learns_every_task_and_reports_each(tmp_path, cli):
     path = tmp_path / "tasks.csv"
     write_csv(path, n=600)

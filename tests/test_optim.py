@@ -419,6 +419,7 @@ CLI_ARGS = ["train", "--data", "breast-cancer", "--batch-size", "32", "--quiet",
     ("rmsprop", []),
     ("adam", ["--beta", "0.85", "--weight-decay", "1e-4"]),
 ])
+@pytest.mark.slow
 def test_each_rule_trains_and_resumes_bit_exactly_from_the_cli(cli, tmp_path, name, extra):
     """Two epochs straight equal one epoch, then --resume for a second (the inverse decay depends
     on the epoch only, so the longer run is the same run)."""

@@ -62,6 +62,7 @@ def test_float16_on_a_cpu_is_refused_before_any_folder(cli, tmp_path):
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_channels_last_gives_the_same_weights(cli, tmp_path):
     for name, extra in (("nchw", []), ("nhwc", ["--channels-last"])):
         rc, _, err = cli(*DIGITS, "--epochs", 1, "--out", tmp_path, "--name", name, *extra)
@@ -81,6 +82,7 @@ def test_compile_without_a_compiler_is_one_line(cli, tmp_path, monkeypatch):
     assert err.count("\n") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_training_matches_eager(cli, tmp_path):
     for name, extra in (("eager", []), ("compiled", ["--compile"])):

@@ -37,6 +37,7 @@ def falling(rows) -> bool:
     return rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["rnn", "gru", "lstm"])
 def test_many_to_one_reads_images_row_by_row(cli, tmp_path, model):
     run, metrics, rows = trained(cli, tmp_path, model, "--data", "digits", "--model", model,
@@ -81,6 +82,7 @@ def text_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_one_to_many_learns_characters_and_generates(cli, tmp_path, text_file):
     run, metrics, rows = trained(cli, tmp_path, "lm", "--data", text_file, "--model", "charlm",
                                  "--epochs", 6, "--lr", "1e-2", "--seq-len", 32,
@@ -129,6 +131,7 @@ def test_many_to_many_tags_each_token(cli, tmp_path, conll):
     assert all({"precision", "recall", "f1"} <= set(row) for row in per_tag.values())
 
 
+@pytest.mark.slow
 def test_encoder_decoder_learns_dates_and_translates(cli, tmp_path):
     run, metrics, rows = trained(cli, tmp_path, "dates", "--data", "dates:2000", "--epochs", 6,
                                  "--lr", "5e-3", "--batch-size", 32)
@@ -233,6 +236,7 @@ def test_min_count_sends_rare_words_to_unk(cli, tmp_path, reviews):
     assert 0 < len(vocab[2:]) < len(counts)
 
 
+@pytest.mark.slow
 def test_compare_optimizers_runs_an_encoder_decoder(cli, tmp_path):
     rc, out, err = cli("compare-optimizers", "--data", "dates:200", "--epochs", 1,
                        "--optimizers", "adam,rmsprop", *COMMON, "--out", tmp_path, "--name", "c")

@@ -219,6 +219,7 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_errors_writes_the_most_confident_mistakes(run, tmp_path):
     idx, y, pred, conf = predictions(run)
     wrong = {int(idx[i]): (int(y[i]), int(pred[i]), float(conf[i])) for i in
@@ -286,6 +287,7 @@ def test_old_runs_without_train_dev_still_load(run, tmp_path):
     assert list(json.loads(out)) == ["dev"]
 
 
+@pytest.mark.slow
 def test_resume_with_train_dev_is_bit_exact(tmp_path, monkeypatch):
     from deepnotes.train.trainer import Trainer
 

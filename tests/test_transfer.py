@@ -126,6 +126,7 @@ def test_cache_key_changes_with_weights_data_and_normalisation():
     assert feature_cache.feature_key(model, x, norm) != key
 
 
+@pytest.mark.slow
 def test_head_on_cache_equals_head_without_cache(cli, work):
     source = weights(work / "runs" / "a")
     out, cached = finetune(cli, work, "cached", "--freeze", "all-but-head", "--epochs", "2")

@@ -147,6 +147,7 @@ def tuned(tmp_path_factory):
     return out / "t"
 
 
+@pytest.mark.slow
 def test_tune_writes_the_study_trials_and_reports(tuned):
     for name in ("study.db", "tune.json", "trials.csv", "tune.png", "best.json"):
         assert (tuned / name).is_file(), name
@@ -164,6 +165,7 @@ def test_tune_writes_the_study_trials_and_reports(tuned):
     assert Path(best["run_dir"]) == tuned / "trials" / f"{best['trial']:04d}"
 
 
+@pytest.mark.slow
 def test_fine_trials_lie_in_the_window_around_the_best_earlier_trial(tuned):
     study = load(tuned)
     trials = {t.number: t for t in study.trials}
@@ -179,6 +181,7 @@ def test_fine_trials_lie_in_the_window_around_the_best_earlier_trial(tuned):
         assert 0.9 <= t.user_attrs["beta"] <= 0.999
 
 
+@pytest.mark.slow
 def test_rerun_with_more_trials_continues_and_leaves_earlier_trials_alone(tuned, tmp_path, cli):
     tune_dir = tmp_path / "t"
     shutil.copytree(tuned, tune_dir)
@@ -199,6 +202,7 @@ def test_rerun_with_more_trials_continues_and_leaves_earlier_trials_alone(tuned,
 
 @pytest.mark.parametrize("changed", [["--epochs", "2"], ["--lr-range", "1e-4,1"],
                                      ["--optimizer", "rmsprop"]])
+@pytest.mark.slow
 def test_rerun_with_different_options_is_refused(tuned, tmp_path, cli, changed):
     tune_dir = tmp_path / "t"
     shutil.copytree(tuned, tune_dir)
@@ -208,6 +212,7 @@ def test_rerun_with_different_options_is_refused(tuned, tmp_path, cli, changed):
     assert len(rows(tune_dir)) == 4
 
 
+@pytest.mark.slow
 def test_diverging_alpha_does_not_stop_the_tune(tmp_path, cli):
     """alpha 1e4 and up: the loss becomes NaN; the trial scores 0 and the search goes on."""
     rc, out, err = cli(*tune_args(tmp_path, "nan", 3, "--optimizer", "sgd",
@@ -223,6 +228,7 @@ def test_diverging_alpha_does_not_stop_the_tune(tmp_path, cli):
     assert best["trial"] in {int(r["number"]) for r in good} and best["beta"] is None
 
 
+@pytest.mark.slow
 def test_all_trials_diverging_is_a_warning_not_a_crash(tmp_path, cli):
     rc, out, err = cli(*tune_args(tmp_path, "nan", 2, "--optimizer", "sgd",
                                   "--lr-range", "1e6,1e7"))
