@@ -35,17 +35,16 @@ MISSING = IGNORE  # a multi-task label that is not known ("?" in the notes' tabl
 
 
 class Task:
-    """Single-label classification: L = cross-entropy of softmax(z) over the targets that are
-    not IGNORE; the prediction is argmax_k z_k."""
+    """What one kind of data asks of the trainer and the report. By default: logits z (N, K) of
+    the batch, L = cross-entropy of softmax(z) over the targets that are not IGNORE, the
+    prediction argmax_k z_k, and the classification report."""
 
     name = "classification"
     keeps_missing = False  # evaluate keeps targets y == IGNORE (multi-task's missing labels)
 
     def forward(self, net, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits z, targets). A sequence model's outputs (B, T, K) and targets (B, T) are laid
-        out as (B, K, T) and (B, T), which cross-entropy reads step by step."""
-        z = net(x)
-        return (z.transpose(1, 2), y) if z.dim() == 3 else (z, y)
+        """(logits z, targets) of a batch."""
+        return net(x), y
 
     def loss(self, z: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         return F.cross_entropy(z, y, ignore_index=IGNORE, reduction=reduction)
@@ -86,12 +85,21 @@ class MultiTask(Task):
         return multitask_report(y_true, y_pred, classes)
 
 
-class _OverVocabulary(Task):
-    """A label per time step; macro P/R/F1 over the tokens that occur (as targets or
-    predictions): the specials <pad>, <unk>, <bos> are never targets and would count as zeros."""
+class _PerStep(Task):
+    """A label per time step: the outputs (B, T, K) and targets (B, T) are laid out as (B, K, T)
+    and (B, T), which cross-entropy reads step by step. With ``over_present`` the macro P/R/F1
+    average only the tokens that occur (as targets or predictions): the specials <pad>, <unk>,
+    <bos> of a vocabulary are never targets and would count as zeros."""
+
+    over_present = False
+
+    def forward(self, net, x, y):
+        return net(x).transpose(1, 2), y
 
     def report(self, y_true, y_pred, classes):
         report = super().report(y_true, y_pred, classes)
+        if not self.over_present:
+            return report
         cm = np.asarray(report["confusion_matrix"])
         present = [row for row, n in zip(report["per_class"], cm.sum(0) + cm.sum(1)) if n > 0]
         for key in ("precision", "recall", "f1"):
@@ -99,26 +107,28 @@ class _OverVocabulary(Task):
         return report
 
 
-class LanguageModel(_OverVocabulary):
+class LanguageModel(_PerStep):
     """Character language model: each step predicts the next character; perplexity exp(J)."""
 
     name = "lm"
+    over_present = True
 
     def extra_metrics(self, model, x, y, loss):
         return {"perplexity": math.exp(min(loss, 700.0))}
 
 
-class Tagging(Task):
+class Tagging(_PerStep):
     """Many-to-many of equal length: a tag for each token."""
 
     name = "tags"
 
 
-class Pairs(_OverVocabulary):
+class Pairs(_PerStep):
     """Encoder-decoder: fed y<0..T-1> (teacher forcing), it predicts y<1..T>; judged also by the
     exact match of whole greedy outputs."""
 
     name = "pairs"
+    over_present = True
 
     def forward(self, net, x, y):
         y_in, y = teacher_forcing(y)
