@@ -62,7 +62,8 @@ TAKES = {"data": ["x", ""], "data_dir": [None, "x", ""], "label_column": [None, 
          "augment": [None, ""],
          "seed": [0], "precision": [None], "recipe": [None], "skip_bad": [True],
          "bf16": [True], "channels_last": [True], "compile": [True], "train_dev": [0],
-         "provenance": [{}, {"a": 1}], "splits": [{}, {"a": 1}]}
+         "provenance": [{}, {"a": 1}], "splits": [{}, {"a": 1}], "image_size": [None],
+         "data_cache": ["on", "off"], "cache_dir": [None, "x", ""]}
 TAKES.update({k: [*TAKES.get(k, []), GONE]
               for k in [*OPTIONAL_KEYS, *run_config.CONFIG_EXTRAS]})
 MORE_CONFIG = {
@@ -91,6 +92,7 @@ MORE_CONFIG = {
     "lr": [-math.inf, -0.0], "weight_decay": [-1e-9],
     "max_len": [0, 1.0], "seq_len": [0], "min_count": [0], "seed": [10**8 + 1, 2**63],
     "label_column": [5], "data": [5], "data_dir": [5],
+    "image_size": [0, "32", 2**21], "data_cache": ["yes", True], "cache_dir": [5],
 }
 # several fields at once: each fine alone, wrong together
 CROSS_CONFIG = [{"optimizer": "sgd", "beta": 0.9}, {"augment": "flip", "kind": "table",

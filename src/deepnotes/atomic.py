@@ -87,7 +87,7 @@ def sweep(folder: str | os.PathLike) -> list[Path]:
     removed = []
     for path in Path(folder).iterdir():
         match = _TEMP.match(path.name)
-        if match and path.is_file() and not _alive(int(match.group(1))):
+        if match and path.is_file() and not alive(int(match.group(1))):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
@@ -98,7 +98,9 @@ def is_temporary(path: Path) -> bool:
     return bool(_TEMP.match(path.name))
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` may still be writing (this process counts as not: its own
+    leftovers are failed writes)."""
     if pid == os.getpid():
         return False  # this process writes one file at a time: its leftovers are failed writes
     try:

@@ -83,3 +83,9 @@ def _expected(value, low, high, integer: bool, low_open: bool, high_open: bool) 
 def _bound(x) -> str:
     """An integer end as digits (2**64 - 1, not 1.84467e+19)."""
     return str(int(x)) if math.isfinite(x) else f"{x:g}"
+
+
+def describe(error: BaseException) -> str:
+    """An exception in one line: its type, and its message with the whitespace collapsed."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

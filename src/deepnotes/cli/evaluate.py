@@ -42,7 +42,7 @@ def run(args) -> int:
     if args.split not in splits.names():
         raise DeepnotesError(f"--split {args.split}: {args.run} has no train-dev split; train "
                              "with --train-dev FRACTION to hold one out")
-    dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)
+    dataset.to(device)
     result = split_metrics(model.to(device), config, dataset, splits, device, names=[args.split])
     if args.json:
         print(json.dumps(result, indent=1))

@@ -37,6 +37,15 @@ def add_parser(sub) -> None:
                    "(missing); one sigmoid output per task, loss over the labels present")
     p.add_argument("--skip-bad", action="store_const", const=True,
                    help="train without unreadable images instead of stopping")
+    p.add_argument("--image-size", type=int, metavar="N",
+                   help="images: n_H = n_W in pixels for models that read any size (shorter side "
+                   "resized to N, centre crop; default: 64 for a folder, the data's own else)")
+    p.add_argument("--data-cache", choices=("auto", "on", "off"),
+                   help="image folders: decode once into a cache on disk and read batches from it "
+                   "(on), or decode into memory (off); auto: the cache above 1 GiB decoded (auto)")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="where decoded caches live (default: $DEEPNOTES_CACHE_DIR, else "
+                   "$XDG_CACHE_HOME/deepnotes or ~/.cache/deepnotes)")
     p.add_argument("--epochs", type=int, help=f"passes over the training set ({D['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"mini-batch size ({D['batch_size']})")
     p.add_argument("--optimizer", help=f"update rule: {', '.join(list_optimizers())} "
@@ -164,7 +173,7 @@ def check_numbers(options: dict) -> None:
     from deepnotes.errors import check_range
     from deepnotes.optim import check_lr
 
-    for key in ("epochs", "batch_size", "max_len", "seq_len", "min_count"):
+    for key in ("epochs", "batch_size", "max_len", "seq_len", "min_count", "image_size"):
         if options.get(key) is not None:
             check_range(f"--{key.replace('_', '-')}", options[key], 1, integer=True)
     if options.get("lr") is not None:

@@ -30,18 +30,21 @@ def load_dataset(spec: str, *, image_size: int | None = None, data_dir: str | No
                  skip_bad: bool = False, label_column: str | None = None,
                  progress: bool = False, max_len: int | None = None, errors: str = "strict",
                  seq_len: int = 64, min_count: int = 1,
-                 targets: list[str] | None = None) -> Dataset:
+                 targets: list[str] | None = None, cache: str = "auto",
+                 cache_dir: str | None = None) -> Dataset:
     """Load a data set by spec; images are resized to ``image_size`` x ``image_size``.
 
     Text files: ``max_len`` cuts longer sequences, ``errors`` (``strict`` or ``replace``) says
     what an undecodable byte does, ``seq_len`` is a language model's window, and tokens seen fewer
     than ``min_count`` times become ``<unk>``. ``targets``: the label columns of a CSV table with
-    several binary tasks (``deepnotes.multitask``; y is then (m, T)).
+    several binary tasks (``deepnotes.multitask``; y is then (m, T)). ``cache`` and
+    ``cache_dir``: an image folder's decoded cache (:mod:`deepnotes.data.cache`).
     """
     text.check_errors(errors)
     if targets:
         return _load_targets(spec, targets, label_column)
-    options = {"max_len": max_len, "errors": errors, "seq_len": seq_len, "min_count": min_count}
+    options = {"max_len": max_len, "errors": errors, "seq_len": seq_len, "min_count": min_count,
+               "cache": cache, "cache_dir": cache_dir}
     dataset = _load(spec, image_size, data_dir, skip_bad, label_column, progress, options)
     if dataset.kind == "image" and image_size is not None:
         dataset.x = resize_images(dataset.x, image_size)
@@ -91,7 +94,8 @@ def _load(spec, image_size, data_dir, skip_bad, label_column, progress, options)
         return text.load_pairs(path, max_len, errors)
     if path.is_dir():
         return images.load_image_folder(path, size=image_size or 64, skip_bad=skip_bad,
-                                        progress=progress)
+                                        progress=progress, cache=options["cache"],
+                                        cache_dir=options["cache_dir"])
     if path.is_file():
         raise DeepnotesError(f"--data {spec}: expected {FILES} or a folder of images")
     if "/" in spec or "\\" in spec or path.suffix:

@@ -36,6 +36,7 @@ class Dataset:
     skipped: list[str] = field(default_factory=list)
     task: str | None = None  # a sequence task (SEQUENCE_TASKS); None: images or a table
     vocab: list[str] | None = None  # the input tokens of a sequence task, by id
+    on_disk: bool = False  # x is mapped from a decoded cache (data.cache): read it by batches
 
     def __post_init__(self):
         if len(self.x) != len(self.y):
@@ -50,6 +51,13 @@ class Dataset:
         check_labels(self.y, len(self.classes), self.name)
         if self.x.is_floating_point():
             check_finite(self.x, self.name)
+
+    def to(self, device) -> None:
+        """Move the examples and labels to ``device`` once, for every split; examples mapped from
+        a decoded cache stay on disk (batches are read from it and moved one at a time)."""
+        if not self.on_disk:
+            self.x = self.x.to(device)
+        self.y = self.y.to(device)
 
     @property
     def kind(self) -> str:

@@ -23,8 +23,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from deepnotes.data.cache import open_or_build
 from deepnotes.data.dataset import Dataset
-from deepnotes.errors import DeepnotesError, check_range
+from deepnotes.errors import DeepnotesError, check_range, describe
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,20 @@ MAX_PIXELS = 89_478_485  # Pillow's default decompression-bomb limit (about 0.25
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 WIDE_GREY_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 SHOW_BAD = 3  # how many bad paths an error message names
+CACHE_CHOICES = ("auto", "on", "off")
+CACHE_ABOVE = 1 << 30  # --data-cache auto: folders above 1 GiB decoded are read from the cache
 
 
 def load_image_folder(
-    path: str | os.PathLike, size: int, skip_bad: bool = False, progress: bool = False
+    path: str | os.PathLike, size: int, skip_bad: bool = False, progress: bool = False,
+    cache: str = "auto", cache_dir: str | os.PathLike | None = None,
 ) -> Dataset:
-    """Read ``path/<class>/<image>`` into a Dataset of (m, n_C, size, size) uint8 images."""
+    """Read ``path/<class>/<image>`` into a Dataset of (m, n_C, size, size) uint8 images: in
+    memory, or (``cache`` "on", or "auto" for a folder above :data:`CACHE_ABOVE` bytes decoded)
+    mapped from a decoded cache on disk (:mod:`deepnotes.data.cache`)."""
     size = _check_size(size)
+    if cache not in CACHE_CHOICES:
+        raise DeepnotesError(f"--data-cache {cache}: expected one of {', '.join(CACHE_CHOICES)}")
     root = _check_folder(path)
     classes = _class_folders(root)
     files, labels, others = [], [], []
@@ -57,7 +65,30 @@ def load_image_folder(
     if others:
         log.warning("skipped %d files that are not images in %s, e.g. %s", len(others), root,
                     others[0].relative_to(root))
+    if cache == "on" or (cache == "auto" and len(files) * 3 * size * size > CACHE_ABOVE):
+        return _from_cache(root, files, labels, classes, size, skip_bad, progress, cache_dir)
     arrays, keep, bad = _read_all(files, size, progress, root)
+    _refuse_bad(root, bad, skip_bad)
+    labels = [labels[i] for i in keep]
+    _check_no_empty_class(labels, classes, root)
+    x = _stack(arrays)
+    y = torch.tensor(labels, dtype=torch.int64)
+    return Dataset(str(root), x, y, classes, skipped=[str(p) for p, _ in bad])
+
+
+def _from_cache(root: Path, files: list[Path], labels: list[int], classes: list[str], size: int,
+                skip_bad: bool, progress: bool, cache_dir) -> Dataset:
+    """The folder through its decoded cache: the records stay on disk, mapped."""
+    cached = open_or_build(root, files, labels, size, _read, cache_dir, progress)
+    bad = [(files[i], why) for i, why in cached.bad]
+    _refuse_bad(root, bad, skip_bad)
+    _check_no_empty_class(cached.y.tolist(), classes, root)
+    return Dataset(str(root), cached.x, cached.y, classes, skipped=[str(p) for p, _ in bad],
+                   on_disk=True)
+
+
+def _refuse_bad(root: Path, bad: list[tuple[Path, str]], skip_bad: bool) -> None:
+    """Unreadable files stop the run unless ``skip_bad``, which warns once with their count."""
     if bad and not skip_bad:
         shown = "; ".join(f"{p} ({why})" for p, why in bad[:SHOW_BAD])
         more = f" and {len(bad) - SHOW_BAD} more" if len(bad) > SHOW_BAD else ""
@@ -65,13 +96,8 @@ def load_image_folder(
             f"{root}: {len(bad)} unreadable image files: {shown}{more}; fix or remove them "
             "(--skip-bad trains without them)"
         )
-    labels = [labels[i] for i in keep]
-    _check_no_empty_class(labels, classes, root)
     if bad:
         log.warning("%s: skipped %d unreadable image files", root, len(bad))
-    x = _stack(arrays)
-    y = torch.tensor(labels, dtype=torch.int64)
-    return Dataset(str(root), x, y, classes, skipped=[str(p) for p, _ in bad])
 
 
 def load_image(path: str | os.PathLike, size: int, channels: int) -> torch.Tensor:
@@ -86,7 +112,7 @@ def load_image(path: str | os.PathLike, size: int, channels: int) -> torch.Tenso
     try:
         array = _read(path, size)
     except Exception as e:  # any decoder failure means a bad file
-        raise DeepnotesError(f"{path}: unreadable image ({_reason(e)})") from None
+        raise DeepnotesError(f"{path}: unreadable image ({describe(e)})") from None
     if channels == 3 and array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     elif channels == 1 and array.ndim == 3:
@@ -156,7 +182,7 @@ def _read_all(
             arrays.append(_read(path, size))
             keep.append(i)
         except Exception as e:  # any decoder failure means a bad file
-            bad.append((path, _reason(e)))
+            bad.append((path, describe(e)))
     return arrays, keep, bad
 
 
@@ -228,7 +254,3 @@ def _check_no_empty_class(labels: list[int], classes: list[str], root: Path) -> 
             "bad files; expected at least one"
         )
 
-
-def _reason(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -7,6 +7,7 @@ split only, so nothing about dev or test leaks into training.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -33,6 +34,26 @@ class Normalizer:
         xs = x.double() * scale
         return cls(xs.mean(dims).tolist(), xs.std(dims).tolist(), scale)
 
+    @classmethod
+    def fit_blocks(cls, x: torch.Tensor, indices: torch.Tensor) -> Normalizer:
+        """:meth:`fit` of uint8 images ``x[indices]`` read a block at a time (``x`` mapped from
+        disk stays there): per channel the sums of x and x^2 in exact integers, then
+        mu = S1 / n and sigma^2 = (S2 - S1^2 / n) / (n - 1), scaled by 1/255."""
+        per_image = int(x[0].numel()) if len(x) else 1
+        block = max(1, 4_000_000 // per_image)  # about 32 MB of int64 at a time
+        order = indices.sort().values  # in file order: the disk reads ahead
+        s1 = torch.zeros(x.shape[1], dtype=torch.int64)
+        s2 = torch.zeros(x.shape[1], dtype=torch.int64)
+        for i in range(0, len(order), block):
+            xb = x[order[i:i + block]].to(torch.int64)
+            s1 += xb.sum((0, 2, 3))
+            s2 += (xb * xb).sum((0, 2, 3))
+        n = len(order) * x.shape[2] * x.shape[3]
+        mean = [int(a) / n / 255 for a in s1]
+        std = [math.sqrt((int(b) * n - int(a) ** 2) / (n * (n - 1))) / 255
+               for a, b in zip(s1, s2)]
+        return cls(mean, std, 1 / 255)
+
     def to_dict(self) -> dict:
         return {"mean": self.mean, "std": self.std, "scale": self.scale}
 
@@ -58,16 +79,19 @@ class Batches:
     uninterrupted run saw. ``drop_last`` drops a final short batch
     (a batch of one breaks batch norm's sigma^2) unless it is the only batch. ``shard`` = (r, N):
     data-parallel rank r of N takes the r-th of N equal slices of every batch (the batches
-    themselves are the same on every rank).
+    themselves are the same on every rank). With ``stream`` the examples ``x`` stay where they
+    are (a memory-mapped cache on disk) and each batch is gathered there and moved to ``device``.
     """
 
     MAX_SEED = 10**8  # the seeds drawn from it, (seed * 100_003 + e) * 1_000_003 + b, fit 64 bits
 
     def __init__(self, x, y, indices, batch_size: int, normalizer: Normalizer, *,
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0,
-                 device: torch.device | str = "cpu", augment=None, shard=(0, 1)):
-        self.shard = shard
-        self.x, self.y = x.to(device), y.to(device)
+                 device: torch.device | str = "cpu", augment=None, shard=(0, 1),
+                 stream: bool = False):
+        self.shard, self.device, self.stream = shard, torch.device(device), stream
+        self.x = x if stream else x.to(device)  # stream: x stays where it is (a memory map)
+        self.y = y.to(device)
         self.augment = augment  # called as augment(x_batch, generator) before normalising
         self.indices = indices.to(device)
         self.batch_size, self.normalizer = batch_size, normalizer
@@ -94,12 +118,21 @@ class Batches:
         order = self.order(epoch)
         for b in range(start, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            x = self.x[idx]
+            x = self._gather(idx)
             if self.augment is not None:  # on the whole batch: each rank draws what one would
                 seed = (self.seed * 100_003 + epoch) * 1_000_003 + b
                 x = self.augment(x, generator_on(x.device, seed))
             part = self._slice(len(idx))
             yield self.normalizer(x[part]), self.y[idx[part]]
+
+    def _gather(self, idx: torch.Tensor) -> torch.Tensor:
+        """x[idx]; streamed, read where x lies and moved to the device (pinned for CUDA)."""
+        if not self.stream:
+            return self.x[idx]
+        x = self.x[idx.to(self.x.device)]
+        if self.device.type == "cuda":
+            return x.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device)
 
     def _slice(self, n: int) -> slice:
         r, world = self.shard

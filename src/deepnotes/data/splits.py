@@ -7,6 +7,7 @@ far two splits' label distributions are apart, so a mismatch is reported rather 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -127,14 +128,19 @@ def label_shift(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, num_classes: 
 
 
 def duplicates_across(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> list[tuple[int, int]]:
-    """Pairs (i in a, j in b) of byte-for-byte equal examples: leakage from train into test."""
-    seen = {x[i].numpy().tobytes(): int(i) for i in a}
+    """Pairs (i in a, j in b) of byte-for-byte equal examples: leakage from train into test.
+    Examples are compared by a 128-bit BLAKE2 digest, so memory holds 16 bytes an example."""
+    seen = {_digest(x[i]): int(i) for i in a}
     pairs = []
     for j in b:
-        i = seen.get(x[j].numpy().tobytes())
+        i = seen.get(_digest(x[j]))
         if i is not None:
             pairs.append((i, int(j)))
     return pairs
+
+
+def _digest(example: torch.Tensor) -> bytes:
+    return hashlib.blake2b(example.numpy().tobytes(), digest_size=16).digest()
 
 
 def data_warnings(dataset, splits: Splits) -> list[str]:

@@ -29,6 +29,7 @@ class AlexNet(ConvClassifier):
 
     input_kind = "image"
     input_size = 64
+    min_input_size = 64  # the pooling before the head is adaptive
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5):
         super().__init__()

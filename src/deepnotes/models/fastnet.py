@@ -42,6 +42,7 @@ class FastNet(Network):
 
     input_kind = "image"
     input_size = 28  # what the CLI resizes to; any n >= 8 works (the pooling at the end is global)
+    min_input_size = 8  # the pooling before the head is adaptive
     head: nn.Linear
     opened = ("body",)  # layer groups: each convolution with its pool, norm and GELU
     takes_mirror_tta = True  # the run passes mirror_tta (see deepnotes.runs.build.build_model)

@@ -127,6 +127,7 @@ class GoogLeNet(Network):
 
     input_kind = "image"
     input_size = 32
+    min_input_size = 32  # the pooling before the head is adaptive
     optional_weights = ("aux1.", "aux2.")  # torchvision's weight file has them; we may not
     aux_heads = ("aux1", "aux2")  # outputs, in no layer group
     # added by name from MODULES and POOLS_AFTER (add_module)

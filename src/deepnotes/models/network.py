@@ -62,6 +62,9 @@ class Network(nn.Module):
 
     input_kind: ClassVar[str | tuple[str, ...]]  # "image", "table" or the sequence tasks it takes
     input_size: ClassVar[int | None]  # n_H = n_W that images are resized to; None for any
+    # the smallest n_H = n_W it reads when it reads any size from there (--image-size); None:
+    # input_size only (a Linear layer or an RNN step reads a fixed width)
+    min_input_size: ClassVar[int | None] = None
     opened: tuple[str, ...] = ()  # containers whose children are single layers
     aux_heads: tuple[str, ...] = ()  # children that are extra outputs: in no layer group
     if TYPE_CHECKING:  # for the type checker only: at run time each model provides it

@@ -104,6 +104,7 @@ class ResNet(Network):
 
     input_kind = "image"
     input_size = 32
+    min_input_size = 32  # the pooling before the head is adaptive
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, block: str = "basic",
                  layers: tuple = (2, 2, 2, 2), small_input: bool = False):

@@ -59,6 +59,7 @@ class VGG(ConvClassifier):
 
     input_kind = "image"
     input_size = 32
+    min_input_size = 32  # the pooling before the head is adaptive
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, depth: int = 16,
                  batch_norm: bool = False, dropout: float = 0.5):

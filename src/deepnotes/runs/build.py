@@ -13,19 +13,36 @@ DEFAULT_MODELS = {"image": "lenet5", "table": "mlp", "tokens": "lstm", "lm": "ch
 
 
 def build_data(config: RunConfig, progress: bool = False) -> tuple[Dataset, Splits]:
-    """(dataset, splits) for a config; images are resized to the model's input size."""
-    size = model_class(config.model or "lenet5").input_size  # lenet5: the default for images
-    dataset = load_dataset(config.data, image_size=size, data_dir=config.data_dir,
+    """(dataset, splits) for a config; images are resized to the model's input size, or to
+    --image-size for a model that reads any."""
+    dataset = load_dataset(config.data, image_size=image_size(config), data_dir=config.data_dir,
                            skip_bad=config.skip_bad, label_column=config.label_column,
                            progress=progress, max_len=config.max_len, errors=config.errors,
                            seq_len=config.seq_len or 64, min_count=config.min_count or 1,
-                           targets=config.targets)
+                           targets=config.targets, cache=config.data_cache,
+                           cache_dir=config.cache_dir)
     try:
         splits = stratified_split(dataset.y, config.fractions, config.seed, dataset.test_indices)
     except DeepnotesError as exc:
         raise DeepnotesError(f"--data {config.data}: {exc}") from None
     splits = hold_out_train_dev(dataset.y, splits, config.train_dev or 0.0, config.seed)
     return dataset, splits
+
+
+def image_size(config: RunConfig) -> int | None:
+    """n_H = n_W of the run's images: --image-size where the model reads it, else the model's
+    own input size (lenet5's when none is chosen yet: the default for images); None: the
+    data's own (64 for a folder)."""
+    name = config.model or "lenet5"
+    cls, size = model_class(name), config.image_size
+    if size is None or size == cls.input_size:
+        return cls.input_size
+    if cls.min_input_size is None or size < cls.min_input_size:
+        least = f"at least {cls.min_input_size}" if cls.min_input_size else f"{cls.input_size}"
+        raise DeepnotesError(f"--image-size {size}: --model {name} reads {least} pixels a side; "
+                             "pick another size, or a model with adaptive pooling (fastnet, "
+                             "resnet18, vgg11, googlenet, alexnet)")
+    return size
 
 
 def check_model_fits(model_name: str, dataset: Dataset) -> None:
@@ -60,4 +77,5 @@ def batches(config: RunConfig, dataset: Dataset, indices, device, train: bool = 
     kinds = augment.parse(config.augment) if train else ()
     return Batches(dataset.x, dataset.y, indices, size, normalizer, shuffle=train,
                    drop_last=train, seed=config.seed, device=device,
-                   augment=augment.Augment(kinds) if kinds else None, shard=shard)
+                   augment=augment.Augment(kinds) if kinds else None, shard=shard,
+                   stream=dataset.on_disk)

@@ -167,7 +167,7 @@ def warm_up(session: Session) -> None:
     one-off start-up costs (kernel choice, memory pools) do not count in the first rule's time."""
     config, dataset, device, task = session.config, session.dataset, session.device, \
         session.config.task
-    dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)  # as fit does, once
+    dataset.to(device)  # as fit does, once
     model = copy.deepcopy(session.model).to(device).train()
     amp = autocast_dtype(config.amp_precision, torch.device(device))  # as the trainer casts
     for x, y in batches(config, dataset, session.splits.train, device, train=True).epoch(0):

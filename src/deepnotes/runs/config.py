@@ -21,6 +21,7 @@ from pathlib import Path
 
 from deepnotes import atomic
 from deepnotes.data import Batches, augment
+from deepnotes.data.images import CACHE_CHOICES
 from deepnotes.data.splits import check_fractions
 from deepnotes.data.text import ERRORS
 from deepnotes.errors import DeepnotesError
@@ -86,6 +87,9 @@ class RunConfig:
     compile: bool = False
     train_dev: float = 0.0  # share of the training pool held out as the train-dev split
     recipe: str | None = None  # the named defaults the run started from (train.recipes)
+    image_size: int | None = None  # image folders: n_H = n_W (the model's own size, else 64)
+    data_cache: str = "auto"  # image folders: decoded cache on disk ("on"), in memory ("off")
+    cache_dir: str | None = None  # where the decoded caches live (data.cache.cache_root)
     # what the data decides (filled in by runs.session.prepare)
     classes: list[str] = field(default_factory=list)
     in_channels: int = 0
@@ -150,7 +154,8 @@ LATE_FIELDS = ("splits", "transfer", "trial", "provenance", "format", "format_ve
 DEFAULTS = {name: getattr(RunConfig(), name) for name in RunConfig.options()}
 # added after the first release: a config.json without them gets the default
 OPTIONAL_KEYS = ("beta", "weight_decay", "max_len", "errors", "seq_len", "min_count", "targets",
-                 "precision", "channels_last", "compile", "train_dev", "recipe")
+                 "precision", "channels_last", "compile", "train_dev", "recipe", "image_size",
+                 "data_cache", "cache_dir")
 RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
             "input_shape", "kind", "normalize"]
 
@@ -209,6 +214,8 @@ CONFIG = {  # field -> checker: every option, then the data's
     "bf16": boolean, "precision": optional(one_of(*PRECISIONS)),
     "channels_last": boolean, "compile": boolean,
     "train_dev": number(0, 1, below=True), "recipe": optional(known("recipe", list_recipes)),
+    "image_size": optional(integer(1, WIDTH)), "data_cache": one_of(*CACHE_CHOICES),
+    "cache_dir": optional(string),
     "classes": list_of(string, 2), "in_channels": integer(1, WIDTH),
     "input_shape": list_of(integer(1, WIDTH), 1, 3), "kind": one_of(*KINDS),
     "normalize": NORMALIZE,
@@ -236,7 +243,7 @@ def _config_fits(c: dict) -> str | None:
     kinds = (cls.input_kind,) if isinstance(cls.input_kind, str) else cls.input_kind
     if kind not in kinds:
         return f"fields 'model' and 'kind': {c['model']} reads {'/'.join(kinds)} data, not {kind}"
-    side = cls.input_size or shape[-1]
+    side = c.get("image_size") or cls.input_size or shape[-1]
     expected = {"image": [n, side, side], "table": [n]}.get(kind, shape[:1])
     if shape != expected:
         return (f"fields 'input_shape' and 'in_channels': {c['model']} on {kind} data with "

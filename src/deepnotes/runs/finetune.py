@@ -171,5 +171,5 @@ def fit_head_on_cache(session: Session, run_dir: Path, cache_dir: Path, progress
     log.info("training the head of %s on cached features of %s (%s) on %s; run folder %s",
              config.model, config.data, splits.sizes(), device, run_dir)
     trainer.fit(train, dev)
-    dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)
+    dataset.to(device)
     return trainer, finish(session, model, trainer.history, run_dir)

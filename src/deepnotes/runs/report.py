@@ -24,8 +24,7 @@ def split_metrics(model, config: RunConfig, dataset: Dataset, splits, device,
                           precision=config.amp_precision)
         report = task.report(result["y_true"], result["y_pred"], config.classes)
         out[name] = {"accuracy": report.pop("accuracy"), "loss": result["loss"], **report}
-        out[name].update(task.extra_metrics(model, dataset.x[idx], dataset.y[idx],
-                                            result["loss"]))
+        out[name].update(task.extra_metrics(model, dataset, idx, result["loss"]))
     return out
 
 

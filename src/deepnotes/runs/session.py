@@ -64,7 +64,8 @@ def prepare(config: RunConfig, progress: bool = True, fresh: bool = True) -> Ses
     if fresh:
         config.classes, config.in_channels = dataset.classes, dataset.in_channels
         config.input_shape, config.kind = list(dataset.x.shape[1:]), dataset.kind
-        config.normalize = Normalizer.fit(dataset.x[splits.train]).to_dict()
+        config.normalize = (Normalizer.fit_blocks(dataset.x, splits.train) if dataset.on_disk
+                            else Normalizer.fit(dataset.x[splits.train])).to_dict()
         config.splits = splits.sizes()
     elif config.classes != dataset.classes:
         raise DeepnotesError(f"--resume: the data's classes changed since the run started "
@@ -116,7 +117,7 @@ def fit(session: Session, run_dir: Path, *, progress: bool = True, resuming: boo
         else:
             log.info("resuming %s at epoch %d, step %d", run_dir, trainer.state.epoch + 1,
                      trainer.state.step)
-    dataset.x, dataset.y = dataset.x.to(device), dataset.y.to(device)  # once, for every split
+    dataset.to(device)  # once, for every split
     train_batches = batches(config, dataset, splits.train, device, train=True,
                             shard=distributed.shard())
     dev_batches = batches(config, dataset, splits.dev, device)

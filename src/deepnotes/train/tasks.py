@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from deepnotes import metrics
-from deepnotes.data.dataset import IGNORE
+from deepnotes.data.dataset import IGNORE, Dataset
 from deepnotes.data.text import teacher_forcing
 from deepnotes.models.sequence import exact_match
 
@@ -58,8 +58,9 @@ class Task:
         return metrics.classification_report(y_true, y_pred, num_classes=len(classes),
                                              class_names=classes)
 
-    def extra_metrics(self, model, x: torch.Tensor, y: torch.Tensor, loss: float) -> dict:
-        """What else judges the task on a split's examples ``x``, ``y`` (mean loss ``loss``)."""
+    def extra_metrics(self, model, dataset: Dataset, idx: torch.Tensor, loss: float) -> dict:
+        """What else judges the task on the examples ``idx`` of ``dataset`` (mean loss
+        ``loss``); read only by the tasks that need them."""
         return {}
 
 
@@ -113,7 +114,7 @@ class LanguageModel(_PerStep):
     name = "lm"
     over_present = True
 
-    def extra_metrics(self, model, x, y, loss):
+    def extra_metrics(self, model, dataset, idx, loss):
         return {"perplexity": math.exp(min(loss, 700.0))}
 
 
@@ -134,8 +135,8 @@ class Pairs(_PerStep):
         y_in, y = teacher_forcing(y)
         return net(x, y_in).transpose(1, 2), y
 
-    def extra_metrics(self, model, x, y, loss):
-        return {"exact_match": exact_match(model, x, y)}
+    def extra_metrics(self, model, dataset, idx, loss):
+        return {"exact_match": exact_match(model, dataset.x[idx], dataset.y[idx])}
 
 
 TASKS = {"image": Classification, "table": Classification, "tokens": Classification,

@@ -304,7 +304,7 @@ def evaluate(model, batches: Batches, task: Task | None = None, bf16: bool = Fal
     task = task or Classification()
     model.eval()
     losses, ys, preds, counts = [], [], [], 0
-    device = batches.x.device
+    device = batches.device
     amp = autocast_dtype("bf16" if bf16 else precision, device)
     for x, y in batches.epoch():
         with torch.autocast(device.type, amp or torch.float32, enabled=amp is not None):

@@ -1,0 +1,180 @@
+"""The decoded image cache (deepnotes.data.cache): built once and reused, rebuilt when the folder
+changes or the cache is damaged, safe against a killed build, and read by batches that equal the
+in-memory ones; a run through the cache trains exactly as a run in memory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deepnotes.data import Batches, Normalizer, images
+from deepnotes.data import cache as image_cache
+from deepnotes.data.images import load_image_folder
+from deepnotes.errors import DeepnotesError
+
+
+def make_folder(root: Path, per_class: int = 12, grey: bool = False, seed: int = 0) -> Path:
+    """Three classes of small PNGs of assorted sizes (colour unless ``grey``)."""
+    rng = np.random.default_rng(seed)
+    for c in range(3):
+        (root / f"class{c}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shape = (9 + i % 5, 11 + i % 3) if grey else (9 + i % 5, 11 + i % 3, 3)
+            pixels = (rng.random(shape) * 100 + c * 70).astype(np.uint8)
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return make_folder(tmp_path / "photos")
+
+
+def cached(folder: Path, cache_dir: Path, **kw):
+    return load_image_folder(folder, 8, cache="on", cache_dir=cache_dir, **kw)
+
+
+def count_decodes(monkeypatch) -> list:
+    """Count the files decoded (cache builds run in this process for a single block)."""
+    seen: list = []
+    read = images._read
+
+    def counting(path, size):
+        seen.append(path)
+        return read(path, size)
+
+    monkeypatch.setattr(images, "_read", counting)
+    return seen
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_the_cache_holds_what_memory_holds(tmp_path, grey):
+    folder = make_folder(tmp_path / "photos", grey=grey)
+    memory = load_image_folder(folder, 8, cache="off")
+    disk = cached(folder, tmp_path / "cache")
+    assert disk.on_disk and not memory.on_disk
+    assert disk.x.shape == memory.x.shape == (36, 1 if grey else 3, 8, 8)
+    assert torch.equal(disk.x, memory.x) and torch.equal(disk.y, memory.y)
+    assert disk.classes == memory.classes
+
+
+def test_a_built_cache_is_reused_without_decoding(folder, tmp_path, monkeypatch):
+    cached(folder, tmp_path / "cache")
+    decoded = count_decodes(monkeypatch)
+    again = cached(folder, tmp_path / "cache")
+    assert decoded == [] and len(again.y) == 36
+    assert len(list((tmp_path / "cache" / "images").iterdir())) == 1
+
+
+def test_a_changed_file_gives_a_new_cache(folder, tmp_path):
+    first = cached(folder, tmp_path / "cache")
+    path = folder / "class0" / "0.png"
+    Image.fromarray(np.full((10, 10, 3), 255, np.uint8)).save(path)
+    second = cached(folder, tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "images").iterdir())) == 2
+    assert torch.equal(second.x[0], torch.full((3, 8, 8), 255, dtype=torch.uint8))
+    assert not torch.equal(first.x[0], second.x[0])
+
+
+def test_a_corrupt_cache_is_rebuilt_with_one_warning(folder, tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("deepnotes"), "propagate", True)  # the CLI turns it off
+    caplog.set_level(logging.WARNING, logger="deepnotes")
+    good = cached(folder, tmp_path / "cache").x.clone()
+    (entry,) = (tmp_path / "cache" / "images").iterdir()
+    records = entry / "records.u8"
+    data = bytearray(records.read_bytes())
+    data[100] ^= 0xFF
+    records.write_bytes(bytes(data))
+    again = cached(folder, tmp_path / "cache")
+    assert torch.equal(again.x, good)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "corrupt" in warned[0] and "rebuilding" in warned[0]
+
+
+def test_a_truncated_or_unfinished_cache_is_rebuilt(folder, tmp_path):
+    good = cached(folder, tmp_path / "cache").x.clone()
+    (entry,) = (tmp_path / "cache" / "images").iterdir()
+    (entry / "meta.json").unlink()  # as if a build had been cut before its last file
+    assert torch.equal(cached(folder, tmp_path / "cache").x, good)
+    with open(entry / "records.u8", "r+b") as f:
+        f.truncate(10)
+    assert torch.equal(cached(folder, tmp_path / "cache").x, good)
+
+
+def test_a_killed_build_leaves_no_cache_and_the_next_build_cleans_up(folder, tmp_path):
+    """A build killed while writing its records (os._exit in the middle): nothing is committed,
+    its folder is removed by the next build, which succeeds."""
+    script = (
+        "import os, sys\n"
+        "from deepnotes.data import cache, images\n"
+        "cache._compact = lambda *a: os._exit(9)\n"
+        f"images.load_image_folder({str(folder)!r}, 8, cache='on', cache_dir={str(tmp_path)!r})\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 9, run.stderr
+    leftovers = list((tmp_path / "images").iterdir())
+    assert len(leftovers) == 1 and ".building." in leftovers[0].name
+    data = load_image_folder(folder, 8, cache="on", cache_dir=tmp_path)
+    assert [p.name for p in (tmp_path / "images").iterdir()] == [leftovers[0].name.split(".")[0]]
+    assert len(data.y) == 36
+
+
+def test_unreadable_files_are_refused_or_skipped_as_in_memory(folder, tmp_path):
+    (folder / "class1" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DeepnotesError, match="1 unreadable image files.*broken.png"):
+        cached(folder, tmp_path / "cache")
+    data = cached(folder, tmp_path / "cache", skip_bad=True)
+    memory = load_image_folder(folder, 8, cache="off", skip_bad=True)
+    assert len(data.y) == 36 and torch.equal(data.x, memory.x) and torch.equal(data.y, memory.y)
+    assert data.skipped == memory.skipped
+
+
+def test_streamed_batches_equal_batches_in_memory(folder, tmp_path):
+    memory = load_image_folder(folder, 8, cache="off")
+    disk = cached(folder, tmp_path / "cache")
+    idx = torch.arange(30)
+    norm = Normalizer.fit(memory.x[idx])
+    by_blocks = Normalizer.fit_blocks(disk.x, idx)
+    assert by_blocks.mean == pytest.approx(norm.mean, abs=1e-12)
+    assert by_blocks.std == pytest.approx(norm.std, abs=1e-12)
+    a = Batches(memory.x, memory.y, idx, 7, norm, shuffle=True, seed=3)
+    b = Batches(disk.x, disk.y, idx, 7, by_blocks, shuffle=True, seed=3, stream=True)
+    for (xa, ya), (xb, yb) in zip(a.epoch(1), b.epoch(1)):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_the_cache_directory_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPNOTES_CACHE_DIR", str(tmp_path / "a"))
+    assert image_cache.cache_root() == tmp_path / "a"
+    assert image_cache.cache_root(tmp_path / "b") == tmp_path / "b"
+    monkeypatch.delenv("DEEPNOTES_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert image_cache.cache_root() == tmp_path / "xdg" / "deepnotes"
+
+
+@pytest.mark.slow
+def test_a_run_through_the_cache_trains_exactly_as_in_memory(folder, tmp_path, cli):
+    common = ("--data", folder, "--model", "fastnet", "--image-size", 12, "--epochs", 2,
+              "--batch-size", 16, "--out", tmp_path / "runs", "--cache-dir", tmp_path / "cache",
+              "--quiet")
+    for mode in ("off", "on"):
+        rc, _, err = cli("train", *common, "--data-cache", mode, "--name", mode)
+        assert rc == 0, err
+    runs = tmp_path / "runs"
+    metrics = [json.loads((runs / m / "metrics.json").read_text()) for m in ("off", "on")]
+    assert metrics[0] == metrics[1]
+    weights = [(runs / m / "model.safetensors").read_bytes() for m in ("off", "on")]
+    assert weights[0] == weights[1]
+    config = json.loads((runs / "on" / "config.json").read_text())
+    assert config["data_cache"] == "on" and config["image_size"] == 12
+    assert config["input_shape"] == [3, 12, 12]
+    rc, out, err = cli("evaluate", runs / "on", "--split", "test")
+    assert rc == 0 and f"{metrics[1]['test']['accuracy']:.4f}" in out
