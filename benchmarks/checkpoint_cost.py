@@ -33,6 +33,7 @@ from deepnotes.cli import main as deepnotes
 from deepnotes.models import create_model
 from deepnotes.optim import create_optimizer
 from deepnotes.train import checkpoint
+from deepnotes.train.state import TrainState
 
 
 def timed_run(epochs: int, durable: bool) -> float:
@@ -64,8 +65,7 @@ def checkpoint_ms(durable: bool, repeats: int = 30) -> float:
     optimizer = create_optimizer("adam", model.parameters(), 1e-3)
     model(torch.randn(8, 1, 32, 32)).sum().backward()
     optimizer.step()
-    state = {"epoch": 1, "step": 0, "global_step": 22, "loss_sum": 0.0, "correct": 0,
-             "seen": 0, "seconds": 0.0, "history": [{"epoch": 1, "train_loss": 1.0}]}
+    state = TrainState(epoch=1, global_step=22, history=[{"epoch": 1, "train_loss": 1.0}])
     times = []
     with tempfile.TemporaryDirectory() as out, (contextlib.nullcontext() if durable
                                                  else no_fsync()):
