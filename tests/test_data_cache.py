@@ -178,3 +178,40 @@ def test_a_run_through_the_cache_trains_exactly_as_in_memory(folder, tmp_path, c
     assert config["input_shape"] == [3, 12, 12]
     rc, out, err = cli("evaluate", runs / "on", "--split", "test")
     assert rc == 0 and f"{metrics[1]['test']['accuracy']:.4f}" in out
+
+
+def _grey_square(path, size):
+    """A stand-in decoder: every file is a (size, size) grey image of one value."""
+    return np.full((size, size), 7, np.uint8)
+
+
+def rss_anon() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    pytest.skip("no RssAnon in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_reading_the_cache_does_not_grow_anonymous_memory(tmp_path):
+    """Every record read (summed) and an epoch of batches drawn from a 25 MB cache: the pages
+    come from the file (page cache), not the process's anonymous memory."""
+    files = []
+    for i in range(2048):
+        path = tmp_path / "photos" / f"c{i % 2}" / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+        files.append(path)
+    labels = [i % 2 for i in range(2048)]
+    built = image_cache.open_or_build(tmp_path / "photos", files, labels, 112, _grey_square,
+                                      tmp_path / "cache")
+    x = image_cache.open_or_build(tmp_path / "photos", files, labels, 112, _grey_square,
+                                  tmp_path / "cache").x  # reopened: mapped, checked
+    assert built.x.shape == (2048, 1, 112, 112)  # 24.5 MiB
+    before = rss_anon()
+    assert int(x.sum(dtype=torch.int64)) == 7 * x.numel()
+    batches = Batches(x, torch.zeros(2048, dtype=torch.int64), torch.arange(2048), 128,
+                      Normalizer([0.5], [0.25], 1 / 255), shuffle=True, stream=True)
+    assert sum(len(xb) for xb, _ in batches.epoch(0)) == 2048
+    grown = rss_anon() - before
+    assert grown < 8 * 2**20, f"anonymous memory grew by {grown / 2**20:.1f} MiB"
