@@ -9,12 +9,13 @@ import shutil
 log = logging.getLogger("deepnotes.cli")
 
 # the RunConfig fields this command sets, as in ``deepnotes train``; every option defaults to None
-OPTIONS = ["model", "data", "data_dir", "epochs", "batch_size", "schedule", "seed", "device"]
+OPTIONS = ["model", "data", "data_dir", "epochs", "batch_size", "schedule", "seed", "device",
+           "image_size", "data_cache", "cache_dir"]
 EPOCHS = 5  # enough for the curves to part; `deepnotes train` defaults to more
 
 
 def add_parser(sub) -> None:
-    from deepnotes.cli.train import DATA_HELP
+    from deepnotes.cli.train import DATA_HELP, add_image_options
     from deepnotes.models import list_models
     from deepnotes.optim import DEFAULT_LRS, SCHEDULES
     from deepnotes.runs.compare import ORDER
@@ -32,6 +33,7 @@ def add_parser(sub) -> None:
                    "(default: lenet5 for images, mlp for tables)")
     p.add_argument("--data", help=f"{DATA_HELP} (default: {D['data']})")
     p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
+    add_image_options(p)
     p.add_argument("--epochs", type=int, help=f"passes over the training set ({EPOCHS})")
     p.add_argument("--batch-size", type=int, help=f"mini-batch size ({D['batch_size']})")
     p.add_argument("--optimizers", default=",".join(ORDER),

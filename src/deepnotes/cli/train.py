@@ -37,15 +37,7 @@ def add_parser(sub) -> None:
                    "(missing); one sigmoid output per task, loss over the labels present")
     p.add_argument("--skip-bad", action="store_const", const=True,
                    help="train without unreadable images instead of stopping")
-    p.add_argument("--image-size", type=int, metavar="N",
-                   help="images: n_H = n_W in pixels for models that read any size (shorter side "
-                   "resized to N, centre crop; default: 64 for a folder, the data's own else)")
-    p.add_argument("--data-cache", choices=("auto", "on", "off"),
-                   help="image folders: decode once into a cache on disk and read batches from it "
-                   "(on), or decode into memory (off); auto: the cache above 1 GiB decoded (auto)")
-    p.add_argument("--cache-dir", metavar="DIR",
-                   help="where decoded caches live (default: $DEEPNOTES_CACHE_DIR, else "
-                   "$XDG_CACHE_HOME/deepnotes or ~/.cache/deepnotes)")
+    add_image_options(p)
     p.add_argument("--epochs", type=int, help=f"passes over the training set ({D['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"mini-batch size ({D['batch_size']})")
     p.add_argument("--optimizer", help=f"update rule: {', '.join(list_optimizers())} "
@@ -97,6 +89,20 @@ def add_parser(sub) -> None:
                    help="with --resume: accept options that differ from the run's (with a warning)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
+
+
+def add_image_options(p, cache_dir: bool = True) -> None:
+    """--image-size, --data-cache and (unless the command has its own) --cache-dir."""
+    p.add_argument("--image-size", type=int, metavar="N",
+                   help="images: n_H = n_W in pixels for models with adaptive pooling (shorter "
+                   "side resized to N, centre crop; default: the model's own size)")
+    p.add_argument("--data-cache", choices=("auto", "on", "off"),
+                   help="image folders: decode once into a cache on disk and read batches from it "
+                   "(on), or decode into memory (off); auto: the cache above 1 GiB decoded (auto)")
+    if cache_dir:
+        p.add_argument("--cache-dir", metavar="DIR",
+                       help="where decoded caches live (default: $DEEPNOTES_CACHE_DIR, else "
+                       "$XDG_CACHE_HOME/deepnotes or ~/.cache/deepnotes)")
 
 
 def _names(text: str) -> list[str]:
