@@ -123,15 +123,20 @@ def test_a_truncated_or_unfinished_cache_is_rebuilt(folder, tmp_path):
     assert torch.equal(cached(folder, tmp_path / "cache").x, good)
 
 
-def test_a_killed_build_leaves_no_cache_and_the_next_build_cleans_up(folder, tmp_path):
-    """A build killed while writing its records (os._exit in the middle): nothing is committed,
-    its folder is removed by the next build, which succeeds."""
-    script = (
-        "import os, sys\n"
-        "from deepnotes.data import cache, images\n"
-        "cache._compact = lambda *a: os._exit(9)\n"
-        f"images.load_image_folder({str(folder)!r}, 8, cache='on', cache_dir={str(tmp_path)!r})\n"
-    )
+KILLS = {  # where a build dies: while decoding (the 5th file), or as it writes meta.json
+    "decoding": "import itertools\nn = itertools.count()\nread = images._read\n"
+                "images._read = lambda p, s: os._exit(9) if next(n) == 5 else read(p, s)\n",
+    "committing": "from deepnotes import atomic\natomic.write_text = lambda *a: os._exit(9)\n",
+}
+
+
+@pytest.mark.parametrize("where", sorted(KILLS))
+def test_a_killed_build_leaves_no_cache_and_the_next_build_cleans_up(folder, tmp_path, where):
+    """A build killed midway (os._exit): nothing is committed, its folder is removed by the next
+    build, which succeeds."""
+    script = ("import os\nfrom deepnotes.data import images\n" + KILLS[where] +
+              f"images.load_image_folder({str(folder)!r}, 8, cache='on', "
+              f"cache_dir={str(tmp_path)!r})\n")
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.returncode == 9, run.stderr
     leftovers = list((tmp_path / "images").iterdir())

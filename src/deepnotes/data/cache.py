@@ -97,9 +97,9 @@ def _open(folder: Path) -> Cached:
     try:
         meta = json.loads((folder / "meta.json").read_text())
         labels = np.load(folder / "labels.npy")
-    except (OSError, ValueError) as exc:
-        raise DeepnotesError(f"image cache {folder} is damaged ({exc})") from None
-    shape, count = tuple(meta["shape"]), meta["count"]
+        shape, count = tuple(int(n) for n in meta["shape"]), int(meta["count"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DeepnotesError(f"image cache {folder} is damaged ({describe(exc)})") from None
     path = folder / "records.u8"
     record = int(np.prod(shape))
     if meta.get("format") != FORMAT or not path.is_file() or \
@@ -143,9 +143,15 @@ def _build(folder: Path, files: list[Path], labels: list[int], size: int, read,
     out.flush()
     bad.sort()
     keep = np.setdiff1d(np.arange(len(files)), [i for i, _ in bad])
-    _compact(out, keep, work / "records.u8")
-    del out
-    (work / "records.tmp").unlink()
+    if bad or not len(files):
+        _compact(out, keep, work / "records.u8")
+        del out
+        (work / "records.tmp").unlink()
+    else:  # every file decoded: the records are in place already
+        del out
+        with open(work / "records.tmp", "rb") as f:
+            os.fsync(f.fileno())
+        os.rename(work / "records.tmp", work / "records.u8")
     kept = np.memmap(work / "records.u8", np.uint8, mode="r", shape=(len(keep), *shape)) \
         if len(keep) else np.zeros((0, *shape), np.uint8)
     np.save(work / "labels.npy", np.asarray(labels, dtype=np.int64)[keep])
