@@ -126,6 +126,21 @@ def test_cache_key_changes_with_weights_data_and_normalisation():
     assert feature_cache.feature_key(model, x, norm) != key
 
 
+def test_features_of_indexed_examples_are_read_by_blocks_with_the_same_key():
+    """x with indices (a cache mapped from disk is never gathered whole) gives the key and the
+    features of x[indices]; other indices, another key."""
+    model = create_model("lenet5", num_classes=5)
+    x = torch.randint(0, 256, (1100, 1, 32, 32), dtype=torch.uint8)
+    idx = torch.randperm(1100, generator=torch.Generator().manual_seed(0))[:1030]
+    norm = {"mean": [0.5], "std": [0.25], "scale": 1 / 255}
+    assert feature_cache.feature_key(model, x, norm, idx) == \
+        feature_cache.feature_key(model, x[idx], norm)
+    assert feature_cache.feature_key(model, x, norm, idx.flip(0)) != \
+        feature_cache.feature_key(model, x, norm, idx)
+    assert torch.equal(feature_cache.compute_features(model, x, norm, "cpu", indices=idx),
+                       feature_cache.compute_features(model, x[idx], norm, "cpu"))
+
+
 @pytest.mark.slow
 def test_head_on_cache_equals_head_without_cache(cli, work):
     source = weights(work / "runs" / "a")

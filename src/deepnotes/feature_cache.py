@@ -28,10 +28,12 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = "deepnotes-features-1"  # part of every cache key: a new format never reads old files
 
 
-def feature_key(model: Network, x: torch.Tensor, normalize: dict) -> str:
+def feature_key(model: Network, x: torch.Tensor, normalize: dict,
+                indices: torch.Tensor | None = None) -> str:
     """A hash of everything the features depend on: the architecture, every weight and buffer
-    below the head, the normalisation, and the examples. Any change gives another key, so a stale
-    cache is never read."""
+    below the head, the normalisation, and the examples (``x[indices]``, read a block at a time:
+    the same key as for that tensor whole). Any change gives another key, so a stale cache is
+    never read."""
     h = hashlib.sha256(CACHE_FORMAT.encode())
     h.update(type(model).__qualname__.encode())
     h.update(repr(model.named_layers()).encode())  # the architecture below the head
@@ -40,38 +42,54 @@ def feature_key(model: Network, x: torch.Tensor, normalize: dict) -> str:
         if not name.startswith(prefix):
             hash_tensor(h, name, t)
     h.update(json.dumps(normalize, sort_keys=True).encode())
-    hash_tensor(h, "x", x)
+    if indices is None:
+        hash_tensor(h, "x", x)
+    else:  # hash_tensor's header, then the bytes block by block
+        h.update(f"x:{(len(indices), *x.shape[1:])}:{x.dtype};".encode())
+        for block in _blocks(x, indices):
+            h.update(block.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:32]
+
+
+def _blocks(x: torch.Tensor, indices: torch.Tensor, size: int = 512):
+    """x[indices] a block of ``size`` examples at a time, on the CPU (for examples mapped from
+    disk: never all at once)."""
+    for i in range(0, len(indices), size):
+        yield x[indices[i:i + size].to(x.device)].cpu()
 
 
 @torch.inference_mode()
 def compute_features(model: Network, x: torch.Tensor, normalize: dict, device,
-                     batch_size: int = 512) -> torch.Tensor:
-    """a[L-1] = model.features(x) for raw examples x (m, ...), in inference mode: (m, n_f)."""
+                     batch_size: int = 512, indices: torch.Tensor | None = None) -> torch.Tensor:
+    """a[L-1] = model.features(x) for raw examples x (m, ...) (or ``x[indices]``, read a block
+    at a time), in inference mode: (m, n_f)."""
     norm, was_training = Normalizer.from_dict(normalize), model.training
     model.eval()
-    out = [model.features(norm(x[i:i + batch_size].to(device))).float().cpu()
-           for i in range(0, len(x), batch_size)]
+    examples = range(len(x) if indices is None else len(indices))
+    blocks = _blocks(x, torch.as_tensor(examples) if indices is None else indices, batch_size)
+    out = [model.features(norm(block.to(device))).float().cpu() for block in blocks]
     model.train(was_training)
     return torch.cat(out)
 
 
 def cached_features(model: Network, x: torch.Tensor, normalize: dict, cache_dir: str | Path,
-                    device="cpu") -> tuple[torch.Tensor, bool]:
-    """(features of x, whether they came from the cache); computed and saved on a miss."""
-    path = Path(cache_dir) / f"{feature_key(model, x, normalize)}.safetensors"
+                    device="cpu", indices: torch.Tensor | None = None) -> tuple[torch.Tensor, bool]:
+    """(features of x, or of ``x[indices]``, and whether they came from the cache); computed and
+    saved on a miss."""
+    path = Path(cache_dir) / f"{feature_key(model, x, normalize, indices)}.safetensors"
+    m = len(x) if indices is None else len(indices)
     if path.is_file():
         try:
             features = load_file(str(path))["features"]
-            if len(features) == len(x):
+            if len(features) == m:
                 return features, True
         except (SafetensorError, OSError, KeyError) as exc:
             log.warning("feature cache %s is unreadable (%s); computing again", path, exc)
-    features = compute_features(model, x, normalize, device)
+    features = compute_features(model, x, normalize, device, indices=indices)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic.sweep(path.parent)  # what killed writers left
     atomic.write_bytes(path, save({"features": features.contiguous()},
-                                  metadata={"examples": str(len(x)), "format": CACHE_FORMAT}))
+                                  metadata={"examples": str(m), "format": CACHE_FORMAT}))
     return features, False
 
 

@@ -154,8 +154,8 @@ def fit_head_on_cache(session: Session, run_dir: Path, cache_dir: Path, progress
     features = {}
     for name in ("train", "dev"):
         idx = getattr(splits, name)
-        features[name], hit = cached_features(model, dataset.x[idx], config.normalize,
-                                              cache_dir, device)
+        features[name], hit = cached_features(model, dataset.x, config.normalize, cache_dir,
+                                              device, indices=idx)  # read a block at a time
         log.info("%s features of %d %s examples %s %s", "read" if hit else "computed",
                  len(idx), name, "from" if hit else "and saved to", cache_dir)
     same = Normalizer([], [], 1.0)  # the features are used as they are
