@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -252,6 +253,19 @@ def test_own_format_mismatched_vocabulary(tmp_path):
     (tmp_path / "b.vocab.json").unlink()
     with pytest.raises(DeepnotesError, match="b.vocab.json: no such vocabulary file"):
         KeyedVectors.load(tmp_path / "b.safetensors")
+
+
+@pytest.mark.parametrize("change", [{"words": None}, {"words": "abc"}, {"words": [1, 2]},
+                                    {"counts": "many"}, {"counts": [1, True]}])
+def test_own_format_vocabulary_with_a_bad_field_is_one_line(tmp_path, change):
+    unicode_kv().save(tmp_path / "a.safetensors")
+    path = tmp_path / "a.vocab.json"
+    vocab = json.loads(path.read_text(encoding="utf-8"))
+    vocab.update(change)
+    path.write_text(json.dumps(vocab), encoding="utf-8")
+    field = next(iter(change))
+    with pytest.raises(DeepnotesError, match=f"a.vocab.json: field '{field}'"):
+        KeyedVectors.load(tmp_path / "a.safetensors")
 
 
 # ------------------------------------------------------------------ bad input

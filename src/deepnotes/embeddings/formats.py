@@ -26,7 +26,6 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import torch
@@ -266,6 +265,12 @@ def _load_vocab(path: Path) -> dict:
     if vocab.get("version") != FORMAT_VERSION:
         raise DeepnotesError(f"{path}: vocabulary format version {vocab.get('version')!r}, "
                              f"this deepnotes reads {FORMAT_VERSION}")
+    words, counts = vocab.get("words"), vocab.get("counts")
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        raise DeepnotesError(f"{path}: field 'words': expected a list of strings")
+    if counts is not None and (not isinstance(counts, list) or not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in counts)):
+        raise DeepnotesError(f"{path}: field 'counts': expected a list of integers")
     return vocab
 
 
@@ -289,7 +294,7 @@ def load_native(path: str | os.PathLike) -> tuple[list[str], torch.Tensor, list[
     path = Path(path)
     vectors, meta = _load_tensor(path)
     vocab = _load_vocab(vocab_path(path))
-    words = cast("list[str]", vocab.get("words"))  # save_native always writes it
+    words: list[str] = vocab["words"]  # checked by _load_vocab
     counts: list[int] | None = vocab.get("counts")
     if vectors.ndim != 2 or vectors.shape[0] != len(words):
         raise DeepnotesError(f"{path}: {tuple(vectors.shape)} vectors but "
