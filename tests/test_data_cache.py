@@ -118,6 +118,12 @@ def test_a_truncated_or_unfinished_cache_is_rebuilt(folder, tmp_path):
     (entry,) = (tmp_path / "cache" / "images").iterdir()
     (entry / "meta.json").unlink()  # as if a build had been cut before its last file
     assert torch.equal(cached(folder, tmp_path / "cache").x, good)
+    whole = json.loads((entry / "meta.json").read_text())
+    for meta in ({k: v for k, v in whole.items() if k != "crc32"},
+                 {k: v for k, v in whole.items() if k != "bad"}, {**whole, "bad": 5},
+                 {**whole, "shape": "x"}, []):  # fields missing or of the wrong type
+        (entry / "meta.json").write_text(json.dumps(meta))
+        assert torch.equal(cached(folder, tmp_path / "cache").x, good)
     with open(entry / "records.u8", "r+b") as f:
         f.truncate(10)
     assert torch.equal(cached(folder, tmp_path / "cache").x, good)

@@ -65,8 +65,7 @@ def compute_features(model: Network, x: torch.Tensor, normalize: dict, device,
     at a time), in inference mode: (m, n_f)."""
     norm, was_training = Normalizer.from_dict(normalize), model.training
     model.eval()
-    examples = range(len(x) if indices is None else len(indices))
-    blocks = _blocks(x, torch.as_tensor(examples) if indices is None else indices, batch_size)
+    blocks = _blocks(x, torch.arange(len(x)) if indices is None else indices, batch_size)
     out = [model.features(norm(block.to(device))).float().cpu() for block in blocks]
     model.train(was_training)
     return torch.cat(out)

@@ -55,7 +55,6 @@ class Cached:
     x: torch.Tensor
     y: torch.Tensor
     bad: list[tuple[int, str]]
-    folder: Path
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -98,6 +97,7 @@ def _open(folder: Path) -> Cached:
         meta = json.loads((folder / "meta.json").read_text())
         labels = np.load(folder / "labels.npy")
         shape, count = tuple(int(n) for n in meta["shape"]), int(meta["count"])
+        crc32, bad = list(meta["crc32"]), [(int(i), str(why)) for i, why in meta["bad"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DeepnotesError(f"image cache {folder} is damaged ({describe(exc)})") from None
     path = folder / "records.u8"
@@ -107,10 +107,9 @@ def _open(folder: Path) -> Cached:
         raise DeepnotesError(f"image cache {folder} is incomplete or of another format")
     records = np.memmap(path, np.uint8, mode="c", shape=(count, *shape)) if count else \
         np.zeros((0, *shape), np.uint8)
-    if _checksums(records) != meta["crc32"]:
+    if _checksums(records) != crc32:
         raise DeepnotesError(f"image cache {folder} is corrupt (a checksum differs)")
-    return Cached(torch.from_numpy(records), torch.from_numpy(labels.astype(np.int64)),
-                  [(int(i), why) for i, why in meta["bad"]], folder)
+    return Cached(torch.from_numpy(records), torch.from_numpy(labels.astype(np.int64)), bad)
 
 
 def _checksums(records: np.ndarray) -> list[int]:

@@ -161,7 +161,6 @@ class Seq2Seq(Network):
     input_size = None
     sequence = True
     head: nn.Linear
-    teacher_forcing = True  # forward(x, y_in): data.text.teacher_forcing(y)
 
     def __init__(self, num_classes: int = 8, in_channels: int = 8, task: str = "pairs",
                  hidden_size: int = 128, embedding_dim: int = 32):

@@ -49,14 +49,14 @@ class Trainer:
 
     def __init__(self, model, optimizer, *, epochs: int, schedule: str = "onecycle",
                  device: torch.device | str = "cpu", run_dir: Path | None = None,
-                 progress: bool = True, bf16: bool = False, on_epoch=None, on_checkpoint=None,
+                 progress: bool = True, on_epoch=None, on_checkpoint=None,
                  precision: str = "32", channels_last: bool = False, compile: bool = False,
                  task: Task | None = None):
         if epochs < 1:
             raise DeepnotesError(f"--epochs {epochs}: expected at least 1")
         self.model, self.optimizer = model.to(device), optimizer
         self.task = task or Classification()
-        self.precision = "bf16" if bf16 else precision
+        self.precision = precision
         self.amp = autocast_dtype(self.precision, torch.device(device))
         self.scaler = torch.amp.GradScaler(torch.device(device).type,
                                            enabled=self.precision == "16")
@@ -296,7 +296,7 @@ def check_compiler(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def evaluate(model, batches: Batches, task: Task | None = None, bf16: bool = False,
+def evaluate(model, batches: Batches, task: Task | None = None,
              precision: str = "32") -> dict:
     """Mean loss, labels and predictions of ``task`` (default: classification) over ``batches``:
     y_true and y_pred hold the counted targets (IGNORE dropped), or where the task keeps missing
@@ -305,7 +305,7 @@ def evaluate(model, batches: Batches, task: Task | None = None, bf16: bool = Fal
     model.eval()
     losses, ys, preds, counts = [], [], [], 0
     device = batches.device
-    amp = autocast_dtype("bf16" if bf16 else precision, device)
+    amp = autocast_dtype(precision, device)
     for x, y in batches.epoch():
         with torch.autocast(device.type, amp or torch.float32, enabled=amp is not None):
             z, y = task.forward(model, x, y)
