@@ -1,4 +1,5 @@
-"""Augmentation on tensors: random shifts and mirror images, reproducible per batch."""
+"""Augmentation on tensors: random shifts, resized crops and mirror images, reproducible per
+batch and the same whether one process augments a batch or each rank its own slice."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from deepnotes.data import Batches, Normalizer
-from deepnotes.data.augment import Augment, parse, random_crop, random_flip
+from deepnotes.data.augment import (
+    RATIO,
+    SCALE,
+    Augment,
+    crop_windows,
+    parse,
+    random_crop,
+    random_flip,
+    random_resized_crop,
+)
 from deepnotes.errors import DeepnotesError
 
 
@@ -53,8 +63,46 @@ def test_batches_augment_reproducibly_and_from_any_start():
     assert not all(torch.equal(a, b) for a, (b, _) in zip(first, plain.epoch(2)))
 
 
+def test_a_resized_crop_is_torchs_bilinear_resize_of_its_window():
+    """The oracle: each image's window cut out and resized by F.interpolate (bilinear,
+    align_corners=False), one image at a time."""
+    x = images(b=24, n=20)
+    out = random_resized_crop(x, torch.Generator().manual_seed(4))
+    y0, x0, h, w = crop_windows(24, 20, 20, torch.Generator().manual_seed(4))
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    for i in range(24):
+        window = x[i:i + 1, :, y0[i]:y0[i] + h[i], x0[i]:x0[i] + w[i]].float()
+        want = F.interpolate(window, size=(20, 20), mode="bilinear", align_corners=False)
+        got = out[i].float()
+        assert (got - want[0].round()).abs().max() <= 1  # a .5 may round either way
+        assert (got - want[0]).abs().mean() < 0.3
+
+
+def test_resized_crop_windows_fit_and_spread_over_the_scales_and_ratios():
+    y0, x0, h, w = crop_windows(4000, 32, 48, torch.Generator().manual_seed(0))
+    assert (y0 >= 0).all() and (x0 >= 0).all() and (h >= 1).all() and (w >= 1).all()
+    assert (y0 + h <= 32).all() and (x0 + w <= 48).all()
+    area = (h * w).double() / (32 * 48)
+    assert area.min() < SCALE[0] + 0.03 and area.max() > 0.85  # at most 4/3 x 1 of 3/2 x 1
+    ratio = w.double() / h.double()
+    inside = (ratio > RATIO[0] * 0.85) & (ratio < RATIO[1] * 1.15)  # rounding to pixels
+    assert inside.double().mean() > 0.95
+    assert 0.3 < area.mean() < 0.6  # drawn from U(0.08, 1), large windows fit less often
+
+
+@pytest.mark.parametrize("kinds", [("crop", "flip"), ("resized-crop", "flip"),
+                                   ("resized-crop", "crop", "flip")])
+def test_a_rank_that_augments_its_slice_gets_that_slice_of_the_augmented_batch(kinds):
+    x, aug = images(b=12, n=16), Augment(kinds)
+    whole = aug(x, torch.Generator().manual_seed(9))
+    for part in (slice(0, 4), slice(4, 8), slice(8, 12)):
+        assert torch.equal(aug(x[part], torch.Generator().manual_seed(9), 12, part),
+                           whole[part])
+
+
 @pytest.mark.parametrize("spec,kinds", [(None, ()), ("none", ()), ("crop", ("crop",)),
-                                        ("crop,flip", ("crop", "flip"))])
+                                        ("crop,flip", ("crop", "flip")),
+                                        ("resized-crop,flip", ("resized-crop", "flip"))])
 def test_parse(spec, kinds):
     assert parse(spec) == kinds
 

@@ -56,8 +56,8 @@ def add_parser(sub) -> None:
     p.add_argument("--beta", type=float, help="beta of momentum and rmsprop, beta1 of adam")
     p.add_argument("--weight-decay", type=float, metavar="LAMBDA", help="L2: dW += LAMBDA W (0)")
     p.add_argument("--schedule", help=f"learning-rate decay ({D['schedule']})")
-    p.add_argument("--augment", help="image augmentation: crop, flip or crop,flip (turns the "
-                   "feature cache off)")
+    p.add_argument("--augment", help="image augmentation, a comma list of crop, resized-crop, "
+                   "flip (turns the feature cache off)")
     p.add_argument("--seed", type=int, help=f"seed of splits, the new head, order ({D['seed']})")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (auto)")
     p.add_argument("--bf16", action="store_const", const=True, help="bfloat16 autocast")

@@ -50,8 +50,9 @@ def add_parser(sub) -> None:
                    help="L2 regularisation: dW += LAMBDA W (0)")
     p.add_argument("--schedule", help=f"learning-rate decay: {', '.join(SCHEDULES)}, some with an "
                    f"argument, e.g. inverse:0.5 or step:10:0.1 ({D['schedule']})")
-    p.add_argument("--augment", help="image augmentation while training: crop, flip or "
-                   "crop,flip (random shifts, mirror images; none by default)")
+    p.add_argument("--augment", help="image augmentation while training, a comma list of crop, "
+                   "resized-crop, flip (random shifts; random windows of 8-100%% of the "
+                   "area resized back, for photos; mirror images); none by default")
     p.add_argument("--max-len", type=int, help="sequences: cut longer ones to this many tokens "
                    "(with a warning; default: keep all)")
     p.add_argument("--seq-len", type=int, help="character language model: characters a training "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -79,8 +80,9 @@ class Batches:
     uninterrupted run saw. ``drop_last`` drops a final short batch
     (a batch of one breaks batch norm's sigma^2) unless it is the only batch. ``shard`` = (r, N):
     data-parallel rank r of N takes the r-th of N equal slices of every batch (the batches
-    themselves are the same on every rank). With ``stream`` the examples ``x`` stay where they
-    are (a memory-mapped cache on disk) and each batch is gathered there and moved to ``device``.
+    themselves are the same on every rank) and reads only that slice. With ``stream`` the
+    examples ``x`` stay where they are (a memory-mapped cache on disk) and each batch is gathered
+    there, a batch ahead in a background thread, and moved to ``device``.
     """
 
     MAX_SEED = 10**8  # the seeds drawn from it, (seed * 100_003 + e) * 1_000_003 + b, fit 64 bits
@@ -92,11 +94,12 @@ class Batches:
         self.shard, self.device, self.stream = shard, torch.device(device), stream
         self.x = x if stream else x.to(device)  # stream: x stays where it is (a memory map)
         self.y = y.to(device)
-        self.augment = augment  # called as augment(x_batch, generator) before normalising
+        self.augment = augment  # augment(x_slice, generator, batch, part) before normalising
         self.indices = indices.to(device)
         self.batch_size, self.normalizer = batch_size, normalizer
         self.shuffle, self.seed = shuffle, seed
         self.drop_last = drop_last and len(indices) > batch_size
+        self._reader: ThreadPoolExecutor | None = None  # the prefetch thread, once streamed
 
     def __len__(self) -> int:
         n, b = len(self.indices), self.batch_size
@@ -114,29 +117,72 @@ class Batches:
         return self.indices[perm]
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (x, y) batches of ``epoch`` from batch number ``start`` on."""
+        """Yield (x, y) batches of ``epoch`` from batch number ``start`` on. Streamed, the next
+        batch is read in a background thread while the caller computes on this one."""
         order = self.order(epoch)
-        for b in range(start, len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            x = self._gather(idx)
-            if self.augment is not None:  # on the whole batch: each rank draws what one would
-                seed = (self.seed * 100_003 + epoch) * 1_000_003 + b
-                x = self.augment(x, generator_on(x.device, seed))
+        rows = [order[b * self.batch_size : (b + 1) * self.batch_size]
+                for b in range(start, len(self))]
+        parts = [idx[self._slice(len(idx))] for idx in rows]
+        gathered = self._prefetched(parts) if self.stream else map(self._gather, parts)
+        for b, idx, x in zip(range(start, len(self)), rows, gathered):
             part = self._slice(len(idx))
-            yield self.normalizer(x[part]), self.y[idx[part]]
+            if self.augment is not None:  # drawn for the whole batch: a rank draws what one would
+                seed = (self.seed * 100_003 + epoch) * 1_000_003 + b
+                x = self.augment(x, generator_on(x.device, seed), len(idx), part)
+            yield self.normalizer(x), self.y[idx[part]]
+
+    def _prefetched(self, parts: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """x[idx] of each ``idx`` in turn, each read while the previous one is in use (reading
+        a memory map and copying release the GIL, so a thread overlaps them with the step)."""
+        if not parts:
+            return
+        staging = _Staging(self.x, max(len(p) for p in parts), self.device)
+        if self._reader is None:  # one thread for every epoch (a new one each time costs memory)
+            self._reader = ThreadPoolExecutor(1, thread_name_prefix="deepnotes-prefetch")
+        ahead = self._reader.submit(staging.gather, parts[0])
+        try:
+            for idx in parts[1:]:
+                x = ahead.result()
+                ahead = self._reader.submit(staging.gather, idx)
+                yield x
+            yield ahead.result()
+        finally:
+            ahead.cancel()
 
     def _gather(self, idx: torch.Tensor) -> torch.Tensor:
-        """x[idx]; streamed, read where x lies and moved to the device (pinned for CUDA)."""
-        if not self.stream:
-            return self.x[idx]
-        x = self.x[idx.to(self.x.device)]
-        if self.device.type == "cuda":
-            return x.pin_memory().to(self.device, non_blocking=True)
-        return x.to(self.device)
+        return self.x[idx]
 
     def _slice(self, n: int) -> slice:
         r, world = self.shard
         return slice(r * n // world, (r + 1) * n // world)
+
+
+class _Staging:
+    """Two host buffers that streamed batches are gathered into in turn (pinned for a GPU, and
+    copied from there without blocking): no memory is allocated per batch, so a long epoch
+    leaves the allocator nothing to hold on to. A batch's buffer is reused two batches later,
+    once its copy to the GPU is done; on the CPU the batch itself is the buffer, valid until the
+    next batch is drawn (:meth:`Batches.epoch` augments and normalises it into new memory)."""
+
+    def __init__(self, x: torch.Tensor, rows: int, device: torch.device):
+        pinned = device.type == "cuda"
+        self.buffers = [torch.empty((rows, *x.shape[1:]), dtype=x.dtype, pin_memory=pinned)
+                        for _ in range(2)]
+        self.copied: list = [None, None]  # CUDA events: the copy out of each buffer is done
+        self.x, self.device, self.turn = x, device, 0
+
+    def gather(self, idx: torch.Tensor) -> torch.Tensor:
+        i, self.turn = self.turn, 1 - self.turn
+        if self.copied[i] is not None:
+            self.copied[i].synchronize()
+        out = torch.index_select(self.x, 0, idx.cpu(), out=self.buffers[i][:len(idx)])
+        if self.device.type != "cuda":
+            return out
+        with torch.cuda.device(self.device):  # this rank's own GPU, from the prefetch thread
+            moved = out.to(self.device, non_blocking=True)
+            self.copied[i] = torch.cuda.Event()
+            self.copied[i].record()
+        return moved
 
 
 def generator_on(device: torch.device, seed: int) -> torch.Generator:

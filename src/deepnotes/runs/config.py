@@ -79,7 +79,7 @@ class RunConfig:
     schedule: str = "onecycle"
     seed: int = 0
     fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    augment: str | None = None  # "crop", "flip" or "crop,flip"
+    augment: str | None = None  # a comma list of crop, resized-crop, flip
     device: str = "auto"
     bf16: bool = False  # the same as precision "bf16" (kept for runs made before --precision)
     precision: str | None = None  # "32", "bf16" or "16"; None: "bf16" when bf16 is set
@@ -209,7 +209,7 @@ CONFIG = {  # field -> checker: every option, then the data's
     "seq_len": optional(integer(1, COUNT)), "min_count": optional(integer(1, COUNT)),
     "targets": optional(names), "schedule": library(check_schedule),
     "seed": integer(0, Batches.MAX_SEED), "fractions": fractions,
-    "augment": optional(library(augment.parse, "a comma list of crop, flip, or none")),
+    "augment": optional(library(augment.parse, "a comma list of crop, resized-crop, flip, or none")),
     "device": matching(r"\s*(auto|cpu|mps|cuda(:\d+)?)\s*", "auto, cpu, cuda, cuda:N or mps"),
     "bf16": boolean, "precision": optional(one_of(*PRECISIONS)),
     "channels_last": boolean, "compile": boolean,
