@@ -8,10 +8,12 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from deepnotes.cli import main
 
@@ -49,6 +51,18 @@ def write_table(path, rows: int = 200, seed: int = 0):
                      f"{'yes' if y else 'no'}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def write_photos(root: Path, per_class: int = 12, grey: bool = False, seed: int = 0) -> Path:
+    """Three classes of small PNGs of assorted sizes (colour unless ``grey``)."""
+    rng = np.random.default_rng(seed)
+    for c in range(3):
+        (root / f"class{c}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shape = (9 + i % 5, 11 + i % 3) if grey else (9 + i % 5, 11 + i % 3, 3)
+            pixels = (rng.random(shape) * 100 + c * 70).astype(np.uint8)
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
+    return root
 
 
 def spawn(*args, **kwargs) -> subprocess.Popen:

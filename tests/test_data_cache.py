@@ -9,6 +9,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,27 +17,17 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import write_photos
 from deepnotes.data import Batches, Normalizer, images
 from deepnotes.data import cache as image_cache
+from deepnotes.data.augment import Augment
 from deepnotes.data.images import load_image_folder
 from deepnotes.errors import DeepnotesError
 
 
-def make_folder(root: Path, per_class: int = 12, grey: bool = False, seed: int = 0) -> Path:
-    """Three classes of small PNGs of assorted sizes (colour unless ``grey``)."""
-    rng = np.random.default_rng(seed)
-    for c in range(3):
-        (root / f"class{c}").mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            shape = (9 + i % 5, 11 + i % 3) if grey else (9 + i % 5, 11 + i % 3, 3)
-            pixels = (rng.random(shape) * 100 + c * 70).astype(np.uint8)
-            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
-    return root
-
-
 @pytest.fixture
 def folder(tmp_path):
-    return make_folder(tmp_path / "photos")
+    return write_photos(tmp_path / "photos")
 
 
 def cached(folder: Path, cache_dir: Path, **kw):
@@ -58,7 +49,7 @@ def count_decodes(monkeypatch) -> list:
 
 @pytest.mark.parametrize("grey", [False, True])
 def test_the_cache_holds_what_memory_holds(tmp_path, grey):
-    folder = make_folder(tmp_path / "photos", grey=grey)
+    folder = write_photos(tmp_path / "photos", grey=grey)
     memory = load_image_folder(folder, 8, cache="off")
     disk = cached(folder, tmp_path / "cache")
     assert disk.on_disk and not memory.on_disk
@@ -136,6 +127,7 @@ KILLS = {  # where a build dies: while decoding (the 5th file), or as it writes 
 }
 
 
+@pytest.mark.slow  # starts processes
 @pytest.mark.parametrize("where", sorted(KILLS))
 def test_a_killed_build_leaves_no_cache_and_the_next_build_cleans_up(folder, tmp_path, where):
     """A build killed midway (os._exit): nothing is committed, its folder is removed by the next
@@ -145,10 +137,11 @@ def test_a_killed_build_leaves_no_cache_and_the_next_build_cleans_up(folder, tmp
               f"cache_dir={str(tmp_path)!r})\n")
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.returncode == 9, run.stderr
-    leftovers = list((tmp_path / "images").iterdir())
-    assert len(leftovers) == 1 and ".building." in leftovers[0].name
+    leftovers = sorted(p.name for p in (tmp_path / "images").iterdir())
+    key = leftovers[0].split(".")[0]  # its build folder and its builder's lock, nothing else
+    assert len(leftovers) == 2 and ".building." in leftovers[0] and leftovers[1] == f"{key}.lock"
     data = load_image_folder(folder, 8, cache="on", cache_dir=tmp_path)
-    assert [p.name for p in (tmp_path / "images").iterdir()] == [leftovers[0].name.split(".")[0]]
+    assert [p.name for p in (tmp_path / "images").iterdir()] == [key]
     assert len(data.y) == 36
 
 
@@ -162,7 +155,10 @@ def test_unreadable_files_are_refused_or_skipped_as_in_memory(folder, tmp_path):
     assert data.skipped == memory.skipped
 
 
-def test_streamed_batches_equal_batches_in_memory(folder, tmp_path):
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_streamed_batches_equal_batches_in_memory(folder, tmp_path, ranks):
+    """Each rank reads its own slice of every batch from the cache (a batch ahead, augmented
+    with the whole batch's draws); put together, the slices are the batches in memory."""
     memory = load_image_folder(folder, 8, cache="off")
     disk = cached(folder, tmp_path / "cache")
     idx = torch.arange(30)
@@ -170,10 +166,47 @@ def test_streamed_batches_equal_batches_in_memory(folder, tmp_path):
     by_blocks = Normalizer.fit_blocks(disk.x, idx)
     assert by_blocks.mean == pytest.approx(norm.mean, abs=1e-12)
     assert by_blocks.std == pytest.approx(norm.std, abs=1e-12)
-    a = Batches(memory.x, memory.y, idx, 7, norm, shuffle=True, seed=3)
-    b = Batches(disk.x, disk.y, idx, 7, by_blocks, shuffle=True, seed=3, stream=True)
-    for (xa, ya), (xb, yb) in zip(a.epoch(1), b.epoch(1)):
-        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    aug = Augment(("resized-crop", "crop", "flip"))
+    a = Batches(memory.x, memory.y, idx, 8, norm, shuffle=True, seed=3, augment=aug)
+    b = [Batches(disk.x, disk.y, idx, 8, by_blocks, shuffle=True, seed=3, stream=True,
+                 augment=aug, shard=(r, ranks)) for r in range(ranks)]
+    whole = list(a.epoch(1))
+    for epoch in (1, 1):  # again: the reused buffers hold nothing of the last epoch
+        parts = [list(rank.epoch(epoch)) for rank in b]
+        assert len(whole) == 4 and all(len(p) == 4 for p in parts)
+        for n, (xa, ya) in enumerate(whole):
+            assert torch.equal(xa, torch.cat([p[n][0] for p in parts]))
+            assert torch.equal(ya, torch.cat([p[n][1] for p in parts]))
+
+
+@pytest.mark.slow  # starts a process
+def test_a_second_process_waits_for_the_build_and_decodes_nothing(folder, tmp_path,
+                                                                   monkeypatch):
+    """While one process builds a cache (slowly), another that needs it waits on its lock and
+    then opens what was built."""
+    script = ("import time\nfrom deepnotes.data import images\nread = images._read\n"
+              "def slow(path, size):\n    time.sleep(0.05)\n    return read(path, size)\n"
+              "images._read = slow\n"
+              f"images.load_image_folder({str(folder)!r}, 8, cache='on', "
+              f"cache_dir={str(tmp_path)!r})\n")
+    builder = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(400):  # until the builder holds the lock
+            if list((tmp_path / "images").glob("*.lock")) or builder.poll() is not None:
+                break
+            time.sleep(0.025)
+        decoded = count_decodes(monkeypatch)
+        was_building = builder.poll() is None
+        data = load_image_folder(folder, 8, cache="on", cache_dir=tmp_path)
+        assert builder.wait(60) == 0, builder.stderr.read()
+    finally:
+        builder.kill()
+        builder.wait()
+    assert decoded == [] and data.on_disk
+    memory = load_image_folder(folder, 8, cache="off")
+    assert torch.equal(data.x, memory.x) and torch.equal(data.y, memory.y)
+    left = [p.name for p in (tmp_path / "images").iterdir()]
+    assert was_building and len(left) == 1 and "." not in left[0]  # the cache; no lock, no work
 
 
 def test_the_cache_directory_follows_the_environment(tmp_path, monkeypatch):
@@ -217,6 +250,7 @@ def rss_anon() -> int:
     pytest.skip("no RssAnon in /proc/self/status")
 
 
+@pytest.mark.slow  # reads 196 MiB
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
 def test_reading_the_cache_does_not_grow_anonymous_memory(tmp_path):
     """Every record read (summed) and two epochs of batches drawn from a 196 MiB cache: the

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import close
+from conftest import close, spawn, write_photos
 from deepnotes.data.loader import Batches, Normalizer
 
 COMMON = ["train", "--data", "breast-cancer", "--batch-size", "32", "--optimizer", "momentum",
@@ -125,3 +126,40 @@ def test_bad_input_under_two_processes_is_one_line_per_launch(capfd, tmp_path, a
 def test_nproc_must_be_positive(cli, tmp_path):
     rc, _, err = cli("train", "--data", "breast-cancer", "--nproc", 0, "--out", tmp_path)
     assert rc == 2 and "--nproc 0: expected at least 1" in err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # starts processes
+def test_two_torchrun_nodes_train_what_one_process_trains(cli, tmp_path):
+    """Two "nodes" on this machine (torchrun --nnodes=2, static rendezvous on 127.0.0.1), one
+    rank each, reading streamed batches from one decoded cache on a shared filesystem: built
+    once (the second node's first rank waits for it), and the run equals one process's."""
+    photos = write_photos(tmp_path / "photos", per_class=16)
+    common = ["train", "--data", photos, "--model", "lenet5", "--epochs", 2, "--batch-size", 8,
+              "--augment", "crop,flip", "--optimizer", "momentum", "--schedule", "constant",
+              "--data-cache", "on", "--cache-dir", tmp_path / "cache", "--quiet",
+              "--out", tmp_path / "runs"]
+    port = free_port()
+    nodes = [spawn(*common, "--name", "nodes", "--nproc", 1, "--torchrun",
+                   f"--nnodes=2 --node-rank={r} --master-addr=127.0.0.1 --master-port={port}")
+             for r in range(2)]
+    said = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], said
+    assert said[0][0].count("run folder:") == 1 and "run folder:" not in said[1][0]
+    built = list((tmp_path / "cache" / "images").iterdir())
+    assert len(built) == 1 and "." not in built[0].name  # one cache, no lock or build left
+    rc, _, err = cli(*common, "--name", "one")
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["nodes", "one"]
+    one, two = weights(tmp_path / "runs" / "one"), weights(tmp_path / "runs" / "nodes")
+    for k in one:
+        close(two[k], one[k], rtol=1e-4, atol=1e-5)
+    m1 = json.loads((tmp_path / "runs" / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "runs" / "nodes" / "metrics.json").read_text())
+    assert m2["test"]["accuracy"] == m1["test"]["accuracy"]
+    assert m2["test"]["loss"] == pytest.approx(m1["test"]["loss"], rel=1e-4)

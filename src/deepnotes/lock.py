@@ -1,4 +1,6 @@
-"""One writer per folder: an OS file lock on ``FOLDER/.lock``, held while a process writes there.
+"""One writer per folder: an OS file lock on ``FOLDER/.lock``, held while a process writes there
+(or on another file of the folder, e.g. one per cache being built; a waiting lock blocks until
+the holder is done instead of refusing).
 
 ``flock`` is released by the kernel when the holder dies, however it dies, so a SIGKILL never
 leaves a folder locked for good. The holder writes its PID into the file, so that a second process
@@ -8,6 +10,7 @@ removed meanwhile (it lost the race with the release) tries again on the new one
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from types import ModuleType
@@ -21,14 +24,16 @@ except ImportError:  # Windows: no flock; folders are not locked there
     fcntl = None
 
 NAME = ".lock"
+log = logging.getLogger(__name__)
 
 
 class FolderLock:
     """``with FolderLock(folder):`` holds the folder's lock, or raises a one-line
     :class:`DeepnotesError` naming the PID that holds it."""
 
-    def __init__(self, folder: str | os.PathLike):
-        self.path = Path(folder) / NAME
+    def __init__(self, folder: str | os.PathLike, name: str = NAME, wait: bool = False):
+        self.path = Path(folder) / name
+        self.wait = wait  # block until the holder is done, rather than refuse
         self.fd: int | None = None
 
     def acquire(self) -> FolderLock:
@@ -40,10 +45,13 @@ class FolderLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 holder = _read_pid(fd)
-                os.close(fd)
-                raise DeepnotesError(
-                    f"{self.path.parent}: in use by another deepnotes process (PID {holder}); "
-                    "wait for it to end, or stop it") from None
+                if not self.wait:
+                    os.close(fd)
+                    raise DeepnotesError(
+                        f"{self.path.parent}: in use by another deepnotes process (PID "
+                        f"{holder}); wait for it to end, or stop it") from None
+                log.info("waiting for PID %s, which holds %s", holder, self.path)
+                fcntl.flock(fd, fcntl.LOCK_EX)
             if _same_file(fd, self.path):
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()}\n".encode())

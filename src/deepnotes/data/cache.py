@@ -11,7 +11,10 @@ so the process's own memory stays flat and the operating system's page cache doe
   modification time), the image size and the cache format: a changed folder gets a new cache.
 - **Commit.** A cache is built in ``KEY.building.PID`` and renamed to ``KEY`` when complete, so a
   killed build leaves no cache (its leftovers are removed by the next build) and two builders
-  never mix their records; the first rename wins.
+  never mix their records.
+- **One builder.** A build holds the lock ``KEY.lock`` (``flock``, released by the kernel when
+  its holder dies); another process that wants the same cache (another run, a data-parallel
+  rank, a node on the same shared filesystem) waits for it and then opens what it built.
 - **Checks.** ``meta.json`` holds a CRC-32 of every block of records; a cache whose size or
   checksums disagree is reported in one warning and rebuilt.
 
@@ -39,6 +42,7 @@ from tqdm import tqdm
 
 from deepnotes import atomic
 from deepnotes.errors import DeepnotesError, describe
+from deepnotes.lock import FolderLock
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,7 @@ def cache_key(root: Path, files: list[Path], size: int) -> str:
 def open_or_build(root: Path, files: list[Path], labels: list[int], size: int, read,
                   cache_dir=None, progress: bool = False) -> Cached:
     """The cache of ``files`` (decoded by ``read(path, size)``) at ``size``: reused when it is
-    whole, else built (again)."""
+    whole, else built (again), or waited for while another process builds it."""
     base = cache_root(cache_dir)
     folder = base / "images" / cache_key(root, files, size)
     if folder.is_dir():
@@ -88,7 +92,11 @@ def open_or_build(root: Path, files: list[Path], labels: list[int], size: int, r
         except DeepnotesError as exc:
             log.warning("%s; rebuilding it", exc)
             shutil.rmtree(folder, ignore_errors=True)
-    return _open(_build(folder, files, labels, size, read, progress, root.name))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FolderLock(folder.parent, f"{folder.name}.lock", wait=True):  # one builder at a time
+        if not folder.is_dir():  # else another process built it while this one waited
+            _build(folder, files, labels, size, read, progress, root.name)
+    return _open(folder)
 
 
 def _open(folder: Path) -> Cached:
@@ -120,7 +128,6 @@ def _checksums(records: np.ndarray) -> list[int]:
 def _build(folder: Path, files: list[Path], labels: list[int], size: int, read,
            progress: bool, name: str) -> Path:
     """Decode every file into a new cache folder, then commit it by renaming."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
     _sweep(folder)
     work = folder.with_name(f"{folder.name}.building.{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)

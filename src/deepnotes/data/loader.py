@@ -166,8 +166,9 @@ class _Staging:
 
     def __init__(self, x: torch.Tensor, rows: int, device: torch.device):
         pinned = device.type == "cuda"
-        self.buffers = [torch.empty((rows, *x.shape[1:]), dtype=x.dtype, pin_memory=pinned)
-                        for _ in range(2)]
+        with torch.inference_mode(False):  # written in the prefetch thread, which is not in it
+            self.buffers = [torch.empty((rows, *x.shape[1:]), dtype=x.dtype, pin_memory=pinned)
+                            for _ in range(2)]
         self.copied: list = [None, None]  # CUDA events: the copy out of each buffer is done
         self.x, self.device, self.turn = x, device, 0
 

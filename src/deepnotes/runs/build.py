@@ -7,6 +7,7 @@ from deepnotes.data.splits import Splits, hold_out_train_dev
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import Network, create_model, model_class
 from deepnotes.runs.config import RunConfig
+from deepnotes.train import distributed
 
 DEFAULT_MODELS = {"image": "lenet5", "table": "mlp", "tokens": "lstm", "lm": "charlm",
                   "tags": "tagger", "pairs": "seq2seq"}
@@ -14,13 +15,16 @@ DEFAULT_MODELS = {"image": "lenet5", "table": "mlp", "tokens": "lstm", "lm": "ch
 
 def build_data(config: RunConfig, progress: bool = False) -> tuple[Dataset, Splits]:
     """(dataset, splits) for a config; images are resized to the model's input size, or to
-    --image-size for a model that reads any."""
-    dataset = load_dataset(config.data, image_size=image_size(config), data_dir=config.data_dir,
-                           skip_bad=config.skip_bad, label_column=config.label_column,
-                           progress=progress, max_len=config.max_len, errors=config.errors,
-                           seq_len=config.seq_len or 64, min_count=config.min_count or 1,
-                           targets=config.targets, cache=config.data_cache,
-                           cache_dir=config.cache_dir)
+    --image-size for a model that reads any. Under torchrun each node's first rank loads the
+    data first (and builds its decoded cache), then the other ranks."""
+    size = image_size(config)
+    with distributed.node_leader_first():  # a node's first rank builds a data cache, once
+        dataset = load_dataset(config.data, image_size=size, data_dir=config.data_dir,
+                               skip_bad=config.skip_bad, label_column=config.label_column,
+                               progress=progress, max_len=config.max_len, errors=config.errors,
+                               seq_len=config.seq_len or 64, min_count=config.min_count or 1,
+                               targets=config.targets, cache=config.data_cache,
+                               cache_dir=config.cache_dir)
     try:
         splits = stratified_split(dataset.y, config.fractions, config.seed, dataset.test_indices)
     except DeepnotesError as exc:

@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import uuid
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -114,6 +115,29 @@ def broadcast(obj):
 def barrier() -> None:
     if active():
         dist.barrier()
+
+
+PATIENCE = timedelta(hours=12)  # how long ranks wait for their node's first rank to load data
+
+
+@contextlib.contextmanager
+def node_leader_first():
+    """Run the body on each node's first rank (LOCAL_RANK 0) before the other ranks: a data
+    cache is then built by that rank (once per node, or once in all on a shared filesystem,
+    where the cache's lock makes the leaders take turns) and opened by the others. The wait is
+    a barrier of its own, on Gloo with a timeout long enough for a build."""
+    if not active():
+        yield
+        return
+    group = dist.new_group(backend="gloo", timeout=PATIENCE)
+    leader = int(os.environ.get("LOCAL_RANK", "0")) == 0
+    if not leader:
+        dist.barrier(group=group)
+    try:
+        yield
+    finally:
+        if leader:
+            dist.barrier(group=group)
 
 
 def shard() -> tuple[int, int]:
