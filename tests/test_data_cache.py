@@ -22,7 +22,9 @@ from deepnotes.data import Batches, Normalizer, images
 from deepnotes.data import cache as image_cache
 from deepnotes.data.augment import Augment
 from deepnotes.data.images import load_image_folder
+from deepnotes.data.loader import quasi_random
 from deepnotes.errors import DeepnotesError
+from deepnotes.runs import session
 
 
 @pytest.fixture
@@ -233,6 +235,7 @@ def test_a_run_through_the_cache_trains_exactly_as_in_memory(folder, tmp_path, c
     assert weights[0] == weights[1]
     config = json.loads((runs / "on" / "config.json").read_text())
     assert config["data_cache"] == "on" and config["image_size"] == 12
+    assert config["data_order"] == "random"  # auto, decided: the cache fits in memory
     assert config["input_shape"] == [3, 12, 12]
     rc, out, err = cli("evaluate", runs / "on", "--split", "test")
     assert rc == 0 and f"{metrics[1]['test']['accuracy']:.4f}" in out
@@ -279,3 +282,47 @@ def test_reading_the_cache_does_not_grow_anonymous_memory(tmp_path):
         assert sum(len(xb) for xb, _ in batches.epoch(epoch)) == m
     grown = rss_anon() - before  # in memory it would be the whole 196 MiB
     assert grown < 64 * 2**20, f"anonymous memory grew by {grown / 2**20:.1f} MiB"
+
+
+def test_quasi_random_order_reads_a_window_of_shuffled_blocks_at_a_time():
+    indices = torch.randperm(10_000, generator=torch.Generator().manual_seed(1))[:9_000]
+    order = quasi_random(indices, torch.Generator().manual_seed(5), block=50, window=1_000)
+    again = quasi_random(indices, torch.Generator().manual_seed(5), block=50, window=1_000)
+    other = quasi_random(indices, torch.Generator().manual_seed(6), block=50, window=1_000)
+    assert torch.equal(order, again) and not torch.equal(order, other)
+    assert torch.equal(order.sort().values, indices.sort().values)  # each example once
+    rank = torch.empty(10_000, dtype=torch.int64)
+    rank[indices.sort().values] = torch.arange(9_000)  # place in file order
+    block_of = rank[order] // 50
+    for start in range(0, 9_000, 1_000):  # a window: 20 whole blocks, shuffled together
+        window = block_of[start:start + 1_000]
+        assert len(window.unique()) == 20
+        assert not torch.equal(window, window.sort().values)
+    assert not torch.equal(block_of[::1_000], block_of[::1_000].sort().values)  # blocks moved
+
+
+def test_quasi_random_batches_resume_and_shard_like_random_ones(folder, tmp_path):
+    disk = cached(folder, tmp_path / "cache")
+    norm = Normalizer.fit_blocks(disk.x, torch.arange(36))
+    kw = dict(shuffle=True, seed=4, stream=True, order="quasi-random")
+    whole = Batches(disk.x, disk.y, torch.arange(36), 6, norm, **kw)
+    batches = list(whole.epoch(2))
+    assert torch.equal(torch.cat([y for _, y in batches]).sort().values, disk.y.sort().values)
+    later = list(whole.epoch(2, start=4))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches[4:], later))
+    halves = [list(Batches(disk.x, disk.y, torch.arange(36), 6, norm, shard=(r, 2),
+                           **kw).epoch(2)) for r in range(2)]
+    for n, (xb, _) in enumerate(batches):
+        assert torch.equal(xb, torch.cat([halves[0][n][0], halves[1][n][0]]))
+    with pytest.raises(DeepnotesError, match="--data-order sorted: expected one of random"):
+        Batches(disk.x, disk.y, torch.arange(36), 6, norm, order="sorted")
+
+
+def test_data_order_auto_is_quasi_random_for_a_cache_larger_than_memory(folder, tmp_path,
+                                                                        monkeypatch):
+    disk, memory = cached(folder, tmp_path / "cache"), load_image_folder(folder, 8, cache="off")
+    assert session.data_order("auto", disk) == session.data_order("auto", memory) == "random"
+    monkeypatch.setattr(session, "available_memory", lambda: disk.x.numel() - 1)
+    assert session.data_order("auto", disk) == "quasi-random"
+    assert session.data_order("auto", memory) == "random"  # in memory already
+    assert session.data_order("random", disk) == "random"

@@ -85,7 +85,7 @@ def test_augmenting_with_the_largest_seed_works():
 
     x, y = torch.zeros(6, 1, 4, 4), torch.arange(6)
     batches = Batches(x, y, torch.arange(6), 2, lambda t: t, shuffle=True, seed=10**8,
-                      augment=lambda t, g: t + torch.rand(t.shape, generator=g))
+                      augment=lambda t, g, *_: t + torch.rand(t.shape, generator=g))
     assert len(list(batches.epoch(epoch=10**6))) == 3
 
 

@@ -69,6 +69,22 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return torch.device("cuda", index)
 
 
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation or the page cache (Linux's MemAvailable;
+    the physical memory elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: as if all data fit
+
+
 def visible_names() -> str:
     """``cuda:0 NVIDIA H100, cuda:1 ...`` for error messages."""
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0

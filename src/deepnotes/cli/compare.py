@@ -10,7 +10,7 @@ log = logging.getLogger("deepnotes.cli")
 
 # the RunConfig fields this command sets, as in ``deepnotes train``; every option defaults to None
 OPTIONS = ["model", "data", "data_dir", "epochs", "batch_size", "schedule", "seed", "device",
-           "image_size", "data_cache", "cache_dir"]
+           "image_size", "data_cache", "cache_dir", "data_order"]
 EPOCHS = 5  # enough for the curves to part; `deepnotes train` defaults to more
 
 

@@ -14,7 +14,7 @@ from deepnotes.data import NAMED
 # the RunConfig fields this command sets, as in ``deepnotes train``; every option defaults to None
 OPTIONS = ["model", "data", "data_dir", "skip_bad", "label_column", "epochs", "batch_size", "lr",
            "optimizer", "schedule", "beta", "weight_decay", "seed", "device", "bf16", "augment",
-           "image_size", "data_cache"]
+           "image_size", "data_cache", "data_order"]
 
 
 def add_parser(sub) -> None:

@@ -93,13 +93,18 @@ def add_parser(sub) -> None:
 
 
 def add_image_options(p, cache_dir: bool = True) -> None:
-    """--image-size, --data-cache and (unless the command has its own) --cache-dir."""
+    """--image-size, --data-cache, --data-order and (unless the command has its own)
+    --cache-dir."""
     p.add_argument("--image-size", type=int, metavar="N",
                    help="images: n_H = n_W in pixels for models with adaptive pooling (shorter "
                    "side resized to N, centre crop; default: the model's own size)")
     p.add_argument("--data-cache", choices=("auto", "on", "off"),
                    help="image folders: decode once into a cache on disk and read batches from it "
                    "(on), or decode into memory (off); auto: the cache above 1 GiB decoded (auto)")
+    p.add_argument("--data-order", choices=("auto", "random", "quasi-random"),
+                   help="training batches: a random permutation each epoch, or quasi-random (the "
+                   "cache read in shuffled runs of neighbours, for a cache larger than memory); "
+                   "auto: quasi-random when the cache is larger than the memory available")
     if cache_dir:
         p.add_argument("--cache-dir", metavar="DIR",
                        help="where decoded caches live (default: $DEEPNOTES_CACHE_DIR, else "

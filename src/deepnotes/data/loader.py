@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from deepnotes.errors import DeepnotesError
+
 
 class Normalizer:
     """x -> (x * scale - mu) / sigma, per channel (images, scale 1/255) or feature (tables)."""
@@ -72,6 +74,11 @@ class Normalizer:
         return torch.addcmul(add, x.float(), mul)
 
 
+ORDERS = ("random", "quasi-random")
+BLOCK_BYTES = 4 << 20  # quasi-random: neighbours read together (in records of a cache)
+WINDOW_BYTES = 256 << 20  # and shuffled together: the pages in use at a time
+
+
 class Batches:
     """The examples ``indices`` of (x, y) in mini-batches of ``batch_size``.
 
@@ -82,7 +89,8 @@ class Batches:
     data-parallel rank r of N takes the r-th of N equal slices of every batch (the batches
     themselves are the same on every rank) and reads only that slice. With ``stream`` the
     examples ``x`` stay where they are (a memory-mapped cache on disk) and each batch is gathered
-    there, a batch ahead in a background thread, and moved to ``device``.
+    there, a batch ahead in a background thread, and moved to ``device``. ``order``
+    "quasi-random" shuffles by :func:`quasi_random` (for a cache larger than memory).
     """
 
     MAX_SEED = 10**8  # the seeds drawn from it, (seed * 100_003 + e) * 1_000_003 + b, fit 64 bits
@@ -90,8 +98,11 @@ class Batches:
     def __init__(self, x, y, indices, batch_size: int, normalizer: Normalizer, *,
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0,
                  device: torch.device | str = "cpu", augment=None, shard=(0, 1),
-                 stream: bool = False):
+                 stream: bool = False, order: str = "random"):
+        if order not in ORDERS:
+            raise DeepnotesError(f"--data-order {order}: expected one of {', '.join(ORDERS)}")
         self.shard, self.device, self.stream = shard, torch.device(device), stream
+        self.order_kind = order
         self.x = x if stream else x.to(device)  # stream: x stays where it is (a memory map)
         self.y = y.to(device)
         self.augment = augment  # augment(x_slice, generator, batch, part) before normalising
@@ -113,6 +124,12 @@ class Batches:
         if not self.shuffle:
             return self.indices
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        if self.order_kind == "quasi-random":
+            record = max(1, self.x[0].numel() * self.x.element_size()) if len(self.x) else 1
+            block = max(1, BLOCK_BYTES // record)
+            window = max(8 * self.batch_size, WINDOW_BYTES // record)
+            return quasi_random(self.indices.cpu(), generator, block,
+                                window).to(self.indices.device)
         perm = torch.randperm(len(self.indices), generator=generator).to(self.indices.device)
         return self.indices[perm]
 
@@ -155,6 +172,25 @@ class Batches:
     def _slice(self, n: int) -> slice:
         r, world = self.shard
         return slice(r * n // world, (r + 1) * n // world)
+
+
+def quasi_random(indices: torch.Tensor, generator: torch.Generator, block: int,
+                 window: int) -> torch.Tensor:
+    """An order of ``indices`` that reads a file a window at a time: the indices in file order
+    are cut into blocks of ``block`` neighbours, the blocks are shuffled, and the examples of
+    each run of about ``window`` examples (whole blocks) of the shuffled blocks are shuffled
+    among themselves. Every example comes once; the pages an epoch needs at any time are one
+    window's, so a cache larger than memory is read from disk about once an epoch, in runs of
+    ``block`` records, instead of one random record per read."""
+    ordered = indices.sort().values
+    n = len(ordered)
+    blocks = -(-n // block)
+    place = torch.empty(blocks, dtype=torch.int64)
+    place[torch.randperm(blocks, generator=generator)] = torch.arange(blocks)
+    per_window = max(1, window // block)
+    window_of = place[torch.arange(n) // block] // per_window
+    key = window_of.double() + torch.rand(n, generator=generator, dtype=torch.float64)
+    return ordered[key.argsort()]
 
 
 class _Staging:

@@ -22,6 +22,7 @@ from pathlib import Path
 from deepnotes import atomic
 from deepnotes.data import Batches, augment
 from deepnotes.data.images import CACHE_CHOICES
+from deepnotes.data.loader import ORDERS
 from deepnotes.data.splits import check_fractions
 from deepnotes.data.text import ERRORS
 from deepnotes.errors import DeepnotesError
@@ -90,6 +91,7 @@ class RunConfig:
     image_size: int | None = None  # image folders: n_H = n_W (the model's own size, else 64)
     data_cache: str = "auto"  # image folders: decoded cache on disk ("on"), in memory ("off")
     cache_dir: str | None = None  # where the decoded caches live (data.cache.cache_root)
+    data_order: str = "auto"  # random or quasi-random batches; auto: chosen by a fresh run
     # what the data decides (filled in by runs.session.prepare)
     classes: list[str] = field(default_factory=list)
     in_channels: int = 0
@@ -155,7 +157,7 @@ DEFAULTS = {name: getattr(RunConfig(), name) for name in RunConfig.options()}
 # added after the first release: a config.json without them gets the default
 OPTIONAL_KEYS = ("beta", "weight_decay", "max_len", "errors", "seq_len", "min_count", "targets",
                  "precision", "channels_last", "compile", "train_dev", "recipe", "image_size",
-                 "data_cache", "cache_dir")
+                 "data_cache", "cache_dir", "data_order")
 RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
             "input_shape", "kind", "normalize"]
 
@@ -216,7 +218,7 @@ CONFIG = {  # field -> checker: every option, then the data's
     "channels_last": boolean, "compile": boolean,
     "train_dev": number(0, 1, below=True), "recipe": optional(known("recipe", list_recipes)),
     "image_size": optional(integer(1, WIDTH)), "data_cache": one_of(*CACHE_CHOICES),
-    "cache_dir": optional(string),
+    "cache_dir": optional(string), "data_order": one_of("auto", *ORDERS),
     "classes": list_of(string, 2), "in_channels": integer(1, WIDTH),
     "input_shape": list_of(integer(1, WIDTH), 1, 3), "kind": one_of(*KINDS),
     "normalize": NORMALIZE,

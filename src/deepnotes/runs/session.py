@@ -15,7 +15,7 @@ import torch
 
 from deepnotes.data import Dataset, Normalizer, augment
 from deepnotes.data.splits import Splits, data_warnings
-from deepnotes.device import resolve_device
+from deepnotes.device import available_memory, resolve_device
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import Network
 from deepnotes.optim import check_schedule, create_optimizer
@@ -67,6 +67,7 @@ def prepare(config: RunConfig, progress: bool = True, fresh: bool = True) -> Ses
         config.normalize = (Normalizer.fit_blocks(dataset.x, splits.train) if dataset.on_disk
                             else Normalizer.fit(dataset.x[splits.train])).to_dict()
         config.splits = splits.sizes()
+        config.data_order = data_order(config.data_order, dataset)
     elif config.classes != dataset.classes:
         raise DeepnotesError(f"--resume: the data's classes changed since the run started "
                              f"({len(config.classes)} then, {len(dataset.classes)} now)")
@@ -78,6 +79,19 @@ def prepare(config: RunConfig, progress: bool = True, fresh: bool = True) -> Ses
                                  beta=config.beta, weight_decay=config.weight_decay)
     config.lr = optimizer.defaults["lr"]  # the rule's default alpha when none was given
     return Session(config, dataset, splits, device, model, optimizer)
+
+
+def data_order(choice: str, dataset: Dataset) -> str:
+    """--data-order auto, decided once by a fresh run (a resumed one keeps what it chose; a run
+    from before the option is "auto" and random): quasi-random for a cache larger than the
+    memory available now, else random."""
+    if choice != "auto":
+        return choice
+    big = dataset.on_disk and dataset.x.numel() * dataset.x.element_size() > available_memory()
+    if big:
+        log.info("the data (%.1f GB) is larger than the memory available: batches are drawn in "
+                 "quasi-random order", dataset.x.numel() * dataset.x.element_size() / 1e9)
+    return "quasi-random" if big else "random"
 
 
 def start_folder(session: Session, run_dir: Path) -> None:
