@@ -219,3 +219,23 @@ def test_a_word2vec_step_on_the_gpu_never_waits_for_it_and_matches_the_cpu():
         step(*cpu, span, valid, negs, 0.025, 4.0)
     for a, b in zip(gpu, cpu):
         close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_streamed_batches_reach_the_gpu_as_they_are_on_the_cpu(tmp_path):
+    """A cache's batches gathered into pinned buffers and copied without blocking, a batch
+    ahead: on the GPU they are the CPU's, epoch after epoch (no buffer reused too early)."""
+    from conftest import write_photos
+    from deepnotes.data import Batches, Normalizer
+    from deepnotes.data.images import load_image_folder
+
+    data = load_image_folder(write_photos(tmp_path / "photos", per_class=40), 16, cache="on",
+                             cache_dir=tmp_path / "cache")
+    norm = Normalizer.fit_blocks(data.x, torch.arange(120))
+    kw = dict(shuffle=True, seed=2, stream=True)
+    cpu = Batches(data.x, data.y, torch.arange(120), 16, norm, **kw)
+    gpu = Batches(data.x, data.y, torch.arange(120), 16, norm, device="cuda", **kw)
+    for epoch in range(3):
+        got = list(gpu.epoch(epoch))
+        for (xc, yc), (xg, yg) in zip(cpu.epoch(epoch), got, strict=True):
+            assert xg.device.type == "cuda"
+            assert torch.equal(xg.cpu(), xc) and torch.equal(yg.cpu(), yc)

@@ -24,14 +24,19 @@ The directory is ``--cache-dir``, else ``$DEEPNOTES_CACHE_DIR``, else ``$XDG_CAC
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
 import hashlib
 import json
 import logging
+import mmap
 import multiprocessing
 import os
 import shutil
 import sys
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,11 +59,13 @@ GREY = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", 
 @dataclass
 class Cached:
     """A built cache: the records as a (m, n_C, size, size) uint8 tensor mapped from disk, the
-    labels, the indices into the listing of the files that could not be read."""
+    labels, the indices into the listing of the files that could not be read, and a function
+    that asks for records ahead of their use."""
 
     x: torch.Tensor
     y: torch.Tensor
     bad: list[tuple[int, str]]
+    readahead: Callable[[torch.Tensor], None] | None = None  # will_need for these records
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -113,11 +120,34 @@ def _open(folder: Path) -> Cached:
     if meta.get("format") != FORMAT or not path.is_file() or \
             path.stat().st_size != count * record or len(labels) != count:
         raise DeepnotesError(f"image cache {folder} is incomplete or of another format")
-    records = np.memmap(path, np.uint8, mode="c", shape=(count, *shape)) if count else \
-        np.zeros((0, *shape), np.uint8)
+    pages = None
+    if count:
+        with open(path, "rb") as f:  # copy-on-write: writable for torch, never written back
+            pages = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        records = np.frombuffer(pages, np.uint8).reshape(count, *shape)
+    else:
+        records = np.zeros((0, *shape), np.uint8)
     if _checksums(records) != crc32:
         raise DeepnotesError(f"image cache {folder} is corrupt (a checksum differs)")
-    return Cached(torch.from_numpy(records), torch.from_numpy(labels.astype(np.int64)), bad)
+    readahead = functools.partial(will_need, pages, record) if pages is not None else None
+    return Cached(torch.from_numpy(records), torch.from_numpy(labels.astype(np.int64)), bad,
+                  readahead)
+
+
+def will_need(pages: mmap.mmap, record: int, idx: torch.Tensor) -> None:
+    """Ask the kernel to read records ``idx`` of a mapped cache into the page cache in the
+    background (``madvise(MADV_WILLNEED)``, a run of neighbours at a time), so that gathering
+    them a step later does not wait for the disk; nothing is read into this process."""
+    if not hasattr(mmap, "MADV_WILLNEED") or not len(idx):
+        return
+    rows = idx.cpu().unique()  # sorted
+    starts = torch.ones(len(rows), dtype=torch.bool)
+    starts[1:] = rows[1:] != rows[:-1] + 1
+    firsts = rows[starts].tolist()
+    lasts = rows[torch.cat([starts[1:], torch.tensor([True])])].tolist()
+    for first, last in zip(firsts, lasts):
+        begin = first * record // mmap.PAGESIZE * mmap.PAGESIZE
+        pages.madvise(mmap.MADV_WILLNEED, begin, (last + 1) * record - begin)
 
 
 def _checksums(records: np.ndarray) -> list[int]:
@@ -211,24 +241,28 @@ def _is_grey(path: Path) -> bool:
         return True
 
 
+@contextlib.contextmanager
 def _pool(jobs: int):
-    """Worker processes for decoding (none for a single block)."""
+    """Worker processes for decoding (none for a single block). Forked workers share the
+    parent's memory until they write to it, and Python's garbage collector would write to every
+    object it scans (the listing of a large folder among them), copying the parent's heap into
+    each worker; ``gc.freeze`` keeps the objects that exist at the fork out of their scans."""
     workers = min(jobs, os.cpu_count() or 1)
     if workers <= 1:
-        return _InProcess()
-    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn").Pool(
-        workers)
+        yield _InProcess()
+        return
+    gc.freeze()
+    try:
+        with multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn").Pool(
+                workers) as pool:
+            yield pool
+    finally:
+        gc.unfreeze()
 
 
 class _InProcess:
     def imap_unordered(self, fn, jobs):
         return map(fn, jobs)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
 
 
 def _sweep(folder: Path) -> None:

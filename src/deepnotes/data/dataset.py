@@ -13,6 +13,7 @@ the outputs (labels, tags, or the output vocabulary).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -37,6 +38,7 @@ class Dataset:
     task: str | None = None  # a sequence task (SEQUENCE_TASKS); None: images or a table
     vocab: list[str] | None = None  # the input tokens of a sequence task, by id
     on_disk: bool = False  # x is mapped from a decoded cache (data.cache): read it by batches
+    readahead: Callable[[torch.Tensor], None] | None = None  # on disk: ask for x[idx] ahead
 
     def __post_init__(self):
         if len(self.x) != len(self.y):

@@ -84,7 +84,7 @@ def _from_cache(root: Path, files: list[Path], labels: list[int], classes: list[
     _refuse_bad(root, bad, skip_bad)
     _check_no_empty_class(cached.y.tolist(), classes, root)
     return Dataset(str(root), cached.x, cached.y, classes, skipped=[str(p) for p, _ in bad],
-                   on_disk=True)
+                   on_disk=True, readahead=cached.readahead)
 
 
 def _refuse_bad(root: Path, bad: list[tuple[Path, str]], skip_bad: bool) -> None:

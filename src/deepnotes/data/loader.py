@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -89,7 +88,8 @@ class Batches:
     data-parallel rank r of N takes the r-th of N equal slices of every batch (the batches
     themselves are the same on every rank) and reads only that slice. With ``stream`` the
     examples ``x`` stay where they are (a memory-mapped cache on disk) and each batch is gathered
-    there, a batch ahead in a background thread, and moved to ``device``. ``order``
+    there into reused buffers and moved to ``device``; ``readahead(idx)`` (the cache's) asks the
+    disk for the next batch while the step computes. ``order``
     "quasi-random" shuffles by :func:`quasi_random` (for a cache larger than memory).
     """
 
@@ -98,7 +98,7 @@ class Batches:
     def __init__(self, x, y, indices, batch_size: int, normalizer: Normalizer, *,
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0,
                  device: torch.device | str = "cpu", augment=None, shard=(0, 1),
-                 stream: bool = False, order: str = "random"):
+                 stream: bool = False, order: str = "random", readahead=None):
         if order not in ORDERS:
             raise DeepnotesError(f"--data-order {order}: expected one of {', '.join(ORDERS)}")
         self.shard, self.device, self.stream = shard, torch.device(device), stream
@@ -110,7 +110,7 @@ class Batches:
         self.batch_size, self.normalizer = batch_size, normalizer
         self.shuffle, self.seed = shuffle, seed
         self.drop_last = drop_last and len(indices) > batch_size
-        self._reader: ThreadPoolExecutor | None = None  # the prefetch thread, once streamed
+        self.readahead = readahead  # readahead(idx): the records idx will be read next
 
     def __len__(self) -> int:
         n, b = len(self.indices), self.batch_size
@@ -134,13 +134,12 @@ class Batches:
         return self.indices[perm]
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (x, y) batches of ``epoch`` from batch number ``start`` on. Streamed, the next
-        batch is read in a background thread while the caller computes on this one."""
+        """Yield (x, y) batches of ``epoch`` from batch number ``start`` on."""
         order = self.order(epoch)
         rows = [order[b * self.batch_size : (b + 1) * self.batch_size]
                 for b in range(start, len(self))]
         parts = [idx[self._slice(len(idx))] for idx in rows]
-        gathered = self._prefetched(parts) if self.stream else map(self._gather, parts)
+        gathered = self._streamed(parts) if self.stream else (self.x[idx] for idx in parts)
         for b, idx, x in zip(range(start, len(self)), rows, gathered):
             part = self._slice(len(idx))
             if self.augment is not None:  # drawn for the whole batch: a rank draws what one would
@@ -148,26 +147,18 @@ class Batches:
                 x = self.augment(x, generator_on(x.device, seed), len(idx), part)
             yield self.normalizer(x), self.y[idx[part]]
 
-    def _prefetched(self, parts: list[torch.Tensor]) -> Iterator[torch.Tensor]:
-        """x[idx] of each ``idx`` in turn, each read while the previous one is in use (reading
-        a memory map and copying release the GIL, so a thread overlaps them with the step)."""
+    def _streamed(self, parts: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """x[idx] of each ``idx`` in turn, read from where x lies into reused buffers, with the
+        records of the next batch asked for (``readahead``) before this one is handed out: the
+        disk reads them in the background while the step computes."""
         if not parts:
             return
         staging = _Staging(self.x, max(len(p) for p in parts), self.device)
-        if self._reader is None:  # one thread for every epoch (a new one each time costs memory)
-            self._reader = ThreadPoolExecutor(1, thread_name_prefix="deepnotes-prefetch")
-        ahead = self._reader.submit(staging.gather, parts[0])
-        try:
-            for idx in parts[1:]:
-                x = ahead.result()
-                ahead = self._reader.submit(staging.gather, idx)
-                yield x
-            yield ahead.result()
-        finally:
-            ahead.cancel()
-
-    def _gather(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.x[idx]
+        for n, idx in enumerate(parts):
+            x = staging.gather(idx)
+            if self.readahead is not None and n + 1 < len(parts):
+                self.readahead(parts[n + 1])
+            yield x
 
     def _slice(self, n: int) -> slice:
         r, world = self.shard
@@ -195,14 +186,14 @@ def quasi_random(indices: torch.Tensor, generator: torch.Generator, block: int,
 
 class _Staging:
     """Two host buffers that streamed batches are gathered into in turn (pinned for a GPU, and
-    copied from there without blocking): no memory is allocated per batch, so a long epoch
-    leaves the allocator nothing to hold on to. A batch's buffer is reused two batches later,
-    once its copy to the GPU is done; on the CPU the batch itself is the buffer, valid until the
-    next batch is drawn (:meth:`Batches.epoch` augments and normalises it into new memory)."""
+    copied from there without blocking): no memory is allocated per batch. A batch's buffer is
+    reused two batches later, once its copy to the GPU is done; on the CPU the batch itself is
+    the buffer, valid until the next batch is drawn (:meth:`Batches.epoch` augments and
+    normalises it into new memory)."""
 
     def __init__(self, x: torch.Tensor, rows: int, device: torch.device):
         pinned = device.type == "cuda"
-        with torch.inference_mode(False):  # written in the prefetch thread, which is not in it
+        with torch.inference_mode(False):  # plain tensors: written again in any later mode
             self.buffers = [torch.empty((rows, *x.shape[1:]), dtype=x.dtype, pin_memory=pinned)
                             for _ in range(2)]
         self.copied: list = [None, None]  # CUDA events: the copy out of each buffer is done
@@ -215,7 +206,7 @@ class _Staging:
         out = torch.index_select(self.x, 0, idx.cpu(), out=self.buffers[i][:len(idx)])
         if self.device.type != "cuda":
             return out
-        with torch.cuda.device(self.device):  # this rank's own GPU, from the prefetch thread
+        with torch.cuda.device(self.device):  # the event on this rank's own GPU
             moved = out.to(self.device, non_blocking=True)
             self.copied[i] = torch.cuda.Event()
             self.copied[i].record()

@@ -82,6 +82,6 @@ def batches(config: RunConfig, dataset: Dataset, indices, device, train: bool = 
     return Batches(dataset.x, dataset.y, indices, size, normalizer, shuffle=train,
                    drop_last=train, seed=config.seed, device=device,
                    augment=augment.Augment(kinds) if kinds else None, shard=shard,
-                   stream=dataset.on_disk,
+                   stream=dataset.on_disk, readahead=dataset.readahead,
                    order="quasi-random" if train and config.data_order == "quasi-random"
                    else "random")

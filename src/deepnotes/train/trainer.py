@@ -303,19 +303,48 @@ def evaluate(model, batches: Batches, task: Task | None = None,
     labels (several binary tasks) the (N, T) matrices, missing labels kept as IGNORE in y_true."""
     task = task or Classification()
     model.eval()
-    losses, ys, preds, counts = [], [], [], 0
+    total, counts = torch.zeros((), dtype=torch.float64, device=batches.device), 0
+    ys, preds = Collected(batches.num_examples), Collected(batches.num_examples)
     device = batches.device
     amp = autocast_dtype(precision, device)
     for x, y in batches.epoch():
         with torch.autocast(device.type, amp or torch.float32, enabled=amp is not None):
             z, y = task.forward(model, x, y)
         z = z.float()
-        losses.append(task.loss(z, y, reduction="sum"))
+        total += task.loss(z, y, reduction="sum")
         counted = y != IGNORE
         counts += int(counted.sum())
         keep = slice(None) if task.keeps_missing else counted
-        ys.append(y[keep])
-        preds.append(task.predict(z)[keep])
+        ys.add(y[keep], len(y))
+        preds.add(task.predict(z)[keep], len(y))
     model.train()
-    return {"loss": float(torch.stack(losses).sum()) / max(1, counts),
-            "y_true": torch.cat(ys).cpu(), "y_pred": torch.cat(preds).cpu()}
+    return {"loss": float(total) / max(1, counts), "y_true": ys.result().cpu(),
+            "y_pred": preds.result().cpu()}
+
+
+class Collected:
+    """Rows gathered batch by batch into one tensor allocated at the first batch, room for
+    every example's rows. Kept as one small tensor a batch, they would lie scattered among the
+    batches' large blocks that the C allocator reuses, and its heap would grow with the number
+    of batches (hundreds of MB over a large split)."""
+
+    def __init__(self, examples: int):
+        self.examples, self.data, self.n = examples, None, 0
+
+    def add(self, rows: torch.Tensor, batch: int) -> None:
+        """``rows`` of a batch of ``batch`` examples (at most ``rows_per_example x batch``)."""
+        if self.data is None:
+            per_example = -(-len(rows) // max(1, batch)) if len(rows) else 1
+            per_example = max(per_example, 1)
+            self.data = torch.empty((self.examples * per_example, *rows.shape[1:]),
+                                    dtype=rows.dtype, device=rows.device)
+        if self.n + len(rows) > len(self.data):  # more rows an example than the first batch had
+            grown = torch.empty((2 * len(self.data) + len(rows), *rows.shape[1:]),
+                                dtype=rows.dtype, device=rows.device)
+            grown[:self.n] = self.data[:self.n]
+            self.data = grown
+        self.data[self.n:self.n + len(rows)] = rows
+        self.n += len(rows)
+
+    def result(self) -> torch.Tensor:
+        return self.data[:self.n] if self.data is not None else torch.empty(0, dtype=torch.int64)
