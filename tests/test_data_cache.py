@@ -326,3 +326,44 @@ def test_data_order_auto_is_quasi_random_for_a_cache_larger_than_memory(folder, 
     assert session.data_order("auto", disk) == "quasi-random"
     assert session.data_order("auto", memory) == "random"  # in memory already
     assert session.data_order("random", disk) == "random"
+
+
+def tiny_pngs(root: Path, n: int) -> Path:
+    """``n`` 8x8 RGB PNGs in two class folders."""
+    rng = np.random.default_rng(n)
+    for c in range(2):
+        (root / f"c{c}").mkdir(parents=True)
+    for i in range(n):
+        pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"c{i % 2}" / f"{i}.png", compress_level=0)
+    return root
+
+
+@pytest.mark.slow  # makes 21,000 files, trains in four processes
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux's /proc")
+def test_training_through_the_cache_keeps_memory_flat_as_the_folder_grows(tmp_path,
+                                                                          monkeypatch):
+    """deepnotes train (LeNet-5, one epoch, the cache built, then reused) on 3,000 and on
+    18,000 images (both built by 2 decoding workers): the peak anonymous memory (Pss_Anon) of
+    the process and its workers grows by less than half of what the 15,000 more images take
+    decoded (in memory they would all be held, and more while the statistics are computed)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    from benchmarks.data_cache import PeakMemory
+
+    peaks = {}
+    for n in (3_000, 18_000):
+        folder = tiny_pngs(tmp_path / f"photos{n}", n)
+        for run in ("build", "reuse"):
+            cmd = [sys.executable, "-m", "deepnotes", "train", "--data", str(folder), "--model",
+                   "lenet5", "--epochs", "1", "--data-cache", "on", "--cache-dir",
+                   str(tmp_path / "cache"), "--out", str(tmp_path / "runs"), "--quiet"]
+            child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+            with PeakMemory(child.pid) as peak:
+                _, err = child.communicate(timeout=300)
+            assert child.returncode == 0, err
+            peaks[n, run] = peak.peak_pss
+    decoded = 15_000 * 3 * 32 * 32  # the records LeNet-5 reads, 32x32 RGB
+    for run in ("build", "reuse"):
+        grown = peaks[18_000, run] - peaks[3_000, run]
+        assert grown < decoded / 2, f"{run}: grew by {grown / 2**20:.1f} MiB"

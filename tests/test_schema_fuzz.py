@@ -63,7 +63,8 @@ TAKES = {"data": ["x", ""], "data_dir": [None, "x", ""], "label_column": [None, 
          "seed": [0], "precision": [None], "recipe": [None], "skip_bad": [True],
          "bf16": [True], "channels_last": [True], "compile": [True], "train_dev": [0],
          "provenance": [{}, {"a": 1}], "splits": [{}, {"a": 1}], "image_size": [None],
-         "data_cache": ["on", "off"], "cache_dir": [None, "x", ""]}
+         "data_cache": ["on", "off"], "cache_dir": [None, "x", ""], "early_stop": [None],
+         "min_delta": [0, 1.5, 10**30], "monitor": ["dev_f1"], "tensorboard": [True]}
 TAKES.update({k: [*TAKES.get(k, []), GONE]
               for k in [*OPTIONAL_KEYS, *run_config.CONFIG_EXTRAS]})
 MORE_CONFIG = {
@@ -93,6 +94,7 @@ MORE_CONFIG = {
     "max_len": [0, 1.0], "seq_len": [0], "min_count": [0], "seed": [10**8 + 1, 2**63],
     "label_column": [5], "data": [5], "data_dir": [5],
     "image_size": [0, "32", 2**21], "data_cache": ["yes", True], "cache_dir": [5],
+    "monitor": ["accuracy", "dev_f1"], "early_stop": [2**31, 1.0], "min_delta": [-0.1],
 }
 # several fields at once: each fine alone, wrong together
 CROSS_CONFIG = [{"optimizer": "sgd", "beta": 0.9}, {"augment": "flip", "kind": "table",
@@ -123,10 +125,13 @@ MORE_STATE = {
                     [("lr", -1), ("lr", "x"), ("params", ["a"]), ("params", "x"), ("beta1", 2),
                      ("eps", -1), ("bias_correction", "yes"), ("weight_decay", math.inf)])],
     "scaler": [{"scale": -1}, {}, "x"], "checkpoint": [5],
+    "monitor": ["dev_f1", "loss"], "best_epoch": [3, 0], "best_value": [0.5, math.nan],
+    "stopped": ["early stop", 5],
 }
 TAKES_STATE = {"loss_sum": [0, 1.5, 10**30], "seconds": [0, 1.5, 10**30], "history": [[]],
                "step": [0], "global_step": [0], "correct": [0], "seen": [0], "epoch": [0],
-               "checkpoint": ["x", "", GONE]}
+               "checkpoint": ["x", "", GONE], "monitor": ["dev_f1"], "best_epoch": [3],
+               "best_value": [0.5, -1, 0, 1.5, 10**30], "stopped": ["early stop", "", "x"]}
 # refused only when the optimizer it is loaded into is known (checkpoint.load)
 OPTIMIZER_MISFITS = [{"param_groups": [{**GROUP, "params": [0]}], "scalars": {}},
                      {"param_groups": [GROUP, GROUP], "scalars": {}},

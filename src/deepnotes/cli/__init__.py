@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         evaluate,
         finetune,
         predict,
+        runs,
         sequences,
         summary,
         train,
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Deep learning from the course notes: train, evaluate, predict.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (train, evaluate, predict, sequences, compare, tune, word2vec, devices,
+    for module in (train, evaluate, predict, runs, sequences, compare, tune, word2vec, devices,
                    summary, diagnose, finetune, bench):
         module.add_parser(sub)
     return parser
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc reruns it
+    # progress bars on a terminal only: a log file gets the log's one line an epoch instead
+    args.progress = not getattr(args, "quiet", False) and sys.stderr.isatty()
     _log_to_stderr(quiet=getattr(args, "quiet", False))
     if args.command is None:
         parser.print_help()

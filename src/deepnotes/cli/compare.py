@@ -70,10 +70,10 @@ def run(args) -> int:
     names = parse_names(args.optimizers)
     lrs = learning_rates(names, parse_lrs(args.lr) if args.lr is not None else None)
     config = RunConfig(**{"epochs": EPOCHS, **explicit})
-    session = prepare(config, progress=not args.quiet, fresh=True)
+    session = prepare(config, progress=args.progress, fresh=True)
     run_dir = comparison_folder(args.out, args.name, args.overwrite, config)
     try:
-        rows = run_comparison(session, names, run_dir, lrs, progress=not args.quiet)
+        rows = run_comparison(session, names, run_dir, lrs, progress=args.progress)
     except BaseException:
         if not any(run_dir.glob("*/state.safetensors")):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave nothing

@@ -52,8 +52,10 @@ def run(args) -> int:
     return 0
 
 
-def print_table(result: dict) -> None:
-    """One row per split: accuracy, loss, macro precision / recall / F1, micro and weighted F1."""
+def print_table(metrics: dict) -> None:
+    """One row per split: accuracy, loss, macro precision / recall / F1, micro and weighted F1;
+    then which epoch the run kept (metrics.json's ``best``), when it says."""
+    result = {k: v for k, v in metrics.items() if k != "best"}
     w = max([6, *map(len, result)])  # train_dev is wider than the others
     print(f"{'split':<{w}} {'examples':>8} {'accuracy':>9} {'loss':>8} {'precision':>10} "
           f"{'recall':>7} {'F1':>7} {'F1 micro':>9} {'F1 wtd':>7}")
@@ -68,6 +70,10 @@ def print_table(result: dict) -> None:
                       ("perplexity", "perplexity exp(loss)")):
         if any(key in m for m in result.values()):
             print(f"{what}: " + ", ".join(f"{name} {m[key]:.4f}" for name, m in result.items()))
+    best = metrics.get("best")
+    if best:
+        print(f"kept: epoch {best['epoch']}, the best {best['monitor']} ({best['value']:.4f})"
+              + (f"; {best['stopped']}" if best.get("stopped") else ""))
 
 
 def print_per_class(m: dict) -> None:

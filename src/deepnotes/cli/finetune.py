@@ -80,14 +80,14 @@ def run(args) -> int:
     config = RunConfig(**explicit_options(args, OPTIONS))
     session, line = prepare_finetune(args.source, config, freeze_option=args.freeze,
                                      gradual=args.gradual, lr_decay=args.lr_decay,
-                                     progress=not args.quiet)
+                                     progress=args.progress)
     print(line)
     data_name = config.data if config.data in NAMED else Path(config.data).stem
     cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.out) / ".feature-cache"
     with folder.create(args.out, args.name, f"finetune-{config.model}-{data_name}",
                        args.overwrite) as run:
         _, result = fit_finetune(session, run.path, cache=not args.no_cache, cache_dir=cache_dir,
-                                 progress=not args.quiet, on_checkpoint=run.committed)
+                                 progress=args.progress, on_checkpoint=run.committed)
     print_table(result)
     print(f"run folder: {run.path}")
     return 0

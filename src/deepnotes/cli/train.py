@@ -50,6 +50,17 @@ def add_parser(sub) -> None:
                    help="L2 regularisation: dW += LAMBDA W (0)")
     p.add_argument("--schedule", help=f"learning-rate decay: {', '.join(SCHEDULES)}, some with an "
                    f"argument, e.g. inverse:0.5 or step:10:0.1 ({D['schedule']})")
+    p.add_argument("--monitor", choices=("dev_loss", "dev_accuracy", "dev_f1"),
+                   help="the dev metric whose best epoch is the kept model (model.safetensors, "
+                   "test metrics) (dev_loss)")
+    p.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without improvement of --monitor (the best "
+                   "epoch is still the one kept) (off)")
+    p.add_argument("--min-delta", type=float,
+                   help="an improvement of --monitor must exceed this (0)")
+    p.add_argument("--tensorboard", action="store_const", const=True,
+                   help="write the learning curves for TensorBoard into RUN/tensorboard (needs "
+                   "pip install 'deepnotes[tensorboard]'; view: tensorboard --logdir runs)")
     p.add_argument("--augment", help="image augmentation while training, a comma list of crop, "
                    "resized-crop, flip (random shifts; random windows of 8-100%% of the "
                    "area resized back, for photos; mirror images); none by default")
@@ -160,10 +171,10 @@ def _run(args) -> int:
     explicit = explicit_options(args, RunConfig.options())
     if args.resume:
         run_dir = Path(args.resume)
-        result = training.resume(run_dir, explicit, args.allow_changes, progress=not args.quiet)
+        result = training.resume(run_dir, explicit, args.allow_changes, progress=args.progress)
     else:
         run_dir, result = training.start(explicit, args.out, args.name, args.overwrite,
-                                         progress=not args.quiet)
+                                         progress=args.progress)
     if result is not None:  # rank 0 reports
         print_table(result)
         print(f"run folder: {run_dir}")

@@ -95,7 +95,7 @@ def start(args, settings: dict, created: bool) -> int:
 
     config = RunConfig(**{k: settings[k] for k in SETTINGS if k in DEFAULTS},
                        device=args.device or RunConfig.device)
-    session = prepare(config, progress=not args.quiet, fresh=True)
+    session = prepare(config, progress=args.progress, fresh=True)
     settings["model"] = config.model
     tune_dir = claim_tune_dir(args.out, args.name, settings, created)
     return tune(args, session, settings, tune_dir)
@@ -110,7 +110,7 @@ def tune(args, session, settings: dict, tune_dir: Path) -> int:
     level = quiet_training.level
     quiet_training.setLevel(logging.WARNING)  # a progress bar over trials, not epoch lines
     try:
-        search.tune(study, session, tune_dir, settings, args.trials, progress=not args.quiet)
+        search.tune(study, session, tune_dir, settings, args.trials, progress=args.progress)
     except (TrainingInterrupted, KeyboardInterrupt):
         again = f" --name {tune_dir.name}" if not args.name else ""
         raise TrainingInterrupted(f"interrupted; the unfinished trial is discarded; run the same "

@@ -115,7 +115,7 @@ def run_train(args) -> int:
                      vector_size=args.vector_size, window=args.window, negative=args.negative,
                      min_count=args.min_count, sample=args.sample, alpha=args.alpha,
                      epochs=args.epochs, workers=args.workers, seed=args.seed,
-                     device=args.device, progress=not args.quiet,
+                     device=args.device, progress=args.progress,
                      implementation=args.implementation, hs=int(args.hs),
                      shared_negatives=not args.per_pair_negatives)
     wv = model.wv

@@ -65,8 +65,8 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator,
                            device=generator.device)[:, part].to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, n_H, 1)
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, n_W)
-    batch = torch.arange(b, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+    images = torch.arange(b, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[images, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator, batch: int | None = None,

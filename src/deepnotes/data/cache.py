@@ -169,6 +169,7 @@ def _build(folder: Path, files: list[Path], labels: list[int], size: int, read,
     bad: list[tuple[int, str]] = []
     jobs = [(start, files[start:start + BLOCK], size, channels, read)
             for start in range(0, len(files), BLOCK)]
+    log.info("decoding %d images of %s into the cache %s", len(files), name, folder)
     bar = tqdm(total=len(files), desc=f"caching {name} in {folder.parent}", unit="img",
                file=sys.stderr, disable=not progress)
     with bar, _pool(len(jobs)) as pool:

@@ -89,8 +89,8 @@ class Batches:
     themselves are the same on every rank) and reads only that slice. With ``stream`` the
     examples ``x`` stay where they are (a memory-mapped cache on disk) and each batch is gathered
     there into reused buffers and moved to ``device``; ``readahead(idx)`` (the cache's) asks the
-    disk for the next batch while the step computes. ``order``
-    "quasi-random" shuffles by :func:`quasi_random` (for a cache larger than memory).
+    disk for the next batch while the step computes. ``order`` "quasi-random" shuffles by
+    :func:`quasi_random` (for a cache larger than memory).
     """
 
     MAX_SEED = 10**8  # the seeds drawn from it, (seed * 100_003 + e) * 1_000_003 + b, fit 64 bits
@@ -205,7 +205,7 @@ class _Staging:
             self.copied[i].synchronize()
         out = torch.index_select(self.x, 0, idx.cpu(), out=self.buffers[i][:len(idx)])
         if self.device.type != "cuda":
-            return out
+            return out.to(self.device)  # the buffer itself on the CPU
         with torch.cuda.device(self.device):  # the event on this rank's own GPU
             moved = out.to(self.device, non_blocking=True)
             self.copied[i] = torch.cuda.Event()

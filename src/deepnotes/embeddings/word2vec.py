@@ -35,6 +35,7 @@ The learning rate decays linearly from ``alpha`` to ``min_alpha`` over all words
 
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
@@ -55,6 +56,8 @@ from deepnotes.embeddings.corpus import (
 )
 from deepnotes.embeddings.keyed_vectors import KeyedVectors
 from deepnotes.errors import DeepnotesError, check_range
+
+log = logging.getLogger(__name__)
 
 CHUNK_WORDS = 200_000
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes no more
@@ -307,11 +310,13 @@ class Word2Vec:
             tree = (t.codes.numpy(), t.points.numpy(), t.lengths.numpy(), self.w_hs.numpy())
         try:
             for epoch in range(self.epochs):
+                start = time.perf_counter()
                 tick = None if bar is None else (
                     lambda hi, e=epoch: bar.update(round(e * c.raw_words + hi * per_id) - bar.n))
                 hogwild.train_epoch((c.ids.numpy(), c.sentence.numpy()), tables,
                                     self.w_in.numpy(), self.w_out.numpy(), settings, epoch,
                                     workers, tick, tree)
+                self._epoch_done(epoch, start)
         finally:
             hogwild.numba.set_num_threads(threads)
 
@@ -328,6 +333,7 @@ class Word2Vec:
         per_id = c.raw_words / max(n, 1)  # raw words (dropped ones included) per kept id
         total = self.epochs * c.raw_words
         for epoch in range(self.epochs):
+            start = time.perf_counter()
             for lo in range(0, n, CHUNK_WORDS):
                 hi = min(lo + CHUNK_WORDS, n)
                 done = epoch * c.raw_words + lo * per_id
@@ -335,6 +341,13 @@ class Word2Vec:
                                   done, (hi - lo) * per_id, total)
                 if bar is not None:
                     bar.update(round((epoch * c.raw_words + hi * per_id) - bar.n))
+            self._epoch_done(epoch, start)
+
+    def _epoch_done(self, epoch: int, start: float) -> None:
+        """One log line an epoch (what a log file gets instead of a progress bar)."""
+        assert self.corpus is not None
+        log.info("word2vec epoch %d/%d: %.0f words/s", epoch + 1, self.epochs,
+                 self.corpus.raw_words / max(time.perf_counter() - start, 1e-9))
 
     def _train_chunk(self, ids, sentence, keep, noise, g, done, words, total) -> None:
         """Subsample the chunk, build its windows, then step over B centres at a time (the

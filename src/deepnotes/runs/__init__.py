@@ -6,6 +6,7 @@
 - :mod:`~deepnotes.runs.training`: ``deepnotes train``: start a run, or resume one
 - :mod:`~deepnotes.runs.folder`: a run folder's name, owner, lock, provenance and trained model
 - :mod:`~deepnotes.runs.report`: metrics.json and the plots of a finished run
+- :mod:`~deepnotes.runs.table`: ``deepnotes runs``: one row a run folder
 - :mod:`~deepnotes.runs.compare`, :mod:`~deepnotes.runs.tune`, :mod:`~deepnotes.runs.finetune`,
   :mod:`~deepnotes.runs.error_analysis`: the workflows of ``compare-optimizers``, ``tune`` (needs
   Optuna, imported only there; its settings, checked without Optuna, are

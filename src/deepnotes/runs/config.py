@@ -28,6 +28,7 @@ from deepnotes.data.text import ERRORS
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import list_models, model_class
 from deepnotes.optim import BETA_NAMES, check_schedule, list_optimizers
+from deepnotes.train.history import MONITORS
 from deepnotes.train.recipes import list_recipes
 from deepnotes.train.schema import (
     COUNT,
@@ -92,6 +93,10 @@ class RunConfig:
     data_cache: str = "auto"  # image folders: decoded cache on disk ("on"), in memory ("off")
     cache_dir: str | None = None  # where the decoded caches live (data.cache.cache_root)
     data_order: str = "auto"  # random or quasi-random batches; auto: chosen by a fresh run
+    monitor: str = "dev_loss"  # the dev metric that chooses the kept epoch (train.history)
+    early_stop: int | None = None  # stop after this many epochs without improvement
+    min_delta: float = 0.0  # what counts as an improvement of the monitor
+    tensorboard: bool = False  # learning curves for TensorBoard in RUN/tensorboard
     # what the data decides (filled in by runs.session.prepare)
     classes: list[str] = field(default_factory=list)
     in_channels: int = 0
@@ -157,7 +162,8 @@ DEFAULTS = {name: getattr(RunConfig(), name) for name in RunConfig.options()}
 # added after the first release: a config.json without them gets the default
 OPTIONAL_KEYS = ("beta", "weight_decay", "max_len", "errors", "seq_len", "min_count", "targets",
                  "precision", "channels_last", "compile", "train_dev", "recipe", "image_size",
-                 "data_cache", "cache_dir", "data_order")
+                 "data_cache", "cache_dir", "data_order", "monitor", "early_stop",
+                 "min_delta", "tensorboard")
 RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
             "input_shape", "kind", "normalize"]
 
@@ -219,6 +225,8 @@ CONFIG = {  # field -> checker: every option, then the data's
     "train_dev": number(0, 1, below=True), "recipe": optional(known("recipe", list_recipes)),
     "image_size": optional(integer(1, WIDTH)), "data_cache": one_of(*CACHE_CHOICES),
     "cache_dir": optional(string), "data_order": one_of("auto", *ORDERS),
+    "monitor": one_of(*MONITORS), "early_stop": optional(integer(1, COUNT)),
+    "min_delta": number(0), "tensorboard": boolean,
     "classes": list_of(string, 2), "in_channels": integer(1, WIDTH),
     "input_shape": list_of(integer(1, WIDTH), 1, 3), "kind": one_of(*KINDS),
     "normalize": NORMALIZE,

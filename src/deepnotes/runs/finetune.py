@@ -170,6 +170,6 @@ def fit_head_on_cache(session: Session, run_dir: Path, cache_dir: Path, progress
                       on_checkpoint=on_checkpoint, task=config.task)
     log.info("training the head of %s on cached features of %s (%s) on %s; run folder %s",
              config.model, config.data, splits.sizes(), device, run_dir)
-    trainer.fit(train, dev)
+    trainer.fit(train, dev)  # leaves the best epoch's head in the model
     dataset.to(device)
-    return trainer, finish(session, model, trainer.history, run_dir)
+    return trainer, finish(session, model, trainer.history, run_dir, trainer.state)

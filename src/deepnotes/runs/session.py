@@ -19,11 +19,12 @@ from deepnotes.device import available_memory, resolve_device
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import Network
 from deepnotes.optim import check_schedule, create_optimizer
-from deepnotes.runs import report
+from deepnotes.runs import report, tensorboard
 from deepnotes.runs.build import DEFAULT_MODELS, batches, build_data, build_model, check_model_fits
 from deepnotes.runs.config import FORMAT, FORMAT_VERSION, RunConfig, write_json
 from deepnotes.runs.folder import provenance
 from deepnotes.train import Trainer, distributed
+from deepnotes.train.state import TrainState
 from deepnotes.train.trainer import autocast_dtype, check_compiler
 
 log = logging.getLogger("deepnotes.train")
@@ -54,6 +55,8 @@ def prepare(config: RunConfig, progress: bool = True, fresh: bool = True) -> Ses
     if config.compile:
         check_compiler(device)
     check_schedule(config.schedule)  # an unknown schedule fails here, early
+    if config.tensorboard:
+        tensorboard.writer_class()  # and so does --tensorboard without its package
     augment.parse(config.augment)  # and so does an unknown augmentation
     dataset, splits = build_data(config, progress=progress)
     config.model = config.model or DEFAULT_MODELS[dataset.kind]
@@ -71,6 +74,9 @@ def prepare(config: RunConfig, progress: bool = True, fresh: bool = True) -> Ses
     elif config.classes != dataset.classes:
         raise DeepnotesError(f"--resume: the data's classes changed since the run started "
                              f"({len(config.classes)} then, {len(dataset.classes)} now)")
+    if config.early_stop and not len(splits.dev):
+        raise DeepnotesError(f"--early-stop {config.early_stop}: needs a dev set to watch, and "
+                             f"--data {config.data} has none with these fractions")
     for warning in data_warnings(dataset, splits):
         log.warning(warning)
     torch.manual_seed(config.seed)
@@ -118,14 +124,23 @@ def fit(session: Session, run_dir: Path, *, progress: bool = True, resuming: boo
                                        session.device)
     if not resuming and distributed.is_writer():
         start_folder(session, run_dir)
+    board = None
+    if config.tensorboard and distributed.is_writer():
+        board = tensorboard.EpochLog(run_dir, config, len(splits.train))
+        on_epoch = _both(board, on_epoch)
     trainer = Trainer(session.model, session.optimizer, epochs=config.epochs,
                       schedule=config.schedule, device=device, run_dir=run_dir,
                       progress=progress, on_epoch=on_epoch, on_checkpoint=on_checkpoint,
                       precision=config.amp_precision, channels_last=config.channels_last,
-                      compile=config.compile, task=config.task)
+                      compile=config.compile, task=config.task, monitor=config.monitor,
+                      early_stop=config.early_stop, min_delta=config.min_delta,
+                      classes=config.classes)
     if resuming:
         trainer.resume()
-        if trainer.state.epoch >= config.epochs:
+        if trainer.state.stopped:
+            log.info("%s stopped already (%s); recomputing its metrics", run_dir,
+                     trainer.state.stopped)
+        elif trainer.state.epoch >= config.epochs:
             log.info("%s finished all %d epochs already; recomputing its metrics", run_dir,
                      config.epochs)
         else:
@@ -137,16 +152,34 @@ def fit(session: Session, run_dir: Path, *, progress: bool = True, resuming: boo
     dev_batches = batches(config, dataset, splits.dev, device)
     log.info("training %s on %s (%s) with %s on %s; run folder %s", config.model, config.data,
              splits.sizes(), config.optimizer, device, run_dir)
-    trainer.fit(train_batches, dev_batches)
+    trainer.fit(train_batches, dev_batches)  # leaves the best epoch's weights in the model
     if not distributed.is_writer():  # rank 0 evaluates and writes; the others are done
         return trainer, None
-    return trainer, finish(session, trainer.model, trainer.history, run_dir)
+    result = finish(session, trainer.model, trainer.history, run_dir, trainer.state)
+    if board is not None:
+        board.close(result.get("best"))
+    return trainer, result
 
 
-def finish(session: Session, model, history: list[dict], run_dir: Path) -> dict:
-    """The end of a run: metrics of every split through ``model`` into metrics.json, the
-    learning curves and the confusion matrix; returns the metrics."""
+def _both(first, second):
+    """An ``on_epoch`` that calls ``first`` then ``second`` (when there is one)."""
+    def on_epoch(row: dict) -> None:
+        first(row)
+        if second is not None:
+            second(row)
+    return on_epoch
+
+
+def finish(session: Session, model, history: list[dict], run_dir: Path,
+           state: TrainState | None = None) -> dict:
+    """The end of a run: metrics of every split through ``model`` (the kept epoch's) into
+    metrics.json, with the monitored metric's best epoch and why the run stopped early (from
+    the trainer's ``state``), the learning curves and the confusion matrix; returns the
+    metrics."""
     result = report.split_metrics(model, session.config, session.dataset, session.splits,
                                   session.device)
+    if state is not None and state.best_epoch is not None:
+        result["best"] = {"monitor": state.monitor, "epoch": state.best_epoch,
+                          "value": state.best_value, "stopped": state.stopped}
     report.write(run_dir, result, history, session.config)
     return result

@@ -14,6 +14,7 @@ several processes), ``tune.json`` (its settings), ``trials/NNNN/`` (one run fold
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import shutil
@@ -37,6 +38,8 @@ from deepnotes.runs.config import write_json
 from deepnotes.runs.session import Session, fit
 from deepnotes.runs.tune_settings import beta_name
 from deepnotes.train import plots
+
+log = logging.getLogger(__name__)
 
 STUDY = "deepnotes-tune"
 FINE_FACTOR = 10 ** 0.5  # the fine range: half a decade either side of the best alpha, 1 - beta
@@ -245,6 +248,8 @@ def tune(study: optuna.Study, session: Session, tune_dir: Path, settings: dict, 
             best = best_trial(study)
             if best is not None:
                 bar.set_postfix(best=f"{best.value:.4f}", trial=best.number)
+            log.info("trial %d/%d done; best dev accuracy %s", min(now, n_trials), n_trials,
+                     "none yet" if best is None else f"{best.value:.4f} (trial {best.number})")
             done = now
 
 

@@ -1,15 +1,17 @@
 """Checkpoints without pickle: tensors in safetensors, everything else in JSON.
 
 ``state.safetensors`` is the resume point and the commit record. It holds the model (``model.*``),
-the optimizer state (``optim.*``), the RNG state, and the trainer's counters and history as JSON in
-the file's metadata, with the checkpoint's id (``epoch:step:global_step``). Its one atomic rename
-commits all of it together: a kill at any moment leaves the previous checkpoint or the new one.
+the best epoch's weights when they are not the model's (``best.*``), the optimizer state
+(``optim.*``), the RNG state, and the trainer's counters and history as JSON in the file's
+metadata, with the checkpoint's id (``epoch:step:global_step``). Its one atomic rename commits all
+of it together: a kill at any moment leaves the previous checkpoint or the new one.
 
-The other files are derived from it and written after it: ``model.safetensors`` (the weights
-alone, for evaluate / predict / transfer; the id in its metadata), ``state.json`` (the counters,
-for people; the id) and ``history.csv``. A kill between the commit and these writes leaves them a
-checkpoint behind; :func:`repair` rewrites them from the committed state, and
-:func:`committed_weights` reads the committed weights whatever the state of the folder.
+The other files are derived from it and written after it: ``model.safetensors`` (the kept
+weights: the best epoch's, for evaluate / predict / transfer; the id in its metadata),
+``state.json`` (the counters, for people; the id) and ``history.csv``. A kill between the commit
+and these writes leaves them a checkpoint behind; :func:`repair` rewrites them from the committed
+state, and :func:`committed_weights` reads the committed weights whatever the state of the
+folder.
 
 A checkpoint is only written if it is good: every weight finite. Weights read back are checked
 the same way, so a NaN never reaches a prediction.
@@ -40,12 +42,14 @@ log = logging.getLogger(__name__)
 
 
 def save(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-         state: TrainState) -> None:
-    """Commit the resume point (one rename), then write the files derived from it."""
+         state: TrainState, best: dict[str, torch.Tensor] | None = None) -> None:
+    """Commit the resume point (one rename), then write the files derived from it. ``best``:
+    the best epoch's weights, when they are not the model's own."""
     weights = _plain(model.state_dict())
     check_finite(weights, "the model to save")  # a bad checkpoint is never committed
     state.checkpoint = checkpoint_id(state)
     tensors = {f"model.{k}": v for k, v in weights.items()}
+    tensors.update({f"best.{k}": v for k, v in (best or {}).items()})
     optim_tensors, optim_json = _split_optimizer(optimizer.state_dict())
     tensors.update({f"optim.{k}": v for k, v in optim_tensors.items()})
     tensors["rng.cpu"] = torch.get_rng_state()
@@ -55,7 +59,7 @@ def save(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
     meta = {**state.to_dict(), "optimizer": optim_json}
     atomic.write_bytes(run_dir / "state.safetensors",
                        st_save(tensors, metadata={STATE_KEY: json.dumps(meta)}))
-    _write_derived(run_dir, weights, state)
+    _write_derived(run_dir, best or weights, state)
 
 
 def _write_derived(run_dir: Path, weights: dict, state: TrainState) -> None:
@@ -91,10 +95,16 @@ def committed_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     log.warning("%s is behind the run's last checkpoint (it was interrupted while saving); "
                 "using the checkpoint's weights; deepnotes train --resume %s repairs the folder",
                 path, run_dir)
-    tensors = _read(run_dir / "state.safetensors")[0]
-    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    weights = kept_weights(_read(run_dir / "state.safetensors")[0])
     check_finite(weights, str(run_dir / "state.safetensors"))
     return weights
+
+
+def kept_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint's run keeps: the best epoch's (``best.*``) when stored apart,
+    else the model's (``model.*``)."""
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    return best or {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
 
 
 def repair(run_dir: Path) -> bool:
@@ -114,9 +124,7 @@ def repair(run_dir: Path) -> bool:
     rows = history_text(state.history)
     if current and history.is_file() and history.read_text() == rows:
         return False
-    tensors = _read(run_dir / "state.safetensors")[0]
-    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    _write_derived(run_dir, weights, state)
+    _write_derived(run_dir, kept_weights(_read(run_dir / "state.safetensors")[0]), state)
     log.warning("%s: rewrote model.safetensors, state.json and history.csv from the last "
                 "checkpoint (the run was interrupted while saving it)", run_dir)
     return True
@@ -146,8 +154,9 @@ def first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
 
 
 def load(run_dir: Path, model: torch.nn.Module,
-         optimizer: torch.optim.Optimizer) -> TrainState:
-    """Restore model, optimizer and RNG from ``state.safetensors``; return the trainer's state."""
+         optimizer: torch.optim.Optimizer) -> tuple[TrainState, dict[str, torch.Tensor] | None]:
+    """Restore model, optimizer and RNG from ``state.safetensors``; return the trainer's state
+    and the best epoch's weights when they are stored apart from the model's."""
     path = run_dir / "state.safetensors"
     tensors, meta = _read(path)
     state = _state_of(meta, path, optimizer)
@@ -160,7 +169,10 @@ def load(run_dir: Path, model: torch.nn.Module,
     cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda")]
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
-    return TrainState.from_dict(state)
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+    if best is not None:
+        check_finite(best, str(path))
+    return TrainState.from_dict(state), best
 
 
 def _read(path: Path) -> tuple[dict, dict]:

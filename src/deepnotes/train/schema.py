@@ -21,6 +21,7 @@ import re
 
 from deepnotes.data.dataset import SEQUENCE_TASKS
 from deepnotes.errors import DeepnotesError, unknown_name
+from deepnotes.train.history import MONITORS
 
 KINDS = ("image", "table", *SEQUENCE_TASKS)
 PRECISIONS = ("32", "bf16", "16")  # deepnotes.train.trainer.PRECISIONS (a test keeps them equal)
@@ -144,6 +145,7 @@ def known(what: str, valid):
 
 HISTORY_ROW = record({"epoch": integer(1), "train_loss": number(), "train_accuracy": number(0, 1),
                       "dev_loss": number(finite=False), "dev_accuracy": number(finite=False),
+                      "dev_f1": number(finite=False),
                       "lr": number(), "seconds": number(0)},
                      required=("epoch", "train_loss", "train_accuracy"))
 GROUP_KEYS = {"params": list_of(integer(0)), "lr": number(0, above=True),
@@ -169,7 +171,8 @@ STATE = {
 SCALER = record({"scale": number(0, above=True), "growth_factor": number(0),  # float16's
                  "backoff_factor": number(0), "growth_interval": integer(1),
                  "_growth_tracker": integer(0)})
-STATE_EXTRAS = {"checkpoint": string, "scaler": SCALER}
+STATE_EXTRAS = {"checkpoint": string, "scaler": SCALER, "monitor": one_of(*MONITORS),
+                "best_epoch": integer(1), "best_value": number(), "stopped": string}
 
 
 # -- checking a file -------------------------------------------------------------------------------

@@ -1,9 +1,13 @@
 """The training loop: mini-batch gradient descent with a schedule, checkpoints, and honest stops.
 
 Each step: forward, L = cross-entropy(softmax(z), y), backward, update. After each epoch the dev
-set is evaluated and a checkpoint is written. A NaN or infinite loss stops the run and keeps the
-last good checkpoint; SIGTERM / Ctrl-C stop at the next step boundary with a checkpoint, so
-``--resume`` continues exactly where the run left off.
+set is evaluated and a checkpoint is written. The epoch with the best dev metric (``monitor``:
+the lowest dev loss by default, or the highest dev accuracy or macro F1) is the kept model:
+its weights are what ``fit`` leaves in the model and what model.safetensors holds, and with
+``early_stop`` = P the run stops after P epochs without improvement (by more than
+``min_delta``). A NaN or infinite loss stops the run and keeps the last good checkpoint; SIGTERM /
+Ctrl-C stop at the next step boundary with a checkpoint, so ``--resume`` continues exactly where
+the run left off, best epoch so far included.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from deepnotes.data.loader import Batches
 from deepnotes.errors import DeepnotesError, LossDiverged
 from deepnotes.optim import learning_rate
 from deepnotes.train import checkpoint, distributed
+from deepnotes.train.history import MONITORS, improves
 from deepnotes.train.state import TrainState
 from deepnotes.train.tasks import Classification, Task
 
@@ -51,9 +56,16 @@ class Trainer:
                  device: torch.device | str = "cpu", run_dir: Path | None = None,
                  progress: bool = True, on_epoch=None, on_checkpoint=None,
                  precision: str = "32", channels_last: bool = False, compile: bool = False,
-                 task: Task | None = None):
+                 task: Task | None = None, monitor: str | None = "dev_loss",
+                 early_stop: int | None = None, min_delta: float = 0.0,
+                 classes: list[str] | None = None):
         if epochs < 1:
             raise DeepnotesError(f"--epochs {epochs}: expected at least 1")
+        if monitor is not None and monitor not in MONITORS:
+            raise DeepnotesError(f"--monitor {monitor}: expected one of {', '.join(MONITORS)}")
+        self.monitor, self.early_stop, self.min_delta = monitor, early_stop, min_delta
+        self.classes = classes  # class names, for the dev F1 (else 0..K-1)
+        self.best: dict[str, torch.Tensor] | None = None  # the best epoch's weights, on the CPU
         self.model, self.optimizer = model.to(device), optimizer
         self.task = task or Classification()
         self.precision = precision
@@ -88,18 +100,29 @@ class Trainer:
         """Continue from ``run_dir/state.safetensors``."""
         if self.run_dir is None:
             raise DeepnotesError("resume() needs the run_dir of the run to continue")
-        self.state = checkpoint.load(self.run_dir, self.model, self.optimizer)
+        self.state, best = checkpoint.load(self.run_dir, self.model, self.optimizer)
+        if best is None and self.state.best_epoch is not None:  # the model is the best epoch
+            best = _snapshot(self.model)
+        self.best = best
         if self.scaler.is_enabled() and self.state.scaler is not None:  # float16's loss scale
             self.scaler.load_state_dict(self.state.scaler)
 
     def fit(self, train: Batches, dev: Batches | None = None) -> list[dict]:
-        """Run the remaining epochs; return the history (one dict per epoch)."""
+        """Run the remaining epochs (or until early stopping); leave the best epoch's weights in
+        the model; return the history (one dict per epoch)."""
         total = self.epochs * len(train)
         with self._signals():
-            while self.state.epoch < self.epochs:
+            while self.state.epoch < self.epochs and self.state.stopped is None:
                 self._train_epoch(train, total, len(train))
                 self._end_epoch(train, dev)
+        if self.best is not None and not self._model_is_best():
+            self.model.load_state_dict(self.best)
         return self.history
+
+    def _model_is_best(self) -> bool:
+        """Whether the model's weights are the best epoch's: it ended that epoch, no step since."""
+        st = self.state
+        return st.best_epoch is None or (st.best_epoch == st.epoch and st.step == 0)
 
     def _train_epoch(self, train: Batches, total_steps: int, steps_per_epoch: int) -> None:
         st = self.state
@@ -203,11 +226,14 @@ class Trainer:
             present = result["y_true"] != IGNORE
             row["dev_accuracy"] = float((result["y_pred"] == result["y_true"])[present]
                                         .float().mean())
+            row["dev_f1"] = self._f1(result["y_true"], result["y_pred"])
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["seconds"] = st.seconds
         if writer:
             self._check_good(row)
+            self._track_best(row)
         st.history.append(row)
+        st.stopped = distributed.broadcast(st.stopped)  # rank 0 decides; every rank stops
         st.next_epoch()
         if self.run_dir and writer:
             self._save(st)
@@ -219,6 +245,34 @@ class Trainer:
                  train.num_examples / max(row["seconds"], 1e-9))
         if self.on_epoch is not None:
             self.on_epoch(row)
+
+    def _f1(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
+        """The dev set's macro F1, as metrics.json computes it (NaN for no examples, or for a
+        vocabulary of more than :data:`F1_CLASSES` words, whose K x K confusion matrix an epoch
+        would cost more than the epoch)."""
+        if not len(y_true):
+            return float("nan")
+        classes = self.classes or [str(k) for k in range(
+            y_true.shape[1] if y_true.dim() == 2 else int(max(y_true.max(), y_pred.max())) + 1)]
+        if len(classes) > F1_CLASSES:
+            return float("nan")
+        return float(self.task.report(y_true, y_pred, classes)["f1"])
+
+    def _track_best(self, row: dict) -> None:
+        """Keep the epoch of ``row`` if it beats the best on the monitored dev metric; stop
+        early after ``early_stop`` epochs without doing so."""
+        st, name = self.state, self.monitor
+        if name is None or name not in row or not math.isfinite(row[name]):
+            return
+        st.monitor = name
+        if improves(name, row[name], st.best_value, self.min_delta):
+            st.best_epoch, st.best_value = row["epoch"], row[name]
+            self.best = _snapshot(self.model)
+        elif self.early_stop and row["epoch"] - st.best_epoch >= self.early_stop:
+            st.stopped = (f"early stop: {name} did not improve on {st.best_value:.4f} (epoch "
+                          f"{st.best_epoch}) by more than {self.min_delta:g} for "
+                          f"{self.early_stop} epochs")
+            log.info("%s", st.stopped)
 
     def _check_good(self, row: dict) -> None:
         """Only a good model becomes a checkpoint: finite weights whose dev loss is finite (the
@@ -235,7 +289,8 @@ class Trainer:
         assert self.run_dir is not None  # both callers save only with a run_dir
         if self.scaler.is_enabled():
             st.scaler = self.scaler.state_dict()  # numbers only: JSON in the checkpoint
-        checkpoint.save(self.run_dir, self.model, self.optimizer, st)
+        best = None if self._model_is_best() else self.best
+        checkpoint.save(self.run_dir, self.model, self.optimizer, st, best)
         if self.on_checkpoint is not None:
             self.on_checkpoint()
 
@@ -275,6 +330,12 @@ class Trainer:
 
 
 PRECISIONS = ("32", "bf16", "16")
+F1_CLASSES = 2048  # the most classes the dev F1 of every epoch is computed for
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights on the CPU (DDP's ``module.`` prefix never in them)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -329,7 +390,8 @@ class Collected:
     of batches (hundreds of MB over a large split)."""
 
     def __init__(self, examples: int):
-        self.examples, self.data, self.n = examples, None, 0
+        self.examples, self.n = examples, 0
+        self.data: torch.Tensor | None = None
 
     def add(self, rows: torch.Tensor, batch: int) -> None:
         """``rows`` of a batch of ``batch`` examples (at most ``rows_per_example x batch``)."""
