@@ -38,10 +38,14 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from benchmarks.data_cache import PeakMemory
 from deepnotes.data import Batches, Normalizer
 from deepnotes.data.images import load_image_folder
 from deepnotes.models import create_model
+
+try:
+    from benchmarks.data_cache import PeakMemory
+except ImportError:  # run as a script (python benchmarks/data_training.py): its folder is the path
+    from data_cache import PeakMemory  # type: ignore[no-redef]
 
 BATCH = {"lenet5": 256, "resnet18": 128}
 ROOT = Path(__file__).resolve().parents[1]

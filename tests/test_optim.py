@@ -46,9 +46,11 @@ def np_momentum(W, dW, st, t, lr, beta=0.9, weight_decay=0.0):
     return W - lr * st["v"]
 
 
-def np_rmsprop(W, dW, st, t, lr, beta=0.9, eps=1e-8, weight_decay=0.0):
+def np_rmsprop(W, dW, st, t, lr, beta=0.9, eps=1e-8, weight_decay=0.0, eps_inside_sqrt=False):
     dW = dW + weight_decay * W
     st["S"] = beta * st.get("S", 0.0) + (1 - beta) * dW**2
+    if eps_inside_sqrt:
+        return W - lr * dW / np.sqrt(st["S"] + eps)
     return W - lr * dW / (np.sqrt(st["S"]) + eps)
 
 
@@ -71,6 +73,8 @@ CASES = [
     (Momentum, np_momentum, {"lr": 0.02, "beta": 0.5, "weight_decay": 0.1}),
     (RMSprop, np_rmsprop, {"lr": 0.001}),
     (RMSprop, np_rmsprop, {"lr": 0.001, "beta": 0.99, "eps": 1e-6, "weight_decay": 0.1}),
+    (RMSprop, np_rmsprop, {"lr": 0.001, "eps": 1e-3, "eps_inside_sqrt": True}),
+    (RMSprop, np_rmsprop, {"lr": 0.001, "eps": 0.0}),  # the notes' RMSprop: no eps at all
     (Adam, np_adam, {"lr": 0.001}),
     (Adam, np_adam, {"lr": 0.001, "eps_inside_sqrt": True}),
     (Adam, np_adam, {"lr": 0.001, "eps_inside_sqrt": True, "eps": 1e-3}),
@@ -455,3 +459,38 @@ def test_bad_optimizer_options_are_one_line_and_leave_nothing(cli, tmp_path, arg
     rc, out, err = cli(*CLI_ARGS, "--epochs", 1, "--out", tmp_path, "--name", "r", *args)
     assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err and not (tmp_path / "r").exists()
+
+
+def test_the_notes_variants_go_only_to_the_rules_that_have_them():
+    w = [torch.zeros(2, requires_grad=True)]
+    opt = create_optimizer("rmsprop", w, 0.01, eps=0.0, eps_inside_sqrt=True)
+    assert opt.param_groups[0]["eps"] == 0.0 and opt.param_groups[0]["eps_inside_sqrt"]
+    assert not create_optimizer("adam", w, bias_correction=False).param_groups[0][
+        "bias_correction"]
+    for name, kw, flag in [("sgd", {"eps": 1e-3}, "--eps"),
+                           ("momentum", {"eps_inside_sqrt": True}, "--eps-inside-sqrt"),
+                           ("rmsprop", {"bias_correction": False}, "--no-bias-correction")]:
+        with pytest.raises(DeepnotesError, match=f"^{flag}: {name} has no such variant"):
+            create_optimizer(name, w, 0.01, **kw)
+
+
+@pytest.mark.slow  # trains through the CLI
+def test_the_notes_variants_from_the_command_line_are_kept_by_the_run(cli, tmp_path):
+    common = ("train", "--data", "breast-cancer", "--epochs", 1, "--quiet", "--out", tmp_path)
+    rc, _, err = cli(*common, "--name", "rms", "--optimizer", "rmsprop", "--eps", "1e-6",
+                     "--eps-inside-sqrt")
+    assert rc == 0, err
+    config = json.loads((tmp_path / "rms" / "config.json").read_text())
+    assert config["eps"] == 1e-6 and config["eps_inside_sqrt"] and config["bias_correction"]
+    state = checkpoint.committed_state(tmp_path / "rms")
+    assert state is not None
+    rc, _, err = cli(*common, "--name", "adam", "--no-bias-correction")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "adam" / "config.json").read_text())["bias_correction"] is False
+    rc, _, err = cli("train", "--resume", tmp_path / "adam", "--epochs", 2, "--allow-changes",
+                     "--quiet")
+    assert rc == 0, err  # the resumed optimizer is the run's: no bias correction
+    rc, _, err = cli(*common, "--name", "bad", "--optimizer", "sgd", "--eps", "1e-3")
+    assert rc == 2 and err.strip() == ("error: --eps: sgd has no such variant (only rmsprop "
+                                       "and adam do)")
+    assert not (tmp_path / "bad").exists()

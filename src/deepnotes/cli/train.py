@@ -48,6 +48,12 @@ def add_parser(sub) -> None:
                    "beta1 of adam (0.9)")
     p.add_argument("--weight-decay", type=float, metavar="LAMBDA",
                    help="L2 regularisation: dW += LAMBDA W (0)")
+    p.add_argument("--eps", type=float, help="rmsprop and adam: the eps of the denominator "
+                   "(1e-8; 0 with rmsprop is the notes' RMSprop)")
+    p.add_argument("--eps-inside-sqrt", action="store_const", const=True,
+                   help="rmsprop and adam: alpha dW / sqrt(S + eps) instead of / (sqrt(S) + eps)")
+    p.add_argument("--no-bias-correction", dest="bias_correction", action="store_const",
+                   const=False, help="adam: V and S without the 1 / (1 - beta^t) correction")
     p.add_argument("--schedule", help=f"learning-rate decay: {', '.join(SCHEDULES)}, some with an "
                    f"argument, e.g. inverse:0.5 or step:10:0.1 ({D['schedule']})")
     p.add_argument("--monitor", choices=("dev_loss", "dev_accuracy", "dev_f1"),

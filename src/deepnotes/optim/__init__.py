@@ -3,6 +3,8 @@
 ``GradientDescent``: W := W - alpha dW. ``Momentum``: v = beta v + (1 - beta) dW; W := W - alpha v.
 ``RMSprop``: S = beta S + (1 - beta) dW^2; W := W - alpha dW / (sqrt(S) + eps). ``Adam``: both, with
 bias correction. The notes' defaults: beta = 0.9; Adam beta1 = 0.9, beta2 = 0.999, eps = 1e-8.
+The notes' variants (:data:`VARIANTS`): eps inside the root, sqrt(S + eps), for RMSprop and Adam
+(RMSprop with eps = 0 is the notes' own), and Adam without bias correction.
 The learning rate alpha must be tuned (``deepnotes tune``).
 
 By name: ``create_optimizer("adam", model.parameters(), lr=3e-3)``.
@@ -24,6 +26,11 @@ OPTIMIZERS = {"sgd": GradientDescent, "momentum": Momentum, "rmsprop": RMSprop, 
 DEFAULT_LRS = {"sgd": 0.1, "momentum": 0.1, "rmsprop": 1e-3, "adam": 3e-3}
 # the beta a user tunes first: the average of the gradients (Adam's beta1)
 BETA_NAMES = {"momentum": "beta", "rmsprop": "beta", "adam": "beta1"}
+# the notes' variants, by option: which rules have them
+VARIANTS = {"eps": ("rmsprop", "adam"), "eps_inside_sqrt": ("rmsprop", "adam"),
+            "bias_correction": ("adam",)}
+FLAGS = {"eps": "--eps", "eps_inside_sqrt": "--eps-inside-sqrt",
+         "bias_correction": "--no-bias-correction"}
 
 __all__ = ["BETA_NAMES", "DEFAULT_LRS", "OPTIMIZERS", "SCHEDULES", "Adam", "GradientDescent",
            "Momentum", "RMSprop", "check_lr", "check_schedule", "create_optimizer", "lambda_lr",
@@ -45,6 +52,10 @@ def create_optimizer(name: str, params, lr: float | None = None, beta: float | N
         raise DeepnotesError(unknown_name("optimizer", name, list_optimizers()))
     lr = DEFAULT_LRS[name] if lr is None else lr
     check_lr(lr)
+    for key in hyperparameters:
+        if key in VARIANTS and name not in VARIANTS[key]:
+            raise DeepnotesError(f"{FLAGS[key]}: {name} has no such variant (only "
+                                 f"{' and '.join(VARIANTS[key])} do)")
     if beta is not None:
         if name not in BETA_NAMES:
             raise DeepnotesError(f"--beta {beta}: {name} has no beta (momentum, rmsprop and adam "

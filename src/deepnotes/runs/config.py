@@ -73,6 +73,9 @@ class RunConfig:
     optimizer: str = "adam"
     beta: float | None = None  # the optimizer's default beta (beta1 for Adam)
     weight_decay: float = 0.0
+    eps: float | None = None  # rmsprop's and adam's eps (the rule's default, 1e-8)
+    eps_inside_sqrt: bool = False  # alpha dW / sqrt(S + eps), the notes' variant
+    bias_correction: bool = True  # adam: V / (1 - beta1^t), S / (1 - beta2^t)
     max_len: int | None = None  # sequences: cut longer ones (with a warning)
     errors: str = "strict"  # text: undecodable bytes stop ("strict") or become U+FFFD
     seq_len: int | None = None  # character language model: steps a training sequence (64)
@@ -111,6 +114,15 @@ class RunConfig:
     format: str | None = None
     format_version: int | None = None
     extras: dict = field(default_factory=dict)  # fields of a newer deepnotes, kept as they are
+
+    def optimizer_variants(self) -> dict:
+        """The keywords of the notes' variants this run sets (create_optimizer's)."""
+        out: dict = {} if self.eps is None else {"eps": self.eps}
+        if self.eps_inside_sqrt:
+            out["eps_inside_sqrt"] = True
+        if not self.bias_correction:
+            out["bias_correction"] = False
+        return out
 
     @classmethod
     def options(cls) -> list[str]:
@@ -163,7 +175,7 @@ DEFAULTS = {name: getattr(RunConfig(), name) for name in RunConfig.options()}
 OPTIONAL_KEYS = ("beta", "weight_decay", "max_len", "errors", "seq_len", "min_count", "targets",
                  "precision", "channels_last", "compile", "train_dev", "recipe", "image_size",
                  "data_cache", "cache_dir", "data_order", "monitor", "early_stop",
-                 "min_delta", "tensorboard")
+                 "min_delta", "tensorboard", "eps", "eps_inside_sqrt", "bias_correction")
 RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
             "input_shape", "kind", "normalize"]
 
@@ -226,7 +238,8 @@ CONFIG = {  # field -> checker: every option, then the data's
     "image_size": optional(integer(1, WIDTH)), "data_cache": one_of(*CACHE_CHOICES),
     "cache_dir": optional(string), "data_order": one_of("auto", *ORDERS),
     "monitor": one_of(*MONITORS), "early_stop": optional(integer(1, COUNT)),
-    "min_delta": number(0), "tensorboard": boolean,
+    "min_delta": number(0), "tensorboard": boolean, "eps": optional(number(0)),
+    "eps_inside_sqrt": boolean, "bias_correction": boolean,
     "classes": list_of(string, 2), "in_channels": integer(1, WIDTH),
     "input_shape": list_of(integer(1, WIDTH), 1, 3), "kind": one_of(*KINDS),
     "normalize": NORMALIZE,

@@ -82,7 +82,8 @@ def prepare(config: RunConfig, progress: bool = True, fresh: bool = True) -> Ses
     torch.manual_seed(config.seed)
     model = build_model(config)
     optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr,
-                                 beta=config.beta, weight_decay=config.weight_decay)
+                                 beta=config.beta, weight_decay=config.weight_decay,
+                                 **config.optimizer_variants())
     config.lr = optimizer.defaults["lr"]  # the rule's default alpha when none was given
     return Session(config, dataset, splits, device, model, optimizer)
 
