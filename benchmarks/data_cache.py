@@ -68,15 +68,20 @@ class PngFolder(TorchDataset):
         return x.permute(2, 0, 1), label
 
 
-def rss_anon(pid: int) -> int:
-    """RssAnon of ``pid`` in bytes (0 once it is gone)."""
+def proc_bytes(path: str, field: str) -> int:
+    """A ``FIELD: N kB`` line of a /proc file, in bytes (0 once the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except OSError:
         return 0
     return 0
+
+
+def rss_anon(pid: int) -> int:
+    """RssAnon of ``pid`` in bytes: its resident anonymous pages, shared ones included."""
+    return proc_bytes(f"/proc/{pid}/status", "RssAnon:")
 
 
 def tree(pid: int) -> list[int]:
@@ -93,14 +98,8 @@ def tree(pid: int) -> list[int]:
 
 def pss_anon(pid: int) -> int:
     """Pss_Anon of ``pid`` in bytes: its anonymous pages, each shared one divided among the
-    processes that share it (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss_Anon:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return 0
-    return 0
+    processes that share it."""
+    return proc_bytes(f"/proc/{pid}/smaps_rollup", "Pss_Anon:")
 
 
 class PeakMemory:

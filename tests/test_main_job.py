@@ -28,7 +28,8 @@ def default_run(tmp_path_factory):
 def test_default_run_reaches_the_promised_accuracy(default_run):
     metrics = json.loads((default_run / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.95
-    assert set(metrics) == {"train", "dev", "test"}
+    assert set(metrics) == {"train", "dev", "test", "best"}  # best: the kept epoch
+    assert metrics["best"]["monitor"] == "dev_loss" and metrics["best"]["epoch"] >= 1
 
 
 @pytest.mark.slow

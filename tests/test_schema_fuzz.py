@@ -65,7 +65,8 @@ TAKES = {"data": ["x", ""], "data_dir": [None, "x", ""], "label_column": [None, 
          "provenance": [{}, {"a": 1}], "splits": [{}, {"a": 1}], "image_size": [None],
          "data_cache": ["on", "off"], "cache_dir": [None, "x", ""], "early_stop": [None],
          "min_delta": [0, 1.5, 10**30], "monitor": ["dev_f1"], "tensorboard": [True],
-         "eps": [None, 0, 1.5, 10**30], "eps_inside_sqrt": [True], "bias_correction": [True]}
+         "eps": [None, 0, 1.5, 10**30], "eps_inside_sqrt": [True], "bias_correction": [True],
+         "rnn_cell": [None]}
 TAKES.update({k: [*TAKES.get(k, []), GONE]
               for k in [*OPTIONAL_KEYS, *run_config.CONFIG_EXTRAS]})
 MORE_CONFIG = {

@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         devices,
         diagnose,
         evaluate,
+        export,
         finetune,
         predict,
         runs,
@@ -42,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Deep learning from the course notes: train, evaluate, predict.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (train, evaluate, predict, runs, sequences, compare, tune, word2vec, devices,
-                   summary, diagnose, finetune, bench):
+    for module in (train, evaluate, predict, export, runs, sequences, compare, tune, word2vec,
+                   devices, summary, diagnose, finetune, bench):
         module.add_parser(sub)
     return parser
 

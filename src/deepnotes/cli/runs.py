@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from deepnotes.runs.table import check_key, format_table, list_runs, records, sort_rows
 
-    rows = sort_rows(list_runs(args.folder), check_key(args.sort))  # a bad key before the reading
+    key = check_key(args.sort)  # a bad key is refused before any folder is read
+    rows = sort_rows(list_runs(args.folder), key)
     if args.json:
         print(json.dumps(records(rows), indent=1))
     elif rows:

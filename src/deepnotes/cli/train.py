@@ -70,6 +70,10 @@ def add_parser(sub) -> None:
     p.add_argument("--augment", help="image augmentation while training, a comma list of crop, "
                    "resized-crop, flip (random shifts; random windows of 8-100%% of the "
                    "area resized back, for photos; mirror images); none by default")
+    p.add_argument("--rnn-cell", choices=("full", "simplified", "reset-after", "tanh", "slide"),
+                   help="the notes' cell variants: gru full (with Gamma_r, the default), "
+                   "simplified (without), reset-after (cuDNN's); lstm, charlm, tagger: tanh "
+                   "(a = Gamma_o tanh(c), the default) or slide (a = Gamma_o c)")
     p.add_argument("--max-len", type=int, help="sequences: cut longer ones to this many tokens "
                    "(with a warning; default: keep all)")
     p.add_argument("--seq-len", type=int, help="character language model: characters a training "

@@ -21,10 +21,29 @@ from torch import nn
 
 from deepnotes.data.text import BOS_ID as BOS
 from deepnotes.data.text import EOS_ID as EOS
+from deepnotes.errors import DeepnotesError
 from deepnotes.models.network import Network
 from deepnotes.nn.recurrent import GRU, LSTM, RNN
 
 LAYERS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
+# the notes' cell variants (--rnn-cell), by layer: the layer's keyword options for each
+RNN_CELLS = {"gru": {"full": {}, "simplified": {"full": False},
+                     "reset-after": {"reset_after": True}},
+             "lstm": {"tanh": {}, "slide": {"output_tanh": False}}}
+
+
+def cell_options(layer: str, variant: str | None) -> dict:
+    """The options of ``layer``'s cells for ``variant`` (GRU: full, the notes' GRU with Gamma_r;
+    simplified, without it; reset-after, cuDNN's. LSTM: tanh, a<t> = Gamma_o * tanh(c<t>);
+    slide, a<t> = Gamma_o * c<t>); None: the layer's default."""
+    if variant is None:
+        return {}
+    if variant not in RNN_CELLS.get(layer, {}):
+        kinds = RNN_CELLS.get(layer)
+        choices = f"its cells are {', '.join(kinds)}" if kinds else "it has no cell variants"
+        raise DeepnotesError(f"--rnn-cell {variant}: not a variant of the {layer.upper()} "
+                             f"layer ({choices})")
+    return RNN_CELLS[layer][variant]
 
 
 def lengths_of(x: torch.Tensor) -> torch.Tensor:
@@ -42,11 +61,13 @@ class SequenceClassifier(Network):
     input_kind = ("image", "tokens")
     input_size = 28  # images are resized to 28 x 28: 28 steps of 28 pixels
     sequence = True
+    takes_rnn_cell = True  # --rnn-cell: the notes' variants of its cells
     head: nn.Linear
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, cell: str = "lstm",
                  task: str = "image", hidden_size: int = 128, embedding_dim: int = 64,
-                 num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0):
+                 num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
+                 rnn_cell: str | None = None):
         super().__init__()
         self.task, self.directions = task, 2 if bidirectional else 1
         if task == "image":
@@ -55,7 +76,8 @@ class SequenceClassifier(Network):
             self.embed = nn.Embedding(in_channels, embedding_dim, padding_idx=0)
             n_x = embedding_dim
         self.rnn = LAYERS[cell](n_x, hidden_size, num_layers=num_layers,
-                                bidirectional=bidirectional, batch_first=True, dropout=dropout)
+                                bidirectional=bidirectional, batch_first=True, dropout=dropout,
+                                **cell_options(cell, rnn_cell))
         self.head = nn.Linear(hidden_size * self.directions, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,15 +100,16 @@ class CharLM(Network):
     input_kind = ("lm",)
     input_size = None
     sequence = True
+    takes_rnn_cell = True  # --rnn-cell: the notes' variants of its cells
     head: nn.Linear
 
     def __init__(self, num_classes: int = 64, in_channels: int = 64, task: str = "lm",
                  hidden_size: int = 256, embedding_dim: int = 64, num_layers: int = 2,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, rnn_cell: str | None = None):
         super().__init__()
         self.embed = nn.Embedding(in_channels, embedding_dim)
         self.rnn = LSTM(embedding_dim, hidden_size, num_layers=num_layers, batch_first=True,
-                        dropout=dropout)
+                        dropout=dropout, **cell_options("lstm", rnn_cell))
         self.head = nn.Linear(hidden_size, num_classes)
 
     def features(self, x: torch.Tensor, state=None) -> torch.Tensor:
@@ -125,14 +148,16 @@ class Tagger(Network):
     input_kind = ("tags",)
     input_size = None
     sequence = True
+    takes_rnn_cell = True  # --rnn-cell: the notes' variants of its cells
     head: nn.Linear
 
     def __init__(self, num_classes: int = 2, in_channels: int = 2, task: str = "tags",
-                 hidden_size: int = 128, embedding_dim: int = 64, num_layers: int = 1):
+                 hidden_size: int = 128, embedding_dim: int = 64, num_layers: int = 1,
+                 rnn_cell: str | None = None):
         super().__init__()
         self.embed = nn.Embedding(in_channels, embedding_dim, padding_idx=0)
         self.rnn = LSTM(embedding_dim, hidden_size, num_layers=num_layers, bidirectional=True,
-                        batch_first=True)
+                        batch_first=True, **cell_options("lstm", rnn_cell))
         self.head = nn.Linear(2 * hidden_size, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -68,6 +68,11 @@ def build_model(config: RunConfig) -> Network:
         extra["task"] = config.kind
     if getattr(cls, "takes_mirror_tta", False):
         extra["mirror_tta"] = "flip" in augment.parse(config.augment)
+    if config.rnn_cell is not None:
+        if not getattr(cls, "takes_rnn_cell", False):
+            raise DeepnotesError(f"--rnn-cell {config.rnn_cell}: --model {name} has no cells to "
+                                 "choose (gru, lstm, charlm and tagger do)")
+        extra["rnn_cell"] = config.rnn_cell
     return create_model(name, num_classes=len(config.classes),
                         in_channels=config.in_channels, **extra)
 

@@ -27,6 +27,7 @@ from deepnotes.data.splits import check_fractions
 from deepnotes.data.text import ERRORS
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import list_models, model_class
+from deepnotes.models.sequence import RNN_CELLS
 from deepnotes.optim import BETA_NAMES, check_schedule, list_optimizers
 from deepnotes.train.history import MONITORS
 from deepnotes.train.recipes import list_recipes
@@ -76,6 +77,7 @@ class RunConfig:
     eps: float | None = None  # rmsprop's and adam's eps (the rule's default, 1e-8)
     eps_inside_sqrt: bool = False  # alpha dW / sqrt(S + eps), the notes' variant
     bias_correction: bool = True  # adam: V / (1 - beta1^t), S / (1 - beta2^t)
+    rnn_cell: str | None = None  # the notes' GRU or LSTM variant (models.sequence.RNN_CELLS)
     max_len: int | None = None  # sequences: cut longer ones (with a warning)
     errors: str = "strict"  # text: undecodable bytes stop ("strict") or become U+FFFD
     seq_len: int | None = None  # character language model: steps a training sequence (64)
@@ -175,7 +177,8 @@ DEFAULTS = {name: getattr(RunConfig(), name) for name in RunConfig.options()}
 OPTIONAL_KEYS = ("beta", "weight_decay", "max_len", "errors", "seq_len", "min_count", "targets",
                  "precision", "channels_last", "compile", "train_dev", "recipe", "image_size",
                  "data_cache", "cache_dir", "data_order", "monitor", "early_stop",
-                 "min_delta", "tensorboard", "eps", "eps_inside_sqrt", "bias_correction")
+                 "min_delta", "tensorboard", "eps", "eps_inside_sqrt", "bias_correction",
+                 "rnn_cell")
 RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
             "input_shape", "kind", "normalize"]
 
@@ -240,6 +243,7 @@ CONFIG = {  # field -> checker: every option, then the data's
     "monitor": one_of(*MONITORS), "early_stop": optional(integer(1, COUNT)),
     "min_delta": number(0), "tensorboard": boolean, "eps": optional(number(0)),
     "eps_inside_sqrt": boolean, "bias_correction": boolean,
+    "rnn_cell": optional(one_of(*(v for kinds in RNN_CELLS.values() for v in kinds))),
     "classes": list_of(string, 2), "in_channels": integer(1, WIDTH),
     "input_shape": list_of(integer(1, WIDTH), 1, 3), "kind": one_of(*KINDS),
     "normalize": NORMALIZE,

@@ -30,6 +30,7 @@ from deepnotes.train.history import read_history
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class RunRow:
     """One run folder; None where the run does not tell (shown as ``-``, null in JSON)."""
@@ -187,7 +188,6 @@ def format_table(rows: list[RunRow]) -> str:
     lines = [COLUMNS, *cells]
     return "\n".join(" ".join(_align(text, key, w) for text, key, w in zip(line, COLUMNS, widths))
                      .rstrip() for line in lines)
-
 
 
 def _cell(key: str, value) -> str:

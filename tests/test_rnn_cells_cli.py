@@ -1,0 +1,61 @@
+"""The notes' recurrent cell variants on the command line (--rnn-cell): the model a run builds,
+saves and rebuilds for evaluate and resume."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from deepnotes.errors import DeepnotesError
+from deepnotes.models import create_model
+from deepnotes.models.sequence import cell_options
+
+
+def names(model) -> set[str]:
+    return {name.rsplit(".", 1)[-1] for name, _ in model.named_parameters()}
+
+
+def test_each_variant_builds_its_own_cells():
+    full = create_model("gru", num_classes=3, in_channels=1)
+    simplified = create_model("gru", num_classes=3, in_channels=1, rnn_cell="simplified")
+    after = create_model("gru", num_classes=3, in_channels=1, rnn_cell="reset-after")
+    assert "W_r" in names(full) and "W_r" not in names(simplified)  # no Gamma_r
+    assert "b_ca" in names(after) and "b_ca" not in names(full)
+    slide = create_model("lstm", num_classes=3, in_channels=1, rnn_cell="slide")
+    assert all(not cell.output_tanh for cell in slide.rnn.cells)
+    assert all(cell.output_tanh for cell in create_model("lstm", num_classes=3,
+                                                          in_channels=1).rnn.cells)
+    lm = create_model("charlm", num_classes=5, in_channels=5, rnn_cell="slide")
+    assert all(not cell.output_tanh for cell in lm.rnn.cells)
+
+
+@pytest.mark.parametrize("layer, variant, needle", [
+    ("gru", "slide", "not a variant of the GRU layer (its cells are full, simplified, "
+                     "reset-after)"),
+    ("lstm", "simplified", "not a variant of the LSTM layer (its cells are tanh, slide)"),
+    ("rnn", "full", "not a variant of the RNN layer (it has no cell variants)")])
+def test_a_variant_of_another_layer_is_refused_in_one_line(layer, variant, needle):
+    with pytest.raises(DeepnotesError, match="^" + re.escape(f"--rnn-cell {variant}: {needle}")):
+        cell_options(layer, variant)
+
+
+@pytest.mark.slow  # trains through the CLI
+def test_a_run_keeps_its_variant_for_evaluate_and_resume(cli, tmp_path):
+    common = ("train", "--data", "digits", "--model", "gru", "--quiet", "--out", tmp_path)
+    rc, _, err = cli(*common, "--epochs", 1, "--rnn-cell", "simplified", "--name", "gru")
+    assert rc == 0, err
+    run = tmp_path / "gru"
+    assert json.loads((run / "config.json").read_text())["rnn_cell"] == "simplified"
+    rc, out, err = cli("evaluate", run, "--split", "test")  # rebuilt without Gamma_r, or fails
+    assert rc == 0, err
+    rc, _, err = cli("train", "--resume", run, "--epochs", 2, "--allow-changes", "--quiet")
+    assert rc == 0, err
+    assert len(json.loads((run / "state.json").read_text())["history"]) == 2
+    for model, variant in (("lenet5", "slide"), ("gru", "slide")):
+        rc, _, err = cli("train", "--data", "digits", "--model", model, "--rnn-cell", variant,
+                         "--epochs", 1, "--quiet", "--out", tmp_path / "bad")
+        assert rc == 2 and len(err.strip().splitlines()) == 1
+        assert err.startswith(f"error: --rnn-cell {variant}:")
+        assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
