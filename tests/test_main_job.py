@@ -45,7 +45,9 @@ def test_run_folder_has_every_file(default_run):
 @pytest.mark.slow
 def test_metrics_json_agrees_with_its_confusion_matrix(default_run):
     metrics = json.loads((default_run / "metrics.json").read_text())
-    for split in metrics.values():
+    for name, split in metrics.items():
+        if name == "best":  # the kept epoch, not a split
+            continue
         cm = np.array(split["confusion_matrix"])
         assert split["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
         tp = np.diag(cm)
@@ -65,7 +67,7 @@ def test_history_has_one_row_an_epoch(default_run):
     config = json.loads((default_run / "config.json").read_text())
     assert len(rows) == config["epochs"]
     assert list(rows[0]) == ["epoch", "train_loss", "train_accuracy", "dev_loss", "dev_accuracy",
-                             "lr", "seconds"]
+                             "dev_f1", "lr", "seconds"]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
 
 
@@ -98,29 +100,33 @@ def test_predict_gives_probabilities(default_run, tmp_path, capsys):
     from sklearn.datasets import load_digits
 
     from deepnotes.data import Normalizer
+    from deepnotes.data.images import load_image
     from deepnotes.runs.build import build_data
     from deepnotes.runs.config import read_config
     from deepnotes.runs.folder import load_trained
 
     digits = load_digits()
     config = read_config(default_run)
-    dataset, _ = build_data(config)
-    with torch.no_grad():
-        x = Normalizer.from_dict(config.normalize)(dataset.x[:3])
-        z = load_trained(default_run, config)(x)
     paths = []
     for i in range(3):
         path = tmp_path / f"digit{i}.png"
         Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).save(path)
         paths.append(str(path))
+    x = torch.stack([load_image(p, 32, 1) for p in paths])  # the pixels predict reads
+    assert (x.int() - build_data(config)[0].x[:3].int()).abs().max() <= 1  # rounding apart
+    with torch.no_grad():
+        z = load_trained(default_run, config)(Normalizer.from_dict(config.normalize)(x))
     assert main(["predict", str(default_run), *paths, "--top-k", "10", "--json"]) == 0
     predictions = json.loads(capsys.readouterr().out)
-    for item, expected in zip(predictions, z.argmax(1).tolist()):
+    for item, row in zip(predictions, torch.softmax(z, 1)):
         probs = [t["probability"] for t in item["top"]]
         assert all(0 < p < 1 for p in probs)
         assert sum(probs) == pytest.approx(1, abs=1e-5)
         assert probs == sorted(probs, reverse=True)
-        assert item["top"][0]["class"] == config.classes[expected]  # as in evaluate
+        assert item["top"][0]["class"] == config.classes[int(row.argmax())]  # as evaluate's
+        for t in item["top"]:
+            assert t["probability"] == pytest.approx(float(row[config.classes.index(
+                t["class"])]), abs=1e-5)
 
 
 @pytest.mark.slow
