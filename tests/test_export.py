@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from deepnotes.data import Normalizer
+from deepnotes.errors import DeepnotesError
 from deepnotes.models import create_model
 from deepnotes.runs.config import RunConfig
 from deepnotes.runs.export import export_onnx
@@ -96,7 +97,7 @@ def test_an_exported_run_predicts_what_deepnotes_predict_says(cli, tmp_path):
 def test_what_cannot_be_exported_is_one_line(cli, tmp_path, monkeypatch):
     config = RunConfig(model="charlm", kind="lm", classes=["a", "b"], input_shape=[8],
                        in_channels=4)
-    with pytest.raises(Exception, match="a lm run cannot be exported yet"):
+    with pytest.raises(DeepnotesError, match="a lm run cannot be exported yet"):
         export_onnx(torch.nn.Linear(2, 2), config, tmp_path / "x.onnx")
     import builtins
 
@@ -109,14 +110,15 @@ def test_what_cannot_be_exported_is_one_line(cli, tmp_path, monkeypatch):
 
     tokens = RunConfig(model="lstm", kind="tokens", input_shape=[12], in_channels=30,
                        classes=["a", "b"], normalize=Normalizer([], [], 1.0).to_dict())
-    with pytest.raises(Exception, match=r"^--model lstm cannot be exported to ONNX: torch.export "
-                                        r"cannot trace it \(GuardOnDataDependentSymNode"):
+    with pytest.raises(DeepnotesError, match=r"^--model lstm cannot be exported to ONNX: "
+                                             r"torch.export cannot trace it \("
+                                             r"GuardOnDataDependentSymNode"):
         export_onnx(create_model("lstm", num_classes=2, in_channels=30, task="tokens"), tokens,
                     tmp_path / "t.onnx")  # its lengths are read from the data
     monkeypatch.setattr(builtins, "__import__", without_onnx)
     image = config_of("lenet5", "image", [1, 32, 32], 10)
-    with pytest.raises(Exception, match=r"needs onnx, onnxscript and onnxruntime .*"
-                                        r"pip install 'deepnotes\[onnx\]'"):
+    with pytest.raises(DeepnotesError, match=r"needs onnx, onnxscript and onnxruntime .*"
+                                             r"pip install 'deepnotes\[onnx\]'"):
         export_onnx(create_model("lenet5", num_classes=10, in_channels=1), image,
                     tmp_path / "y.onnx")
     assert not any(tmp_path.iterdir())

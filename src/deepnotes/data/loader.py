@@ -138,10 +138,10 @@ class Batches:
         order = self.order(epoch)
         rows = [order[b * self.batch_size : (b + 1) * self.batch_size]
                 for b in range(start, len(self))]
-        parts = [idx[self._slice(len(idx))] for idx in rows]
+        slices = [self._slice(len(idx)) for idx in rows]
+        parts = [idx[part] for idx, part in zip(rows, slices)]
         gathered = self._streamed(parts) if self.stream else (self.x[idx] for idx in parts)
-        for b, idx, x in zip(range(start, len(self)), rows, gathered):
-            part = self._slice(len(idx))
+        for b, idx, part, x in zip(range(start, len(self)), rows, slices, gathered):
             if self.augment is not None:  # drawn for the whole batch: a rank draws what one would
                 seed = (self.seed * 100_003 + epoch) * 1_000_003 + b
                 x = self.augment(x, generator_on(x.device, seed), len(idx), part)

@@ -94,11 +94,12 @@ def data_order(choice: str, dataset: Dataset) -> str:
     memory available now, else random."""
     if choice != "auto":
         return choice
-    big = dataset.on_disk and dataset.x.numel() * dataset.x.element_size() > available_memory()
-    if big:
-        log.info("the data (%.1f GB) is larger than the memory available: batches are drawn in "
-                 "quasi-random order", dataset.x.numel() * dataset.x.element_size() / 1e9)
-    return "quasi-random" if big else "random"
+    size = dataset.x.numel() * dataset.x.element_size()
+    if not dataset.on_disk or size <= available_memory():
+        return "random"
+    log.info("the data (%.1f GB) is larger than the memory available: batches are drawn in "
+             "quasi-random order", size / 1e9)
+    return "quasi-random"
 
 
 def start_folder(session: Session, run_dir: Path) -> None:

@@ -396,8 +396,7 @@ class Collected:
     def add(self, rows: torch.Tensor, batch: int) -> None:
         """``rows`` of a batch of ``batch`` examples (at most ``rows_per_example x batch``)."""
         if self.data is None:
-            per_example = -(-len(rows) // max(1, batch)) if len(rows) else 1
-            per_example = max(per_example, 1)
+            per_example = max(1, -(-len(rows) // max(1, batch)))
             self.data = torch.empty((self.examples * per_example, *rows.shape[1:]),
                                     dtype=rows.dtype, device=rows.device)
         if self.n + len(rows) > len(self.data):  # more rows an example than the first batch had
