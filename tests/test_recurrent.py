@@ -183,7 +183,7 @@ def test_cell_golden_values_one_unit():
 
 # ---------------------------------------------------------------- layers vs NumPy
 
-@pytest.mark.parametrize("implementation", ["auto", "cell"])
+@pytest.mark.parametrize("implementation", ["auto", "cell", "steps"])
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_layer_matches_numpy_deep_bidirectional_with_lengths(name, implementation):
     layer_class, _, options = VARIANTS[name]
@@ -331,7 +331,7 @@ def test_gradcheck_cell_path_layer(name, layers, bidirectional):
 
 # ---------------------------------------------------------------- padding, dropout, shapes
 
-@pytest.mark.parametrize("implementation", ["auto", "cell"])
+@pytest.mark.parametrize("implementation", ["auto", "cell", "steps"])
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_padded_steps_change_nothing(name, implementation):
     layer_class, _, options = VARIANTS[name]
@@ -428,13 +428,15 @@ BAD = [
     (lambda: GRUCell(0, 4), "input_size must be a positive int, got 0"),
     (lambda: RNN(3, 4, num_layers=0), "num_layers must be a positive int"),
     (lambda: GRU(3, 4, dropout=1.0), "dropout must be in [0, 1)"),
-    (lambda: GRU(3, 4, implementation="fast"), "implementation must be 'auto'"),
+    (lambda: GRU(3, 4, implementation="fast"),
+     "implementation must be one of 'auto', 'fused', 'cell', 'steps'"),
     (lambda: GRU(3, 4, implementation="fused"), "no fused kernel"),
     (lambda: GRU(3, 4, full=False, reset_after=True), "needs the reset gate"),
     (lambda: LSTM(3, 4)(torch.zeros(2, 5, 7)), "expected input of shape (B, T_x, 3)"),
     (lambda: LSTM(3, 4)(torch.zeros(2, 0, 3)), "with B, T_x >= 1"),
     (lambda: GRU(3, 4)(X, lengths=torch.tensor([5, 6])), "lengths must be in 1..5"),
     (lambda: GRU(3, 4)(X, lengths=torch.tensor([0, 5])), "got values from 0"),
+    (lambda: LSTM(3, 4, implementation="steps")(X, lengths=[6, 5]), "lengths must be in 1..5"),
     (lambda: RNN(3, 4)(X, lengths=torch.tensor([5])), "lengths must be 2 integers"),
     (lambda: RNN(3, 4)(X, lengths=torch.tensor([5.0, 2.0])), "integers"),
     (lambda: GRU(3, 4)(X, torch.zeros(1, 3, 4)), "expected a state of shape (1, 2, 4)"),

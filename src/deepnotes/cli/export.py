@@ -7,7 +7,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "export", help="write a run's model as an ONNX graph (uint8 images in, probabilities out)",
         description="Export the run's kept model to ONNX: the graph takes uint8 images (N, C, H, "
-        "W) at the run's input size (float features for a table, int64 token ids for text), "
+        "W) at the run's input size (float features for a table, int64 token ids for text, "
+        "padded with 0 to the run's length), "
         "any batch size, normalises them as training did and outputs the class probabilities. "
         "The file is checked with onnx.checker and against ONNX Runtime before it is written. "
         "Needs pip install 'deepnotes[onnx]'.")

@@ -51,6 +51,9 @@ matrix product, then a time loop compiled with TorchScript (plain Python where s
 inside an autograd function that back-propagates through time by hand and forms the weight
 gradient dW_ga = sum_t dz<t>^T a<t-1> in one product after the loop. It has no double backward.
 Scripting costs about half a second per loop on first use, once per process.
+``"steps"`` runs each cell's own ``forward`` one time step at a time in plain tensor ops, with
+padding masked as above and lengths left unchecked: the slowest path, and the one torch.export
+can trace (the ONNX export unrolls it over a fixed T_x).
 ``"auto"`` (default) picks "fused" where it applies. Tests hold the paths equal to each other, to
 NumPy transcriptions of the equations and to torch.nn.
 """
@@ -69,6 +72,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from deepnotes.errors import DeepnotesError
 from deepnotes.nn.bptt import GRUScan, LSTMScan, RNNScan
+
+IMPLEMENTATIONS = ("auto", "fused", "cell", "steps")  # the layers' paths (module docstring)
 
 # ---------------------------------------------------------------- cells
 
@@ -268,6 +273,12 @@ class LSTMCell(_Cell):
 # ---------------------------------------------------------------- layers
 
 
+def _tracing() -> bool:
+    """Whether torch.export or torch.compile is tracing the call (values are then symbolic)."""
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)  # torch >= 2.7
+    return bool(torch.compiler.is_compiling() or exporting())
+
+
 def _reverse(z: Tensor, rev: Optional[Tensor]) -> Tensor:
     """Each sequence in reverse time order, within its own length (T, B, n)."""
     return z.flip(0) if rev is None else z.gather(0, rev.expand(-1, -1, z.size(2)))
@@ -291,9 +302,9 @@ class _Recurrent(nn.Module):
         if dropout > 0 and num_layers == 1:
             warnings.warn(f"{name}: dropout={dropout} acts between layers; with num_layers=1 it "
                           "does nothing", stacklevel=2)
-        if implementation not in ("auto", "fused", "cell"):
-            raise DeepnotesError(f"{name}: implementation must be 'auto', 'fused' or 'cell', "
-                                 f"got {implementation!r}")
+        if implementation not in IMPLEMENTATIONS:
+            raise DeepnotesError(f"{name}: implementation must be one of "
+                                 f"{', '.join(map(repr, IMPLEMENTATIONS))}, got {implementation!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bidirectional, self.batch_first, self.dropout = bidirectional, batch_first, dropout
         D = 2 if bidirectional else 1
@@ -315,12 +326,17 @@ class _Recurrent(nn.Module):
     @property
     def fused(self) -> bool:
         """Whether forward runs torch's fused kernel (else the notes' cells in a loop)."""
-        return self.cells[0].torch_mode is not None and self.implementation != "cell"
+        return self.cells[0].torch_mode is not None and self.implementation in ("auto", "fused")
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, batch_first={self.batch_first}, "
-                f"dropout={self.dropout}, path={'fused' if self.fused else 'cell'}")
+                f"dropout={self.dropout}, path={self._path}")
+
+    @property
+    def _path(self) -> str:
+        """The path forward takes: "fused", "cell" or "steps" (module docstring)."""
+        return "fused" if self.fused else ("steps" if self.implementation == "steps" else "cell")
 
     def forward(self, x: Tensor, state=None, lengths: Optional[Tensor] = None):
         """x: (B, T_x, n_x) if batch_first else (T_x, B, n_x), or (T_x, n_x) unbatched.
@@ -333,8 +349,12 @@ class _Recurrent(nn.Module):
         self._check_input(x)
         B, T = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
         hx = self._initial_state(state, x, B, unbatched)
-        lengths = self._check_lengths(lengths, B, T)
-        out, states = (self._fused if self.fused else self._scan)(x, hx, lengths)
+        if self.implementation == "steps" and _tracing():  # lengths are symbolic: not checkable
+            lengths = None if lengths is None else torch.as_tensor(lengths)
+        else:
+            lengths = self._check_lengths(lengths, B, T)
+        path = {"fused": self._fused, "cell": self._scan, "steps": self._steps}[self._path]
+        out, states = path(x, hx, lengths)
         if unbatched:
             out, states = out.squeeze(0 if self.batch_first else 1), [s.squeeze(1) for s in states]
         return out, (states[0] if self.n_states == 1 else tuple(states))
@@ -429,6 +449,43 @@ class _Recurrent(nn.Module):
                 for f, s in zip(finals, final):
                     f.append(s)
             inp = torch.cat(outs, 2) if D == 2 else outs[0]  # a[l]<t>: (T, B, D n_a)
+            if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
+                inp = F.dropout(inp, self.dropout, True)
+        out = inp.transpose(0, 1) if self.batch_first else inp
+        return out, [torch.stack(f) for f in finals]
+
+    def _steps(self, x: Tensor, hx: list[Tensor], lengths: Optional[Tensor]):
+        """The cells' own forward, one step at a time; past a sequence's length the state is
+        carried and the output is 0, the backward direction reads each sequence reversed within
+        its length. No packing, no data-dependent branch: what torch.export traces."""
+        inp = x.transpose(0, 1) if self.batch_first else x  # (T, B, n_x)
+        keep = rev = None
+        if lengths is not None:
+            t = torch.arange(inp.shape[0], device=x.device).unsqueeze(1)  # (T, 1)
+            lengths = lengths.to(x.device).unsqueeze(0)
+            keep = (t < lengths).unsqueeze(2)  # (T, B, 1): real steps
+            rev = torch.where(t < lengths, lengths - 1 - t, t).unsqueeze(2)
+        D = 2 if self.bidirectional else 1
+        finals: list[list[Tensor]] = [[] for _ in hx]
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(D):
+                cell = self._cells[layer * D + d]
+                state = [h[layer * D + d] for h in hx]
+                seq = inp if d == 0 else _reverse(inp, rev)
+                steps = []
+                for t_step in range(seq.shape[0]):
+                    new = cell(seq[t_step], state[0] if self.n_states == 1 else tuple(state))
+                    new = list(new) if isinstance(new, tuple) else [new]
+                    if keep is not None:
+                        new = [torch.where(keep[t_step], n, s) for n, s in zip(new, state)]
+                    steps.append(new[0] if keep is None else new[0] * keep[t_step])
+                    state = new
+                out = torch.stack(steps)
+                outs.append(out if d == 0 else _reverse(out, rev))
+                for f, s in zip(finals, state):
+                    f.append(s)
+            inp = torch.cat(outs, 2) if D == 2 else outs[0]
             if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
                 inp = F.dropout(inp, self.dropout, True)
         out = inp.transpose(0, 1) if self.batch_first else inp

@@ -1,18 +1,22 @@
 """``deepnotes export RUN``: the trained model as an ONNX graph a deployment runtime can load.
 
 The graph takes what a deployment has and gives what it wants: images as uint8 (N, n_C, n_H, n_W)
-at the run's input size (features as float32 (N, n_x) for a table, token ids as int64 (N, T) for
-text), any batch size N; inside, the run's normalisation x_norm = (x * scale - mu) / sigma, the
-network, and softmax, so the output is each class's probability (N, K). Exported with
-``torch.onnx.export(dynamo=True)``, then checked: ``onnx.checker.check_model(full_check=True)``,
-and ONNX Runtime on a batch of inputs must give the top classes and, within 1e-4, the
-probabilities that the model gives in PyTorch. Needs ``pip install 'deepnotes[onnx]'`` (onnx,
-onnxscript, onnxruntime).
+at the run's input size (features as float32 (N, n_x) for a table, token ids as int64 (N, T_x)
+for text, padded with 0 to the run's T_x), any batch size N; inside, the run's normalisation
+x_norm = (x * scale - mu) / sigma, the network, and softmax, so the output is each class's
+probability (N, K). Exported with ``torch.onnx.export(dynamo=True)``, then checked:
+``onnx.checker.check_model(full_check=True)``, and ONNX Runtime on a batch of inputs must give
+the top classes and, within 1e-4, the probabilities that the model gives in PyTorch. A text
+classifier's recurrent layers are exported on their "steps" path (each cell's forward unrolled
+over the T_x steps, padding masked), the one torch.export can trace; it computes what the
+trained layers compute. Needs ``pip install 'deepnotes[onnx]'`` (onnx, onnxscript,
+onnxruntime).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -27,6 +31,7 @@ from torch import nn
 from deepnotes import atomic
 from deepnotes.data import Normalizer
 from deepnotes.errors import DeepnotesError
+from deepnotes.nn import GRU, LSTM, RNN
 from deepnotes.runs.config import RunConfig
 
 FORMATS = ("onnx",)
@@ -55,8 +60,21 @@ def example_input(config: RunConfig, batch: int = 2, seed: int = 0) -> torch.Ten
                              generator=g)
     if config.kind == "table":
         return torch.randn(batch, *config.input_shape, generator=g)
-    length = config.max_len or 12
-    return torch.randint(1, config.in_channels, (batch, length), generator=g)
+    x = torch.randint(1, config.in_channels, (batch, *config.input_shape), generator=g)
+    lengths = torch.randint(1, config.input_shape[0] + 1, (batch, 1), generator=g)
+    lengths[0] = config.input_shape[0]  # one sequence of all T_x steps, the others padded
+    return x * (torch.arange(config.input_shape[0]) < lengths)
+
+
+def traceable(model: nn.Module) -> nn.Module:
+    """``model`` itself, or for a recurrent one a copy whose layers run the "steps" path."""
+    if not any(isinstance(m, (RNN, GRU, LSTM)) for m in model.modules()):
+        return model
+    model = copy.deepcopy(model)
+    for layer in model.modules():
+        if isinstance(layer, (RNN, GRU, LSTM)):
+            layer.implementation = "steps"
+    return model
 
 
 def export_onnx(model: nn.Module, config: RunConfig, out: Path) -> Path:
@@ -68,11 +86,9 @@ def export_onnx(model: nn.Module, config: RunConfig, out: Path) -> Path:
     deployed = Deployed(model.eval(), config.normalize).eval()
     x = example_input(config)
     dims = {0: torch.export.Dim("batch", min=1)}
-    if config.kind == "tokens":
-        dims[1] = torch.export.Dim("steps", min=1)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.export.tmp")  # atomic.sweep's pattern
     try:
-        _export(deployed, x, dims, tmp, config.model)
+        _export(Deployed(traceable(model), config.normalize).eval(), x, dims, tmp, config.model)
         onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
         check_against_runtime(deployed, ort, tmp, config)
         atomic.write_bytes(out, tmp.read_bytes())  # only a checked graph reaches ``out``
