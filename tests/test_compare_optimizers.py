@@ -13,17 +13,13 @@ import pytest
 import torch
 
 from conftest import run_cli, run_cli_quietly
+from deepnotes.errors import DeepnotesError
 from deepnotes.models.weights import fingerprint as weights_fingerprint
-from deepnotes.optim import DEFAULT_LRS
+from deepnotes.optim import DEFAULT_LRS, create_optimizer
 from deepnotes.runs.build import build_model
-from deepnotes.runs.compare import (
-    COLUMNS,
-    ORDER,
-    compare_optimizers,
-    learning_rates,
-    parse_lrs,
-)
+from deepnotes.runs.compare import COLUMNS, compare_optimizers, is_comparison
 from deepnotes.runs.config import RunConfig
+from deepnotes.runs.rules import ORDER, Rule, learning_rates, parse_lrs, parse_rule, parse_rules
 
 TABLE = ["--data", "breast-cancer", "--model", "mlp", "--epochs", 2, "--quiet"]
 
@@ -208,6 +204,17 @@ def test_default_lrs_are_the_rules_own():
     (["--optimizers", "sgd,adma"], ["unknown optimizer 'adma'", "did you mean 'adam'"]),
     (["--optimizers", "sgd,adam,sgd"], ["--optimizers", "sgd is listed twice"]),
     (["--optimizers", " , "], ["--optimizers", "no optimizer"]),
+    (["--optimizers", "sgd,sgd+eps=0"], ["--optimizers sgd+eps=0", "sgd has no variant eps",
+                                         "only rmsprop and adam", "eps-inside-sqrt"]),
+    (["--optimizers", "rmsprop+no-bias-correction"], ["only adam has it"]),
+    (["--optimizers", "adam+eps=small"], ["--optimizers adam+eps=small", "eps=small",
+                                          "number >= 0"]),
+    (["--optimizers", "adam+eps-inside"], ["unknown variant 'eps-inside'",
+                                           "did you mean 'eps-inside-sqrt'"]),
+    (["--optimizers", "adam+eps-inside-sqrt,adam+eps-inside-sqrt"],
+     ["adam+eps-inside-sqrt is listed twice"]),
+    (["--optimizers", "rmsprop", "--lr", "rmsprop+eps=0=1e-3"],
+     ["--lr rmsprop+eps=0=0.001", "rmsprop+eps=0 is not among the compared optimizers (rmsprop)"]),
     (["--lr", "fast"], ["--lr fast", "NAME=ALPHA"]),
     (["--lr", "adam=x"], ["--lr adam=x"]),
     (["--lr", "=0.1"], ["no optimizer name"]),
@@ -266,3 +273,183 @@ def test_name_is_kept_unless_overwrite_and_only_a_comparison_is_replaced(tmp_pat
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     rc, out, _ = cli(*small)
     assert rc == 0 and "compare-mlp-breast-cancer" in out
+
+
+# ---------------------------------------------------------------- the notes' variants as rows
+
+
+@pytest.mark.parametrize("entry, label, options", [
+    ("adam", "adam", {}),
+    ("rmsprop+eps=0", "rmsprop+eps=0", {"eps": 0.0}),
+    (" rmsprop + eps=1e-08 ", "rmsprop+eps=1e-8", {"eps": 1e-8}),
+    ("rmsprop+eps=1e+5", "rmsprop+eps=100000", {"eps": 1e5}),  # the exponent's '+' is no '+'
+    ("rmsprop+eps=0.001+eps-inside-sqrt", "rmsprop+eps=0.001+eps-inside-sqrt",
+     {"eps": 1e-3, "eps_inside_sqrt": True}),
+    ("adam+no-bias-correction+eps-inside-sqrt", "adam+eps-inside-sqrt+no-bias-correction",
+     {"eps_inside_sqrt": True, "bias_correction": False}),
+])
+def test_an_entry_is_a_rule_with_a_canonical_label(entry, label, options):
+    rule = parse_rule(entry)
+    assert (rule.label, rule.options()) == (label, options)
+    assert parse_rule(rule.label) == rule  # the label reads back as the same rule
+    assert set(rule.label) <= set("abcdefghijklmnopqrstuvwxyz0123456789+=-.")  # a folder name
+    fields = rule.config_fields()
+    assert fields == {"eps": options.get("eps"),
+                      "eps_inside_sqrt": options.get("eps_inside_sqrt", False),
+                      "bias_correction": options.get("bias_correction", True)}
+    assert RunConfig().updated(optimizer=rule.name, **fields).optimizer_variants() == options
+
+
+@pytest.mark.parametrize("entry, words", [
+    ("sgd+eps=0", ["--optimizers sgd+eps=0: sgd has no variant eps (only rmsprop and adam"]),
+    ("momentum+eps-inside-sqrt", ["momentum has no variant eps-inside-sqrt"]),
+    ("rmsprop+no-bias-correction", ["rmsprop has no variant no-bias-correction",
+                                    "only adam has it"]),
+    ("adam+eps=x", ["eps=x: expected a finite number >= 0"]),
+    ("adam+eps=-1", ["eps=-1: expected a finite number >= 0"]),
+    ("adam+eps=nan", ["eps=nan"]),
+    ("adam+eps", ["eps needs a value (eps=X)"]),
+    ("adam+no-bias-correction=1", ["no-bias-correction takes no value"]),
+    ("adam+eps=0+eps=1", ["eps is given twice"]),
+    ("adam+", ["an empty variant"]),
+    ("adam+bias", ["unknown variant 'bias'"]),
+    ("adma+eps=0", ["unknown optimizer 'adma'", "did you mean 'adam'"]),
+])
+def test_a_bad_entry_says_what_was_expected(entry, words):
+    with pytest.raises(DeepnotesError) as info:
+        parse_rules(f"sgd,{entry}")
+    message = str(info.value)
+    assert message.startswith(f"--optimizers {entry}: ") and "\n" not in message
+    for word in words:
+        assert word in message
+    if "optimizer" not in words[0]:  # a variant's mistake: the syntax follows
+        assert message.endswith("expected NAME[+VARIANT...] with VARIANT eps=X, "
+                                "eps-inside-sqrt or no-bias-correction")
+
+
+def test_an_entry_spelled_two_ways_is_listed_twice():
+    with pytest.raises(DeepnotesError, match="--optimizers: rmsprop\\+eps=0 is listed twice"):
+        parse_rules("rmsprop+eps=0,rmsprop+eps=0.0")
+    with pytest.raises(DeepnotesError, match="adam\\+eps-inside-sqrt\\+no-bias-correction is "):
+        parse_rules("adam+no-bias-correction+eps-inside-sqrt,adam+eps-inside-sqrt"
+                    "+no-bias-correction")
+
+
+def test_a_rule_is_validated_when_it_is_made():
+    assert Rule("adam", {"bias_correction": False}).label == "adam+no-bias-correction"
+    for variants, words in [({"bias_correction": True}, "plain rule"),
+                            ({"eps": -1.0}, "eps=-1.0"), ({"beta": 0.5}, "unknown variant")]:
+        with pytest.raises(DeepnotesError, match=words):
+            Rule("adam", variants)
+    with pytest.raises(DeepnotesError, match="sgd has no variant eps"):
+        Rule("sgd", {"eps": 0.0})
+
+
+def test_the_rule_text_carries_the_variant():
+    assert parse_rule("rmsprop").text.endswith("W := W - alpha dW / (sqrt(s) + eps)")
+    assert parse_rule("rmsprop+eps-inside-sqrt").text.endswith("alpha dW / sqrt(s + eps)")
+    assert parse_rule("rmsprop+eps=0").text.endswith("(sqrt(s) + eps); eps = 0")
+    assert "v_hat / (sqrt(s_hat) + eps)" in parse_rule("adam").text
+    assert "v_hat / sqrt(s_hat + eps)" in parse_rule("adam+eps-inside-sqrt").text
+    plain = parse_rule("adam+no-bias-correction").text
+    assert "hat" not in plain and plain.endswith("W := W - alpha v / (sqrt(s) + eps)")
+
+
+VARIANT_ROWS = ["sgd", "rmsprop", "rmsprop+eps=0", "adam", "adam+eps-inside-sqrt"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    (None, {"sgd": 0.1, "rmsprop": 1e-3, "rmsprop+eps=0": 1e-3, "adam": 3e-3,
+            "adam+eps-inside-sqrt": 3e-3}),
+    ("rmsprop=0.01", {"rmsprop": 0.01, "rmsprop+eps=0": 0.01}),  # a name: it and its variants
+    ("rmsprop+eps=0=1e-4", {"rmsprop": 1e-3, "rmsprop+eps=0": 1e-4}),  # a label: that row
+    ("rmsprop+eps=0=1e-4,rmsprop=0.01", {"rmsprop": 0.01, "rmsprop+eps=0": 1e-4}),  # label wins
+    ("rmsprop+eps=0.0=1e-4", {"rmsprop+eps=0": 1e-4}),  # any spelling of the entry
+    ("0.5,adam+eps-inside-sqrt=1e-3", {"sgd": 0.5, "rmsprop+eps=0": 0.5, "adam": 0.5,
+                                       "adam+eps-inside-sqrt": 1e-3}),
+])
+def test_lr_option_with_variants(text, expected):
+    rates = learning_rates(VARIANT_ROWS, None if text is None else parse_lrs(text))
+    assert list(rates) == VARIANT_ROWS
+    assert {k: rates[k] for k in expected} == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("adam+no-bias-correction=1e-3", "--lr adam+no-bias-correction=0.001: adam+no-bias-"
+                                     "correction is not among the compared optimizers"),
+    ("momentum=0.1", "momentum is not among the compared"),
+    ("rmsprop+eps=0=1e-3,rmsprop+eps=0.0=2e-3", "--lr: rmsprop+eps=0 is given twice"),
+    ("sgd+eps=0=1", "--lr sgd+eps=0: sgd has no variant eps"),
+    ("rmsprop+eps=0=0", "--lr rmsprop+eps=0=0: the learning rate must be > 0"),
+])
+def test_bad_lr_with_variants(text, words):
+    with pytest.raises(DeepnotesError) as info:
+        learning_rates(VARIANT_ROWS, parse_lrs(text))
+    assert words in str(info.value)
+
+
+def test_a_folder_of_variant_runs_is_a_comparison(tmp_path):
+    for label in ("rmsprop", "rmsprop+eps=0", "adam+eps-inside-sqrt+no-bias-correction"):
+        (tmp_path / "c" / label).mkdir(parents=True)
+        (tmp_path / "c" / label / "config.json").write_text("{}")
+    assert is_comparison(tmp_path / "c")
+    for name in ("rmsprop+eps=0.0", "adam+no-bias-correction+eps-inside-sqrt", "adam+x"):
+        (tmp_path / name).mkdir()  # not a label this module writes
+        (tmp_path / name / "config.json").write_text("{}")
+        assert not is_comparison(tmp_path), name
+        (tmp_path / name / "config.json").unlink()
+        (tmp_path / name).rmdir()
+
+
+@pytest.mark.slow
+def test_variants_are_rows_with_their_own_run_folders(tmp_path, cli, monkeypatch):
+    """rmsprop, rmsprop+eps=0 and adam+no-bias-correction from the same initial weights: each
+    trains with its variant's optimiser, keeps the variant in config.json, is a labelled row."""
+    import deepnotes.runs.compare as compare
+
+    used = {}
+    real_fit = compare.fit
+
+    def spy(sess, run_dir, **kwargs):
+        used[run_dir.name] = (sess.config.optimizer, dict(sess.optimizer.param_groups[0]))
+        return real_fit(sess, run_dir, **kwargs)
+
+    monkeypatch.setattr(compare, "fit", spy)
+    labels = ["rmsprop", "rmsprop+eps=0", "adam+no-bias-correction"]
+    rc, out, err = cli("compare-optimizers", *TABLE[:-3], "--epochs", 1, "--quiet",
+                       "--optimizers", "rmsprop, rmsprop+eps=0.0, adam+no-bias-correction",
+                       "--lr", "rmsprop+eps=0=2e-3", "--out", tmp_path, "--name", "c")
+    assert rc == 0, err
+    run_dir = tmp_path / "c"
+    assert list(used) == labels
+    assert used["rmsprop"][0] == used["rmsprop+eps=0"][0] == "rmsprop"
+    assert used["rmsprop"][1]["eps"] == 1e-8 and used["rmsprop+eps=0"][1]["eps"] == 0.0
+    assert not used["rmsprop+eps=0"][1]["eps_inside_sqrt"]
+    assert used["adam+no-bias-correction"][0] == "adam"
+    assert used["adam+no-bias-correction"][1]["bias_correction"] is False
+    assert used["rmsprop+eps=0"][1]["lr"] == 2e-3 and used["rmsprop"][1]["lr"] == 1e-3
+
+    expected = {"rmsprop": (None, True), "rmsprop+eps=0": (0.0, True),
+                "adam+no-bias-correction": (None, False)}
+    for label, (eps, bias_correction) in expected.items():
+        config = json.loads((run_dir / label / "config.json").read_text())
+        assert (config["eps"], config["eps_inside_sqrt"], config["bias_correction"]) == \
+            (eps, False, bias_correction), label
+        rebuilt = RunConfig.from_dict(config)  # what evaluate and --resume rebuild
+        optimizer = create_optimizer(rebuilt.optimizer, torch.nn.Linear(2, 1).parameters(),
+                                     rebuilt.lr, **rebuilt.optimizer_variants())
+        group = optimizer.param_groups[0]
+        assert {k: group[k] for k in ("eps", "lr")} == {k: used[label][1][k]
+                                                        for k in ("eps", "lr")}
+
+    report = json.loads((run_dir / "comparison.json").read_text())
+    assert [r["optimizer"] for r in report["rows"]] == [r["run"] for r in report["rows"]] == labels
+    assert len({r["initial_weights_sha256"] for r in report["rows"]}) == 1
+    assert list(report["rules"]) == labels
+    assert report["rules"]["rmsprop+eps=0"].endswith("eps = 0")
+    assert "hat" not in report["rules"]["adam+no-bias-correction"]
+    assert [r["optimizer"] for r in read_csv(run_dir / "comparison.csv")] == labels
+    assert list(read_csv(run_dir / "step_losses.csv")[0]) == ["step", *labels]
+    assert [line.split()[0] for line in out.splitlines()[1:4]] == labels
+    rc, out, err = cli("evaluate", run_dir / "adam+no-bias-correction", "--json")
+    assert rc == 0, err

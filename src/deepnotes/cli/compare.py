@@ -1,5 +1,6 @@
-"""``deepnotes compare-optimizers``: gradient descent, momentum, RMSprop and Adam on one model,
-from the same initial weights; one plot of the loss curves and one table."""
+"""``deepnotes compare-optimizers``: gradient descent, momentum, RMSprop and Adam (and the notes'
+variants, ``rmsprop+eps=0``, ...) on one model, from the same initial weights; one plot of the
+loss curves and one table."""
 
 from __future__ import annotations
 
@@ -18,15 +19,16 @@ def add_parser(sub) -> None:
     from deepnotes.cli.train import DATA_HELP, add_image_options
     from deepnotes.models import list_models
     from deepnotes.optim import DEFAULT_LRS, SCHEDULES
-    from deepnotes.runs.compare import ORDER
     from deepnotes.runs.config import DEFAULTS as D
+    from deepnotes.runs.rules import ORDER
 
     defaults = ", ".join(f"{k} {DEFAULT_LRS[k]:g}" for k in ORDER)
     p = sub.add_parser(
         "compare-optimizers", help="train one model with sgd, momentum, rmsprop and adam",
         description="Train the same model from the same initial weights, on the same mini-batches "
-        "in the same order, with gradient descent, momentum, RMSprop and Adam. Writes a run folder "
-        "per optimizer (RUN/adam, ...), loss_curves.png (training loss per step, dev accuracy per "
+        "in the same order, with gradient descent, momentum, RMSprop and Adam (and the notes' "
+        "variants of them: --optimizers). Writes a run folder per optimizer (RUN/adam, "
+        "RUN/rmsprop+eps=0, ...), loss_curves.png (training loss per step, dev accuracy per "
         "epoch) and comparison.csv / comparison.json (final dev accuracy, F1, loss, time).",
         argument_default=None)
     p.add_argument("--model", help=f"network: {', '.join(list_models())} "
@@ -36,12 +38,19 @@ def add_parser(sub) -> None:
     add_image_options(p)
     p.add_argument("--epochs", type=int, help=f"passes over the training set ({EPOCHS})")
     p.add_argument("--batch-size", type=int, help=f"mini-batch size ({D['batch_size']})")
-    p.add_argument("--optimizers", default=",".join(ORDER),
-                   help=f"comma-separated optimizers to compare ({','.join(ORDER)})")
+    p.add_argument("--optimizers", default=",".join(ORDER), metavar="NAME[+VARIANT...],...",
+                   help=f"comma-separated rows to compare ({','.join(ORDER)}): an optimizer, "
+                   "optionally with the notes' variants, each a row and a run folder of its own. "
+                   "VARIANT: eps=X (rmsprop, adam), eps-inside-sqrt (sqrt(s + eps); rmsprop, "
+                   "adam), no-bias-correction (adam), as deepnotes train's --eps, "
+                   "--eps-inside-sqrt, --no-bias-correction. Example: "
+                   "--optimizers rmsprop,rmsprop+eps=0,adam,adam+eps-inside-sqrt")
     p.add_argument("--lr", metavar="ALPHA|NAME=ALPHA,...",
                    help="learning rate alpha: one number for every optimizer (--lr 0.01), or per "
                    "optimizer (--lr sgd=0.05,adam=1e-3; the others keep their default), or both "
-                   f"(--lr 0.01,adam=1e-3). Defaults: {defaults}")
+                   "(--lr 0.01,adam=1e-3). NAME=ALPHA sets the optimizer and its variants; a "
+                   "whole entry sets that row alone and wins (--lr rmsprop+eps=0=1e-4). "
+                   f"Defaults: {defaults}")
     p.add_argument("--schedule", help=f"learning-rate schedule: {', '.join(SCHEDULES)} "
                    f"({D['schedule']}), the same for every optimizer")
     p.add_argument("--seed", type=int, help=f"seed of splits, weights, order ({D['seed']})")
@@ -56,24 +65,19 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from deepnotes.cli.train import explicit_options
-    from deepnotes.runs.compare import (
-        comparison_folder,
-        learning_rates,
-        parse_lrs,
-        parse_names,
-        run_comparison,
-    )
+    from deepnotes.runs.compare import comparison_folder, run_comparison
     from deepnotes.runs.config import RunConfig
+    from deepnotes.runs.rules import learning_rates, parse_lrs, parse_rules
     from deepnotes.runs.session import prepare
 
     explicit = explicit_options(args, OPTIONS)
-    names = parse_names(args.optimizers)
-    lrs = learning_rates(names, parse_lrs(args.lr) if args.lr is not None else None)
+    rules = parse_rules(args.optimizers)
+    lrs = learning_rates(rules, parse_lrs(args.lr) if args.lr is not None else None)
     config = RunConfig(**{"epochs": EPOCHS, **explicit})
     session = prepare(config, progress=args.progress, fresh=True)
     run_dir = comparison_folder(args.out, args.name, args.overwrite, config)
     try:
-        rows = run_comparison(session, names, run_dir, lrs, progress=args.progress)
+        rows = run_comparison(session, rules, run_dir, lrs, progress=args.progress)
     except BaseException:
         if not any(run_dir.glob("*/state.safetensors")):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave nothing
@@ -88,16 +92,21 @@ def run(args) -> int:
 def print_rows(rows: list[dict]) -> None:
     """One aligned row per optimizer, then which reached the best dev accuracy."""
     from deepnotes.runs.compare import best
+    from deepnotes.runs.rules import parse_rule
 
-    print(f"{'optimizer':<10} {'alpha':>8} {'dev acc':>8} {'dev F1':>7} {'train loss':>10} "
+    w = max([10, *(len(r["optimizer"]) for r in rows)])  # labels: adam+eps-inside-sqrt
+    print(f"{'optimizer':<{w}} {'alpha':>8} {'dev acc':>8} {'dev F1':>7} {'train loss':>10} "
           f"{'seconds':>8}")
     for r in rows:
         if r.get("diverged"):
-            print(f"{r['optimizer']:<10} {r['lr']:>8.3g}   diverged: the loss became NaN or "
-                  "infinite; try a lower alpha")
+            hint = ("eps = 0 divides 0 by 0 where a gradient and s are both 0"
+                    if parse_rule(r["optimizer"]).variants.get("eps") == 0 else
+                    "try a lower alpha")
+            print(f"{r['optimizer']:<{w}} {r['lr']:>8.3g}   diverged: the loss became NaN or "
+                  f"infinite; {hint}")
             continue
-        print(f"{r['optimizer']:<10} {r['lr']:>8.3g} {r['dev_accuracy']:>8.4f} {r['dev_f1']:>7.4f} "
-              f"{r['train_loss']:>10.4f} {r['seconds']:>8.1f}")
+        print(f"{r['optimizer']:<{w}} {r['lr']:>8.3g} {r['dev_accuracy']:>8.4f} "
+              f"{r['dev_f1']:>7.4f} {r['train_loss']:>10.4f} {r['seconds']:>8.1f}")
     winners = best(rows)
     if winners:
         top = max(r["dev_accuracy"] for r in rows if r["dev_accuracy"] is not None)

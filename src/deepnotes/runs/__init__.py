@@ -8,9 +8,10 @@
 - :mod:`~deepnotes.runs.report`: metrics.json and the plots of a finished run
 - :mod:`~deepnotes.runs.table`: ``deepnotes runs``: one row a run folder
 - :mod:`~deepnotes.runs.compare`, :mod:`~deepnotes.runs.tune`, :mod:`~deepnotes.runs.finetune`,
-  :mod:`~deepnotes.runs.error_analysis`: the workflows of ``compare-optimizers``, ``tune`` (needs
-  Optuna, imported only there; its settings, checked without Optuna, are
-  :mod:`~deepnotes.runs.tune_settings`), ``finetune`` and ``errors``
+  :mod:`~deepnotes.runs.error_analysis`: the workflows of ``compare-optimizers`` (its rows, a rule
+  and its variants: :mod:`~deepnotes.runs.rules`), ``tune`` (needs Optuna, imported only there;
+  its settings, checked without Optuna, are :mod:`~deepnotes.runs.tune_settings`), ``finetune``
+  and ``errors``
 """
 
 from deepnotes.runs.config import RunConfig, read_config

@@ -8,12 +8,16 @@ With dW the gradient of the cost and alpha the learning rate (t counts the updat
 ``adam``      momentum + RMSprop with bias correction: v / (1 - beta1^t), s / (1 - beta2^t);
               W := W - alpha v_hat / (sqrt(s_hat) + eps)                (0.9, 0.999, 1e-8)
 
+The notes' variants are rows of their own (:mod:`deepnotes.runs.rules`): ``rmsprop+eps=0``
+(the notes' dW / sqrt(s)), ``adam+eps-inside-sqrt`` (sqrt(s_hat + eps)),
+``adam+no-bias-correction``.
+
 :func:`compare_optimizers` loads the data once and builds the model once, then trains a copy of
 those initial weights with each rule. Every rule sees the same mini-batches in the same order
 (the order depends on the seed alone), so the curves differ only by the update rule and its
-alpha. Each rule gets a complete run folder, ``RUN/<rule>/`` (``deepnotes evaluate RUN/adam``
-works), and ``RUN`` gets ``comparison.json``, ``comparison.csv``, ``step_losses.csv`` and
-``loss_curves.png``.
+alpha. Each rule gets a complete run folder, ``RUN/<label>/`` (``deepnotes evaluate RUN/adam``
+works, and ``RUN/adam+eps-inside-sqrt`` keeps its variant in config.json), and ``RUN`` gets
+``comparison.json``, ``comparison.csv``, ``step_losses.csv`` and ``loss_curves.png``.
 """
 
 from __future__ import annotations
@@ -27,138 +31,67 @@ import torch
 
 from deepnotes import atomic
 from deepnotes.data import NAMED
-from deepnotes.errors import DeepnotesError, LossDiverged, unknown_name
+from deepnotes.errors import DeepnotesError, LossDiverged
 from deepnotes.models.weights import fingerprint
-from deepnotes.optim import DEFAULT_LRS, check_lr, create_optimizer, list_optimizers
+from deepnotes.optim import (
+    create_optimizer,
+)
 from deepnotes.runs.build import batches, build_model
 from deepnotes.runs.config import RunConfig, write_json
 from deepnotes.runs.folder import check_name, new_container
+from deepnotes.runs.rules import ORDER, Rule, check_rules, is_label, learning_rates
 from deepnotes.runs.session import Session, fit, prepare
 from deepnotes.train import plots
 from deepnotes.train.trainer import autocast_dtype
 
 log = logging.getLogger("deepnotes.compare")
 
-RULES = {
-    "sgd": "W := W - alpha dW",
-    "momentum": "v := beta v + (1-beta) dW; W := W - alpha v",
-    "rmsprop": "s := beta s + (1-beta) dW^2; W := W - alpha dW / (sqrt(s) + eps)",
-    "adam": "momentum + RMSprop, bias-corrected",
-}
-ORDER = ["sgd", "momentum", "rmsprop", "adam"]  # the notes' order: each builds on the one before
 COLUMNS = ["optimizer", "lr", "train_loss", "dev_loss", "dev_accuracy", "best_dev_accuracy",
            "dev_f1", "seconds"]
 SHARED_KEYS = ["model", "data", "epochs", "batch_size", "schedule", "seed", "fractions", "augment"]
 FILES = ["comparison.json", "comparison.csv", "step_losses.csv", "loss_curves.png"]
 
 
-# ---------------------------------------------------------------- names and learning rates
-
-
-def check_names(names) -> list[str]:
-    """The rules to compare, in the given order; unknown, repeated or no names are refused."""
-    names, valid = list(names), list_optimizers()
-    if not names:
-        raise DeepnotesError(f"--optimizers: no optimizer given; valid: {', '.join(valid)}")
-    seen = set()
-    for name in names:
-        if name not in valid:
-            raise DeepnotesError(f"--optimizers: {unknown_name('optimizer', name, valid)}")
-        if name in seen:
-            raise DeepnotesError(f"--optimizers: {name} is listed twice")
-        seen.add(name)
-    return names
-
-
-def parse_names(text: str) -> list[str]:
-    """``"sgd,adam"`` -> ["sgd", "adam"] (checked by :func:`check_names`)."""
-    return check_names([part.strip() for part in text.split(",") if part.strip()])
-
-
-def parse_lrs(text: str) -> float | dict:
-    """``--lr`` text: ``0.01`` (alpha for every rule) or ``sgd=0.05,adam=1e-3`` (per rule).
-
-    A bare number may be mixed with pairs (``0.01,adam=1e-3``): it applies to the rules not named.
-    Returns a float or a dict of name -> alpha, with the bare number under the key ``None``.
-    """
-    out: dict = {}
-    for part in (p.strip() for p in text.split(",")):
-        before, sep, value = part.rpartition("=")
-        name = before.strip() if sep else None
-        if sep and not name:
-            raise DeepnotesError(f"--lr {text}: {part!r} has no optimizer name before '='")
-        try:
-            alpha = float(value)
-        except ValueError:
-            raise DeepnotesError(f"--lr {text}: expected ALPHA or NAME=ALPHA[,NAME=ALPHA...], "
-                                 f"got {part!r}") from None
-        if name in out:
-            raise DeepnotesError(f"--lr {text}: {'a bare alpha' if name is None else name} "
-                                 "is given twice")
-        out[name] = alpha
-    return out[None] if list(out) == [None] else out
-
-
-def learning_rates(names: list[str], lrs: float | dict | None = None) -> dict[str, float]:
-    """alpha for each rule: ``lrs`` (one float, or per name with ``None`` for the rest), else
-    :data:`deepnotes.optim.DEFAULT_LRS`. Every alpha must be > 0; every name must be compared."""
-    if lrs is None:
-        lrs = {}
-    elif not isinstance(lrs, dict):
-        lrs = {None: lrs}
-    for name in lrs:
-        if name is not None and name not in list_optimizers():
-            raise DeepnotesError(f"--lr: {unknown_name('optimizer', name, list_optimizers())}")
-        if name is not None and name not in names:
-            raise DeepnotesError(f"--lr {name}={lrs[name]:g}: {name} is not among the compared "
-                                 f"optimizers ({', '.join(names)})")
-    out = {name: float(lrs.get(name, lrs.get(None, DEFAULT_LRS[name]))) for name in names}
-    for name, alpha in out.items():
-        try:
-            check_lr(alpha)
-        except DeepnotesError:
-            raise DeepnotesError(f"--lr {name}={alpha:g}: the learning rate must be > 0 "
-                                 "and finite") from None
-    return out
-
-
 # ---------------------------------------------------------------- training
 
 
-def compare_optimizers(config: RunConfig, names, run_dir: str | Path,
+def compare_optimizers(config: RunConfig, rules, run_dir: str | Path,
                        lrs: float | dict | None = None, progress: bool = True) -> list[dict]:
     """Prepare ``config`` (data, model) once, train it with each rule; see :func:`run_comparison`.
 
     ``config`` is completed in place like ``deepnotes train``'s.
     """
-    names = check_names(ORDER if names is None else names)
-    rates = learning_rates(names, lrs)
+    rules = check_rules(ORDER if rules is None else rules)
+    rates = learning_rates(rules, lrs)
     session = prepare(config, progress=progress, fresh=True)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_comparison(session, names, run_dir, rates, progress=progress)
+    return run_comparison(session, rules, run_dir, rates, progress=progress)
 
 
-def run_comparison(session: Session, names, run_dir: Path, lrs: float | dict | None = None,
+def run_comparison(session: Session, rules, run_dir: Path, lrs: float | dict | None = None,
                    progress: bool = True) -> list[dict]:
-    """Train ``session``'s initial weights with each rule (None: all four) into ``run_dir/<rule>/``.
+    """Train ``session``'s initial weights with each rule (None: the four plain ones; names,
+    entries like ``"rmsprop+eps=0"`` or :class:`Rule`) into ``run_dir/<label>/``.
 
-    Returns one row per rule (the columns of :data:`COLUMNS`, plus ``run`` and
-    ``initial_weights_sha256``, the fingerprint of the weights it started from: the same for all).
-    Writes comparison.json / .csv, step_losses.csv and loss_curves.png into ``run_dir``.
+    Returns one row per rule (the columns of :data:`COLUMNS`, ``optimizer`` being the label, plus
+    ``run`` and ``initial_weights_sha256``, the fingerprint of the weights it started from: the
+    same for all). Writes comparison.json / .csv, step_losses.csv and loss_curves.png.
     """
-    names = check_names(ORDER if names is None else names)
-    rates = learning_rates(names, lrs)
+    rules = check_rules(ORDER if rules is None else rules)
+    rates = learning_rates(rules, lrs)
     run_dir = Path(run_dir)
     initial = {k: v.detach().to("cpu", copy=True) for k, v in session.model.state_dict().items()}
     warm_up(session)
     curves = {}
-    for i, name in enumerate(names, 1):
-        log.info("optimizer %d/%d: %s (alpha %g): %s", i, len(names), name, rates[name],
-                 RULES.get(name, ""))
-        curves[name] = train_one(session, name, rates[name], initial, run_dir / name, progress)
+    for i, rule in enumerate(rules, 1):
+        label = rule.label
+        log.info("optimizer %d/%d: %s (alpha %g): %s", i, len(rules), label, rates[label],
+                 rule.text)
+        curves[label] = train_one(session, rule, rates[label], initial, run_dir / label, progress)
     rows = [curve["row"] for curve in curves.values()]
-    write_comparison(run_dir, session.config, rows, curves)
+    write_comparison(run_dir, session.config, rows, curves,
+                     {rule.label: rule.text for rule in rules})
     return rows
 
 
@@ -179,15 +112,18 @@ def warm_up(session: Session) -> None:
         break
 
 
-def train_one(session: Session, name: str, lr: float, initial: dict, run_dir: Path,
+def train_one(session: Session, rule: Rule, lr: float, initial: dict, run_dir: Path,
               progress: bool = True) -> dict:
-    """One rule from the ``initial`` weights into a full run folder; returns its curves and row."""
-    config = session.config.updated(optimizer=name, lr=lr, provenance=None)
+    """One rule from the ``initial`` weights into a full run folder; returns its curves and row.
+    Its config.json keeps the variant, so evaluate and --resume rebuild the same optimiser."""
+    name = rule.label
+    config = session.config.updated(optimizer=rule.name, lr=lr, provenance=None,
+                                    **rule.config_fields())
     torch.manual_seed(config.seed)  # the RNG state `deepnotes train` has after prepare
     model = build_model(config)
     model.load_state_dict(initial)
     weights = fingerprint(model.state_dict())
-    optimizer = create_optimizer(name, model.parameters(), lr)
+    optimizer = create_optimizer(rule.name, model.parameters(), lr, **config.optimizer_variants())
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         trainer, metrics = fit(session.replace(config=config, model=model, optimizer=optimizer),
@@ -228,12 +164,13 @@ def best(rows: list[dict], key: str = "dev_accuracy") -> list[str]:
 # ---------------------------------------------------------------- files
 
 
-def write_comparison(run_dir: Path, config: RunConfig, rows: list[dict], curves: dict) -> None:
-    """comparison.json, comparison.csv, step_losses.csv and loss_curves.png."""
+def write_comparison(run_dir: Path, config: RunConfig, rows: list[dict], curves: dict,
+                     texts: dict) -> None:
+    """comparison.json (``texts``: each label's update rule), comparison.csv, step_losses.csv
+    and loss_curves.png."""
     write_json(run_dir / "comparison.json",
                {"config": {k: getattr(config, k) for k in SHARED_KEYS}, "best": best(rows),
-                "rules": {row["optimizer"]: RULES.get(row["optimizer"]) for row in rows},
-                "rows": rows})
+                "rules": texts, "rows": rows})
     atomic.write_csv(run_dir / "comparison.csv", COLUMNS, rows)
     names = list(curves)
     steps = max(len(c["step_losses"]) for c in curves.values())
@@ -290,12 +227,13 @@ def plot_curves(curves: dict, path: Path, title: str | None = None) -> None:
 
 
 def is_comparison(path: Path) -> bool:
-    """A folder this module wrote: comparison.json, or only run folders named after rules."""
+    """A folder this module wrote: comparison.json, or only run folders named after rules
+    (``adam``, ``rmsprop+eps=0``: canonical labels)."""
     path = Path(path)
     if (path / "comparison.json").is_file():
         return True
     entries = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
-    return bool(entries) and all(p.is_dir() and p.name in list_optimizers()
+    return bool(entries) and all(p.is_dir() and is_label(p.name)
                                  and (p / "config.json").is_file() for p in entries)
 
 
