@@ -8,13 +8,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from conftest import run_cli_quietly
 from deepnotes.errors import LossDiverged
+from deepnotes.models import create_model
 from deepnotes.runs import training
 from deepnotes.runs.config import MARKER, RunConfig
+from deepnotes.runs.finetune import fit_finetune, prepare_finetune
+from deepnotes.runs.session import prepare
 from deepnotes.runs.table import COLUMNS, RunRow, format_table, list_runs, records, sort_rows
-from deepnotes.train import TrainingInterrupted
+from deepnotes.train import Trainer, TrainingInterrupted
 
 # ---------------------------------------------------------------- hand-made run folders
 
@@ -192,19 +197,83 @@ def test_the_help_lists_the_sort_keys(cli):
 
 # ---------------------------------------------------------------- stopped.json
 
-@pytest.mark.parametrize("error, reason", [(LossDiverged("loss became nan"), "diverged"),
-                                           (TrainingInterrupted("interrupted at"), "interrupted")])
-def test_a_run_that_stops_after_a_checkpoint_says_why(tmp_path, monkeypatch, error, reason):
-    def fit(session, run_dir, **kwargs):
-        (run_dir / "state.safetensors").write_bytes(b"")  # a checkpoint: the folder is kept
+STOPS = [(LossDiverged("loss became nan"), "diverged"),
+         (TrainingInterrupted("interrupted at"), "interrupted")]
+
+
+def stopping_trainer(monkeypatch, error):
+    """Trainer.fit that commits a checkpoint (so the folder is kept) and then stops."""
+    def fit(self, train, dev):
+        (self.run_dir / "state.safetensors").write_bytes(b"")
         raise error
 
-    monkeypatch.setattr(training, "fit", fit)
+    monkeypatch.setattr(Trainer, "fit", fit)
+
+
+@pytest.mark.parametrize("error, reason", STOPS)
+def test_a_run_that_stops_after_a_checkpoint_says_why(tmp_path, monkeypatch, error, reason):
+    stopping_trainer(monkeypatch, error)
     with pytest.raises(type(error)):
         training.start({"data": "breast-cancer", "epochs": 2}, tmp_path, "r", False,
                        progress=False)
     stopped = json.loads((tmp_path / "r" / training.STOPPED).read_text())
     assert stopped == {"reason": reason, "message": str(error)}
+    (row,) = list_runs(tmp_path)
+    assert row.status == reason
+
+
+@pytest.mark.parametrize("head_only", [False, True], ids=["fine-tuned", "head-on-cache"])
+@pytest.mark.parametrize("error, reason", STOPS)
+def test_a_finetune_run_that_stops_says_why(tmp_path, monkeypatch, error, reason, head_only):
+    source = tmp_path / "source.safetensors"
+    torch.manual_seed(0)
+    save_file(create_model("mlp", num_classes=2, in_channels=30).state_dict(), source)
+    config = RunConfig(data="breast-cancer", model="mlp", epochs=2)
+    freeze = "all-but-head" if head_only else "none"
+    session, _ = prepare_finetune(source, config, freeze_option=freeze, progress=False)
+    stopping_trainer(monkeypatch, error)
+    (tmp_path / "f").mkdir()
+    with pytest.raises(type(error)):
+        fit_finetune(session, tmp_path / "f", progress=False, cache_dir=tmp_path / "cache")
+    assert session.config.transfer["feature_cache"] is head_only
+    stopped = json.loads((tmp_path / "f" / training.STOPPED).read_text())
+    assert stopped == {"reason": reason, "message": str(error)}
+
+
+@pytest.mark.slow  # trains through the CLI
+def test_a_compared_rule_that_diverges_says_so(tmp_path):
+    rc, _, err = run_cli_quietly("compare-optimizers", "--data", "breast-cancer", "--epochs", 1,
+                                 "--optimizers", "sgd,adam", "--lr", "sgd=1e30", "--quiet",
+                                 "--out", tmp_path, "--name", "c")
+    assert rc == 0, err
+    stopped = json.loads((tmp_path / "c" / "sgd" / training.STOPPED).read_text())
+    assert stopped["reason"] == "diverged" and "became" in stopped["message"]
+    assert not (tmp_path / "c" / "adam" / training.STOPPED).exists()
+    statuses = {row.name: row.status for row in list_runs(tmp_path / "c")}
+    assert statuses == {"adam": "finished", "sgd": "diverged"}
+
+
+def test_a_pruned_tune_trial_says_so(tmp_path, monkeypatch):
+    optuna = pytest.importorskip("optuna")
+    from deepnotes.runs import tune
+
+    def prune_at_once(trial, best, epochs):  # the median rule, always against this trial
+        def on_epoch(row):
+            raise optuna.TrialPruned(f"pruned at epoch {row['epoch']}")
+        return on_epoch
+
+    monkeypatch.setattr(tune, "pruning_hook", prune_at_once)
+    session = prepare(RunConfig(data="breast-cancer", model="mlp", epochs=2), progress=False)
+    study = optuna.create_study(direction="maximize")
+    settings = {"lr_range": [1e-5, 1.0], "beta_range": None, "coarse_share": 0.5,
+                "optimizer": "sgd"}
+    tune.run_trial(study, session, tmp_path, settings, 2)
+    assert study.trials[0].state == optuna.trial.TrialState.PRUNED
+    run_dir = tune.trial_dir(tmp_path, 0)
+    assert json.loads((run_dir / training.STOPPED).read_text()) == {
+        "reason": "pruned", "message": "pruned at epoch 1"}
+    (row,) = list_runs(run_dir.parent)
+    assert row.status == "pruned"
 
 
 # ---------------------------------------------------------------- real runs

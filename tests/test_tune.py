@@ -224,6 +224,11 @@ def test_diverging_alpha_does_not_stop_the_tune(tmp_path, cli):
     good = [r for r in table if not r["note"]]
     assert bad and all(float(r["dev_accuracy"]) == 0 for r in bad)
     assert good, "with seed 0 one of the three alphas is small enough to train"
+    for r in table:  # the trial folders say how each ended (deepnotes runs shows it)
+        stopped = tmp_path / "nan" / "trials" / f"{int(r['number']):04d}" / "stopped.json"
+        assert stopped.exists() == (r in bad)
+        if r in bad:
+            assert json.loads(stopped.read_text())["reason"] == "diverged"
     best = json.loads((tmp_path / "nan/best.json").read_text())
     assert best["trial"] in {int(r["number"]) for r in good} and best["beta"] is None
 

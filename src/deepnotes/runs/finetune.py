@@ -21,7 +21,7 @@ from deepnotes.models.network import Network
 from deepnotes.models.weights import drop_optional, load_checked, read_state_dict
 from deepnotes.optim import create_optimizer
 from deepnotes.runs.config import RunConfig, read_config
-from deepnotes.runs.session import Session, finish, fit, prepare, start_folder
+from deepnotes.runs.session import Session, finish, fit, marking_stops, prepare, start_folder
 from deepnotes.train import Trainer
 from deepnotes.train.checkpoint import check_finite, committed_weights
 from deepnotes.transfer import (
@@ -170,6 +170,7 @@ def fit_head_on_cache(session: Session, run_dir: Path, cache_dir: Path, progress
                       on_checkpoint=on_checkpoint, task=config.task)
     log.info("training the head of %s on cached features of %s (%s) on %s; run folder %s",
              config.model, config.data, splits.sizes(), device, run_dir)
-    trainer.fit(train, dev)  # leaves the best epoch's head in the model
+    with marking_stops(run_dir):
+        trainer.fit(train, dev)  # leaves the best epoch's head in the model
     dataset.to(device)
     return trainer, finish(session, model, trainer.history, run_dir, trainer.state)

@@ -6,28 +6,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from deepnotes import atomic
 from deepnotes.data import Dataset, Normalizer, augment
 from deepnotes.data.splits import Splits, data_warnings
 from deepnotes.device import available_memory, resolve_device
-from deepnotes.errors import DeepnotesError
+from deepnotes.errors import DeepnotesError, LossDiverged
 from deepnotes.models import Network
 from deepnotes.optim import check_schedule, create_optimizer
 from deepnotes.runs import report, tensorboard
 from deepnotes.runs.build import DEFAULT_MODELS, batches, build_data, build_model, check_model_fits
 from deepnotes.runs.config import FORMAT, FORMAT_VERSION, RunConfig, write_json
 from deepnotes.runs.folder import provenance
-from deepnotes.train import Trainer, distributed
+from deepnotes.train import Trainer, TrainingInterrupted, distributed
 from deepnotes.train.state import TrainState
 from deepnotes.train.trainer import autocast_dtype, check_compiler
 
 log = logging.getLogger("deepnotes.train")
+
+# {"reason": "diverged" | "interrupted" | "pruned" (a tune trial), "message": the error's line}
+STOPPED = "stopped.json"
 
 
 @dataclass
@@ -154,13 +160,33 @@ def fit(session: Session, run_dir: Path, *, progress: bool = True, resuming: boo
     dev_batches = batches(config, dataset, splits.dev, device)
     log.info("training %s on %s (%s) with %s on %s; run folder %s", config.model, config.data,
              splits.sizes(), config.optimizer, device, run_dir)
-    trainer.fit(train_batches, dev_batches)  # leaves the best epoch's weights in the model
+    with marking_stops(run_dir if distributed.is_writer() else None):
+        trainer.fit(train_batches, dev_batches)  # leaves the best epoch's weights in the model
     if not distributed.is_writer():  # rank 0 evaluates and writes; the others are done
         return trainer, None
     result = finish(session, trainer.model, trainer.history, run_dir, trainer.state)
     if board is not None:
         board.close(result.get("best"))
     return trainer, result
+
+
+@contextlib.contextmanager
+def marking_stops(run_dir: Path | None):
+    """Write :data:`STOPPED` into ``run_dir`` (None: write nothing) when training stops on a NaN
+    loss or an interrupt, then let the error go on: train, finetune, compare and tune runs say
+    why they stopped, and ``deepnotes runs`` shows it."""
+    try:
+        yield
+    except (LossDiverged, TrainingInterrupted) as exc:
+        if run_dir is not None:
+            mark_stopped(run_dir, "diverged" if isinstance(exc, LossDiverged) else "interrupted",
+                         str(exc))
+        raise
+
+
+def mark_stopped(run_dir: Path, reason: str, message: str) -> None:
+    """:data:`STOPPED`: why the run in ``run_dir`` ended before its last epoch."""
+    atomic.write_text(run_dir / STOPPED, json.dumps({"reason": reason, "message": message}) + "\n")
 
 
 def _both(first, second):

@@ -7,6 +7,7 @@ history.csv, summed) and how it ended::
     finished     metrics.json is there: the run ended and was evaluated
     diverged     stopped on a NaN or infinite loss (stopped.json says so)
     interrupted  stopped by SIGTERM or Ctrl-C (stopped.json), or killed (no word at all)
+    pruned       a tune trial stopped early, trailing the trials before it (stopped.json)
     damaged      config.json or metrics.json cannot be read (the warning says why)
 
 Folders that deepnotes did not make (no config.json marked as a run) and hidden ones (such as
@@ -25,7 +26,7 @@ from pathlib import Path
 from deepnotes.errors import DeepnotesError, unknown_name
 from deepnotes.runs.config import RunConfig, read_config
 from deepnotes.runs.folder import is_ours
-from deepnotes.runs.training import STOPPED
+from deepnotes.runs.session import STOPPED
 from deepnotes.train.history import read_history
 
 log = logging.getLogger(__name__)
@@ -137,14 +138,15 @@ def score(metrics: dict, split: str, key: str, file: Path) -> float | None:
 
 
 def stopped_reason(path: Path) -> str:
-    """diverged or interrupted, as stopped.json says; interrupted when it says nothing."""
+    """diverged, interrupted or pruned, as stopped.json says; interrupted when it says
+    nothing."""
     try:
         stopped = read_json(path / STOPPED)
     except DeepnotesError as exc:
         log.warning("%s", exc)
         return "interrupted"
     reason = stopped.get("reason") if isinstance(stopped, dict) else None
-    return reason if reason in ("diverged", "interrupted") else "interrupted"
+    return reason if reason in ("diverged", "interrupted", "pruned") else "interrupted"
 
 
 def read_json(path: Path):

@@ -1,29 +1,27 @@
 """``deepnotes train``'s two jobs: start a run in a new folder, or continue one from its last
 checkpoint. Under torchrun rank 0 names, makes, locks and repairs the folder and the other ranks
 are told; every rank trains. A run that stops on a NaN loss or an interrupt says so in
-``stopped.json`` (:data:`STOPPED`), written by rank 0 and removed when the run trains on."""
+``stopped.json`` (:data:`~deepnotes.runs.session.STOPPED`, written by ``fit``), which is removed
+when the run trains on."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 from pathlib import Path
 
-from deepnotes import atomic
 from deepnotes.data import NAMED
 from deepnotes.device import resolve_device
-from deepnotes.errors import DeepnotesError, LossDiverged
+from deepnotes.errors import DeepnotesError
 from deepnotes.runs import folder
 from deepnotes.runs.config import RunConfig, read_config
-from deepnotes.runs.session import Session, fit, prepare
-from deepnotes.train import TrainingInterrupted, distributed
+from deepnotes.runs.session import STOPPED, Session, fit, prepare
+from deepnotes.train import distributed
 from deepnotes.train.checkpoint import committed_state
 from deepnotes.train.recipes import recipe_options
 
 log = logging.getLogger("deepnotes.train")
 
-STOPPED = "stopped.json"  # {"reason": "diverged" | "interrupted", "message": the error's line}
+__all__ = ["STOPPED", "apply_changes", "resume", "start"]
 
 
 def start(options: dict, out: str | Path, name: str | None, overwrite: bool,
@@ -44,9 +42,8 @@ def start(options: dict, out: str | Path, name: str | None, overwrite: bool,
         return run_dir, fit(session, run_dir, progress=progress)[1]
     with folder.create(out, name, f"{config.model}-{data_name}", overwrite) as run:
         distributed.broadcast(run.path)
-        with marking_stops(run.path):
-            return run.path, fit(session, run.path, progress=progress,
-                                 on_checkpoint=run.committed)[1]
+        return run.path, fit(session, run.path, progress=progress,
+                             on_checkpoint=run.committed)[1]
 
 
 def resume(run_dir: str | Path, options: dict, allow_changes: bool = False,
@@ -104,20 +101,5 @@ def _continue(session: Session, run_dir: Path, run: folder.RunFolder | None, cha
             def on_checkpoint():
                 config.write(run_dir / "config.json")
         (run_dir / STOPPED).unlink(missing_ok=True)  # it trains on: the old stop is history
-    with marking_stops(run_dir if run is not None else None):
-        return fit(session, run_dir, progress=progress, resuming=True,
-                   on_checkpoint=on_checkpoint)[1]
-
-
-@contextlib.contextmanager
-def marking_stops(run_dir: Path | None):
-    """Write :data:`STOPPED` into ``run_dir`` (rank 0's; None on the other ranks) when training
-    stops on a NaN loss or an interrupt, then let the error go on."""
-    try:
-        yield
-    except (LossDiverged, TrainingInterrupted) as exc:
-        if run_dir is not None and distributed.is_writer():
-            reason = "diverged" if isinstance(exc, LossDiverged) else "interrupted"
-            atomic.write_text(run_dir / STOPPED,
-                              json.dumps({"reason": reason, "message": str(exc)}) + "\n")
-        raise
+    return fit(session, run_dir, progress=progress, resuming=True,
+               on_checkpoint=on_checkpoint)[1]

@@ -35,7 +35,7 @@ from deepnotes.errors import DeepnotesError, LossDiverged
 from deepnotes.optim import create_optimizer
 from deepnotes.runs.build import build_model
 from deepnotes.runs.config import write_json
-from deepnotes.runs.session import Session, fit
+from deepnotes.runs.session import Session, fit, mark_stopped
 from deepnotes.runs.tune_settings import beta_name
 from deepnotes.train import plots
 
@@ -183,6 +183,9 @@ def objective(trial: optuna.Trial, session: Session, tune_dir: Path, settings: d
     except LossDiverged as exc:
         trial.set_user_attr("diverged", str(exc))
         return 0.0
+    except optuna.TrialPruned as exc:
+        mark_stopped(run_dir, "pruned", str(exc))
+        raise
     return best["dev_accuracy"]
 
 
