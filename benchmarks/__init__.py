@@ -22,7 +22,7 @@ import time
 import traceback
 
 NAMES = ("cnn_throughput", "fashion_mnist", "optimizer_step", "rnn_layers", "word2vec",
-         "multitask", "fast_recipe", "checkpoint_cost", "data_cache")
+         "multitask", "fast_recipe", "checkpoint_cost", "best_epoch", "data_cache")
 COLUMNS = ("benchmark", "task", "peer", "deepnotes", "peer figure", "ratio", "goal", "met")
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _COMPARE = {"ours/peer": lambda a, b: a / b, "peer/ours": lambda a, b: b / a,
