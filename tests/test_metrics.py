@@ -102,6 +102,25 @@ def test_default_num_classes_is_max_label_plus_one():
     assert_prf_equal(precision_recall_f1(y_true, y_pred), sk_prf(y_true, y_pred, 3, "macro"))
 
 
+@pytest.mark.parametrize("average", ["macro", "micro", "weighted"])
+def test_without_num_classes_the_labels_present_are_averaged_as_scikit_learn_does(average):
+    """Random pairs with gaps in the labels (a class below the largest absent from both arrays):
+    sklearn, given no labels, averages over those present in either."""
+    rng = np.random.default_rng(7)
+    gaps = 0
+    for _ in range(400):
+        k = int(rng.integers(2, 9))
+        used = rng.choice(k, size=int(rng.integers(1, k + 1)), replace=False)
+        n = int(rng.integers(1, 30))
+        y_true, y_pred = rng.choice(used, n), rng.choice(used, n)
+        present = np.union1d(y_true, y_pred)
+        gaps += len(present) < present.max() + 1
+        expected = skm.precision_recall_fscore_support(y_true, y_pred, average=average,
+                                                       zero_division=0)[:3]
+        assert_prf_equal(precision_recall_f1(y_true, y_pred, average=average), expected)
+    assert gaps > 100  # the case that differed before: an absent class below the largest
+
+
 def test_num_classes_adds_absent_classes_to_macro():
     y_true, y_pred = [0, 1, 1, 0], [0, 1, 0, 0]
     wide = precision_recall_f1(y_true, y_pred, average="macro", num_classes=6)

@@ -100,8 +100,10 @@ def _counts(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tp, cm.sum(axis=0) - tp, cm.sum(axis=1) - tp
 
 
-def _average(cm: np.ndarray, average: str | None, pos_label: int):
-    """Precision, recall, F1 from ``cm`` under one averaging mode (already validated)."""
+def _average(cm: np.ndarray, average: str | None, pos_label: int,
+             present: np.ndarray | None = None):
+    """Precision, recall, F1 from ``cm`` under one averaging mode (already validated); the macro
+    mean is over the classes ``present`` (None: all K)."""
     tp, fp, fn = _counts(cm)
     if average == "micro":
         return tuple(float(v) for v in _prf(tp.sum(), fp.sum(), fn.sum()))
@@ -111,7 +113,8 @@ def _average(cm: np.ndarray, average: str | None, pos_label: int):
     if average == "binary":
         return tuple(float(s[pos_label]) for s in scores)
     if average == "macro":
-        return tuple(float(s.mean()) for s in scores)
+        classes = slice(None) if present is None else present
+        return tuple(float(s[classes].mean()) if s[classes].size else 0.0 for s in scores)
     support = cm.sum(axis=1)
     if support.sum() == 0:
         return 0.0, 0.0, 0.0
@@ -135,11 +138,13 @@ def precision_recall_f1(
     Per class: P = TP/(TP+FP), R = TP/(TP+FN), F1 = 2/(1/P + 1/R), with 0/0 := 0 and
     F1 := 0 when P + R = 0 (scikit-learn's ``zero_division=0``).
 
-    * ``"macro"``: unweighted mean over all K classes (absent ones included, scoring 0).
+    * ``"macro"``: unweighted mean over the classes. With ``num_classes`` given, over all K of
+      them (a class absent from both arrays counts, scoring 0); without it, over the labels
+      present in either array, as scikit-learn averages.
     * ``"micro"``: the formulas on TP, FP, FN summed over classes.
     * ``"weighted"``: mean weighted by support (true count); 0 if the total support is 0.
     * ``"binary"``: the ``pos_label`` class only; needs at most 2 classes.
-    * ``None``: the per-class arrays, length K.
+    * ``None``: the per-class arrays, length K (index k is class k; an absent class scores 0).
     """
     if average not in AVERAGES:
         raise DeepnotesError(f"average must be one of {AVERAGES}, got {average!r}")
@@ -147,7 +152,8 @@ def precision_recall_f1(
     k = _num_classes(yt, yp, num_classes)
     if average == "binary":
         k = _binary_classes(k, pos_label)
-    return _average(confusion_matrix(yt, yp, k), average, pos_label)
+    present = None if num_classes is not None else np.union1d(yt, yp)
+    return _average(confusion_matrix(yt, yp, k), average, pos_label, present)
 
 
 def _class_names(k: int, class_names) -> list:
