@@ -10,9 +10,12 @@ import torch
 from sklearn.metrics import precision_recall_fscore_support
 
 from deepnotes import multitask
-from deepnotes.data import load_dataset
+from deepnotes.data import Normalizer, load_dataset
 from deepnotes.errors import DeepnotesError
 from deepnotes.multitask import MISSING
+from deepnotes.runs.config import read_config
+from deepnotes.runs.folder import load_trained
+from deepnotes.runs.session import prepare
 
 
 def labels_with_gaps(n=12, t=3, seed=0):
@@ -33,6 +36,25 @@ def test_masked_loss_is_the_mean_binary_cross_entropy_over_present_labels():
     assert multitask.masked_bce(z, y).item() == pytest.approx(oracle.item(), rel=1e-12)
     total = multitask.masked_bce(z, y, reduction="sum").item()
     assert total == pytest.approx(expected * present.sum(), rel=1e-12)
+
+
+def test_the_courses_loss_divides_by_the_examples():
+    """per="examples": J = 1/m sum_i sum_{j present} L, the course's form; |P| / m times the
+    default, with the same gradient direction."""
+    y, z = labels_with_gaps(seed=2)
+    present = (y != MISSING).numpy()
+    p = 1 / (1 + np.exp(-z.numpy()))
+    yn = y.numpy().astype(float)
+    per_label = -(yn * np.log(p) + (1 - yn) * np.log(1 - p))
+    expected = np.where(present, per_label, 0.0).sum(axis=1).mean()  # 1/m sum_i sum_j
+    task = multitask.MultiTask("examples")
+    assert task.loss(z, y).item() == pytest.approx(expected, rel=1e-12)
+    default = multitask.MultiTask().loss(z, y).item()
+    assert default * present.sum() / len(y) == pytest.approx(expected, rel=1e-12)
+    assert task.count(y) == len(y) and multitask.MultiTask().count(y) == present.sum()
+    with pytest.raises(DeepnotesError, match="--multitask-loss labels: expected one of present, "
+                                             "examples"):
+        multitask.MultiTask("labels")
 
 
 def test_a_missing_label_changes_neither_loss_nor_gradient():
@@ -181,3 +203,28 @@ def test_train_with_targets_learns_every_task_and_reports_each(tmp_path, cli):
     rc, out, err = cli("evaluate", tmp_path / "mt", "--split", "dev")
     assert rc == 0, err
     assert out.count("\n") > 5 and "c " in out
+
+
+@pytest.mark.slow
+def test_the_courses_multitask_loss_is_an_option_kept_with_the_run(tmp_path, cli):
+    path = tmp_path / "tasks.csv"
+    write_csv(path, n=300)
+    rc, _, err = cli("train", "--data", path, "--targets", "a,b,c", "--multitask-loss",
+                     "examples", "--epochs", 3, "--quiet", "--out", tmp_path, "--name", "m")
+    assert rc == 0, err
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["multitask_loss"] == "examples"
+    run = read_config(tmp_path / "m")
+    session = prepare(run, progress=False, fresh=False)
+    model = load_trained(tmp_path / "m", run).eval()
+    x, y = session.dataset.x[session.splits.dev], session.dataset.y[session.splits.dev]
+    with torch.no_grad():
+        z = model(Normalizer.from_dict(run.normalize)(x))
+    per_label = torch.nn.functional.binary_cross_entropy_with_logits(
+        z.double(), y.clamp(min=0).double(), reduction="none")
+    expected = torch.where(y != MISSING, per_label, 0).sum() / len(y)  # 1/m over dev
+    kept = json.loads((tmp_path / "m" / "metrics.json").read_text())["dev"]["loss"]
+    assert kept == pytest.approx(expected.item(), rel=1e-4)
+    rc, _, err = cli("train", "--data", "breast-cancer", "--multitask-loss", "examples",
+                     "--out", tmp_path)
+    assert rc == 2 and "--multitask-loss examples: applies to a multi-task run" in err

@@ -35,6 +35,10 @@ def add_parser(sub) -> None:
     p.add_argument("--targets", type=_names, metavar="A,B,C",
                    help="multi-task: the label columns of a CSV table, each 0, 1 or empty "
                    "(missing); one sigmoid output per task, loss over the labels present")
+    p.add_argument("--multitask-loss", choices=("present", "examples"),
+                   help="multi-task: average the loss over the labels present, 1/|P| (present, "
+                   "the default: alpha does not depend on the number of tasks or of missing "
+                   "labels), or over the examples, the course's 1/m (examples)")
     p.add_argument("--skip-bad", action="store_const", const=True,
                    help="train without unreadable images instead of stopping")
     add_image_options(p)

@@ -52,7 +52,7 @@ from deepnotes.train.schema import (
     record,
     string,
 )
-from deepnotes.train.tasks import Task, task_for
+from deepnotes.train.tasks import PER, Task, task_for
 
 FORMAT = "deepnotes run"  # config.json's mark: deepnotes made this folder
 FORMAT_VERSION = 1
@@ -83,6 +83,7 @@ class RunConfig:
     seq_len: int | None = None  # character language model: steps a training sequence (64)
     min_count: int | None = None  # text: rarer tokens become <unk> (1: keep every token)
     targets: list[str] | None = None  # a CSV's label columns of several binary tasks
+    multitask_loss: str = "present"  # their loss over the labels present (1/|P|) or 1/m
     schedule: str = "onecycle"
     seed: int = 0
     fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
@@ -139,7 +140,7 @@ class RunConfig:
     @property
     def task(self) -> Task:
         """What is learned from the run's data (:mod:`deepnotes.train.tasks`)."""
-        return task_for(self.kind, multitask=bool(self.targets))
+        return task_for(self.kind, multitask=bool(self.targets), per=self.multitask_loss)
 
     def updated(self, **changes) -> RunConfig:
         """A copy with ``changes``; the copy's lists and dicts are its own."""
@@ -178,7 +179,7 @@ OPTIONAL_KEYS = ("beta", "weight_decay", "max_len", "errors", "seq_len", "min_co
                  "precision", "channels_last", "compile", "train_dev", "recipe", "image_size",
                  "data_cache", "cache_dir", "data_order", "monitor", "early_stop",
                  "min_delta", "tensorboard", "eps", "eps_inside_sqrt", "bias_correction",
-                 "rnn_cell")
+                 "rnn_cell", "multitask_loss")
 RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
             "input_shape", "kind", "normalize"]
 
@@ -230,7 +231,8 @@ CONFIG = {  # field -> checker: every option, then the data's
     "beta": optional(number(0, 1, below=True)), "weight_decay": number(0),
     "max_len": optional(integer(1, COUNT)), "errors": one_of(*ERRORS),
     "seq_len": optional(integer(1, COUNT)), "min_count": optional(integer(1, COUNT)),
-    "targets": optional(names), "schedule": library(check_schedule),
+    "targets": optional(names), "multitask_loss": one_of(*PER),
+    "schedule": library(check_schedule),
     "seed": integer(0, Batches.MAX_SEED), "fractions": fractions,
     "augment": optional(library(augment.parse,
                                 "a comma list of crop, resized-crop, flip, or none")),
@@ -287,4 +289,6 @@ def _config_fits(c: dict) -> str | None:
         return f"fields 'beta' and 'optimizer': {c['optimizer']} has no beta, found {c['beta']}"
     if c["targets"] and (c["targets"] != c["classes"] or kind != "table"):
         return "fields 'targets' and 'classes': a multi-task table run's classes are its targets"
+    if c["multitask_loss"] != "present" and not c["targets"]:
+        return "fields 'multitask_loss' and 'targets': the multi-task loss of a run without targets"
     return None

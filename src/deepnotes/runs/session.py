@@ -28,6 +28,7 @@ from deepnotes.runs.config import FORMAT, FORMAT_VERSION, RunConfig, write_json
 from deepnotes.runs.folder import provenance
 from deepnotes.train import Trainer, TrainingInterrupted, distributed
 from deepnotes.train.state import TrainState
+from deepnotes.train.tasks import PER
 from deepnotes.train.trainer import autocast_dtype, check_compiler
 
 log = logging.getLogger("deepnotes.train")
@@ -64,6 +65,12 @@ def prepare(config: RunConfig, progress: bool = True, fresh: bool = True) -> Ses
     if config.tensorboard:
         tensorboard.writer_class()  # and so does --tensorboard without its package
     augment.parse(config.augment)  # and so does an unknown augmentation
+    if config.multitask_loss not in PER:
+        raise DeepnotesError(f"--multitask-loss {config.multitask_loss}: expected one of "
+                             f"{', '.join(PER)}")
+    if config.multitask_loss != "present" and not config.targets:
+        raise DeepnotesError(f"--multitask-loss {config.multitask_loss}: applies to a multi-task "
+                             "run, one with --targets")
     dataset, splits = build_data(config, progress=progress)
     config.model = config.model or DEFAULT_MODELS[dataset.kind]
     check_model_fits(config.model, dataset)

@@ -29,9 +29,12 @@ import torch.nn.functional as F
 from deepnotes import metrics
 from deepnotes.data.dataset import IGNORE, Dataset
 from deepnotes.data.text import teacher_forcing
+from deepnotes.errors import DeepnotesError
 from deepnotes.models.sequence import exact_match
 
-MISSING = IGNORE  # a multi-task label that is not known ("?" in the notes' table)
+MISSING = IGNORE  # a multi-task label that is not known ("?" in the course's table)
+# what the multi-task loss is averaged over: the labels present (1/|P|) or the examples (1/m)
+PER = ("present", "examples")
 
 
 class Task:
@@ -58,6 +61,10 @@ class Task:
         return metrics.classification_report(y_true, y_pred, num_classes=len(classes),
                                              class_names=classes)
 
+    def count(self, y: torch.Tensor) -> int:
+        """What a batch's summed loss is divided by in the mean: its counted targets."""
+        return int((y != IGNORE).sum())
+
     def extra_metrics(self, model, dataset: Dataset, idx: torch.Tensor, loss: float) -> dict:
         """What else judges the task on the examples ``idx`` of ``dataset`` (mean loss
         ``loss``); read only by the tasks that need them."""
@@ -69,15 +76,29 @@ class Classification(Task):
 
 
 class MultiTask(Task):
-    """Several binary tasks an example (the notes' multi-task learning): z, y are (N, T); with
+    """Several binary tasks an example (multi-task learning): z, y are (N, T); with
     yhat_j = sigma(z_j) and P the (example, task) pairs whose label is present,
-    J = 1/|P| sum_{(i,j) in P} L(yhat_j^(i), y_j^(i)); a task is predicted 1 when z_j > 0."""
+    J = 1/|P| sum_{(i,j) in P} L(yhat_j^(i), y_j^(i)) (``per="present"``, the default), or the
+    course's J = 1/m sum_i sum_{j: (i,j) in P} L(yhat_j^(i), y_j^(i)) (``per="examples"``); a
+    task is predicted 1 when z_j > 0.
+
+    The two differ by the factor |P| / m, the present labels an example: the same minimum,
+    but with 1/m the gradient's size, and so the learning rate that suits it, changes with the
+    number of tasks and the share of "?" labels. 1/|P| keeps alpha what it is for one task."""
 
     name = "multitask"
     keeps_missing = True
 
+    def __init__(self, per: str = "present"):
+        if per not in PER:
+            raise DeepnotesError(f"--multitask-loss {per}: expected one of {', '.join(PER)}")
+        self.per = per
+
     def loss(self, z, y, reduction="mean"):
-        return masked_bce(z, y, reduction)
+        return masked_bce(z, y, reduction, self.per)
+
+    def count(self, y):
+        return len(y) if self.per == "examples" else super().count(y)
 
     def predict(self, z):
         return (z > 0).long()
@@ -143,14 +164,17 @@ TASKS = {"image": Classification, "table": Classification, "tokens": Classificat
          "lm": LanguageModel, "tags": Tagging, "pairs": Pairs}
 
 
-def task_for(kind: str, multitask: bool = False) -> Task:
-    """The task of a data set's kind (``Dataset.kind``); ``multitask``: a table's --targets."""
-    return MultiTask() if multitask else TASKS[kind]()
+def task_for(kind: str, multitask: bool = False, per: str = "present") -> Task:
+    """The task of a data set's kind (``Dataset.kind``); ``multitask``: a table's --targets,
+    its loss averaged ``per`` present label or example (:class:`MultiTask`)."""
+    return MultiTask(per) if multitask else TASKS[kind]()
 
 
-def masked_bce(z: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """J above for logits z (N, T) and labels y (N, T) in {0, 1, MISSING}: the mean over present
-    labels ("mean"; 0 when none is present) or their sum ("sum"), with
+def masked_bce(z: torch.Tensor, y: torch.Tensor, reduction: str = "mean",
+               per: str = "present") -> torch.Tensor:
+    """J above for logits z (N, T) and labels y (N, T) in {0, 1, MISSING}: the sum over present
+    labels ("sum"), or divided by their number |P| (``per="present"``; 0 when none is present)
+    or by the N examples (``per="examples"``), with
     L(yhat, y) = -(y log yhat + (1 - y) log(1 - yhat)); a missing label changes neither J nor
     its gradient."""
     present = y != MISSING
@@ -158,7 +182,7 @@ def masked_bce(z: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> tor
     total = torch.where(present, losses, torch.zeros_like(losses)).sum()
     if reduction == "sum":
         return total
-    return total / present.sum().clamp(min=1)
+    return total / (max(1, len(y)) if per == "examples" else present.sum().clamp(min=1))
 
 
 def multitask_report(y_true, y_pred, tasks: list[str]) -> dict:

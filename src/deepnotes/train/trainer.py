@@ -374,7 +374,7 @@ def evaluate(model, batches: Batches, task: Task | None = None,
         z = z.float()
         total += task.loss(z, y, reduction="sum")
         counted = y != IGNORE
-        counts += int(counted.sum())
+        counts += task.count(y)
         keep = slice(None) if task.keeps_missing else counted
         ys.add(y[keep], len(y))
         preds.add(task.predict(z)[keep], len(y))
