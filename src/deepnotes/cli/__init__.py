@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         evaluate,
         export,
         finetune,
+        learning_curve,
         predict,
         runs,
         sequences,
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (train, evaluate, predict, export, runs, sequences, compare, tune, word2vec,
-                   devices, summary, diagnose, finetune, bench):
+                   devices, summary, diagnose, learning_curve, finetune, bench):
         module.add_parser(sub)
     return parser
 

@@ -12,6 +12,8 @@
   and its variants: :mod:`~deepnotes.runs.rules`), ``tune`` (needs Optuna, imported only there;
   its settings, checked without Optuna, are :mod:`~deepnotes.runs.tune_settings`), ``finetune``
   and ``errors``
+- :mod:`~deepnotes.runs.learning_curve`: ``deepnotes learning-curve``: train and dev error
+  against the number of training examples m
 """
 
 from deepnotes.runs.config import RunConfig, read_config
