@@ -328,3 +328,16 @@ def test_a_diverged_resume_leaves_stopped_json_and_a_finished_one_removes_it(tra
     assert not (run / training.STOPPED).exists()
     (row,) = list_runs(tmp_path)
     assert (row.status, row.epochs, row.asked) == ("finished", 2, 2)
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_recomputes_its_metrics_without_claiming_to_train(trained,
+                                                                                   tmp_path):
+    run = Path(shutil.copytree(trained / "digits", tmp_path / "d"))
+    rc, _, err = run_cli_quietly("train", "--resume", run)  # not --quiet: the log lines
+    assert rc == 0, err
+    assert "finished all 1 epochs already; recomputing its metrics" in err
+    assert "training lenet5" not in err
+    rc, _, err = run_cli_quietly("train", "--resume", run, "--allow-changes", "--epochs", 2)
+    assert rc == 0, err
+    assert "training lenet5" in err  # an epoch left: it says so

@@ -165,8 +165,9 @@ def fit(session: Session, run_dir: Path, *, progress: bool = True, resuming: boo
     train_batches = batches(config, dataset, splits.train, device, train=True,
                             shard=distributed.shard())
     dev_batches = batches(config, dataset, splits.dev, device)
-    log.info("training %s on %s (%s) with %s on %s; run folder %s", config.model, config.data,
-             splits.sizes(), config.optimizer, device, run_dir)
+    if not trainer.state.stopped and trainer.state.epoch < config.epochs:  # else: nothing to train
+        log.info("training %s on %s (%s) with %s on %s; run folder %s", config.model,
+                 config.data, splits.sizes(), config.optimizer, device, run_dir)
     with marking_stops(run_dir if distributed.is_writer() else None):
         trainer.fit(train_batches, dev_batches)  # leaves the best epoch's weights in the model
     if not distributed.is_writer():  # rank 0 evaluates and writes; the others are done
