@@ -40,7 +40,7 @@ WRONG = [None, "x", "", -1, 0, 10**30, 1.5, math.inf, True, [], {}, [1, "a"], {"
 
 # -- what a run of lenet5 on digits holds (the slow tests read a real one) -----------------------
 
-CONFIG = {**DEFAULTS, "model": "lenet5", "epochs": 1, "lr": 0.003,
+CONFIG = {**DEFAULTS, "model": "lenet5", "epochs": 1, "lr": 0.003, "batch_size": 64,
           "classes": [str(i) for i in range(10)], "in_channels": 1, "input_shape": [1, 32, 32],
           "kind": "image", "normalize": {"mean": [0.3], "std": [0.4], "scale": 1 / 255},
           "splits": {"train": 1439, "dev": 179, "test": 179}, "format": "deepnotes run",
@@ -66,7 +66,7 @@ TAKES = {"data": ["x", ""], "data_dir": [None, "x", ""], "label_column": [None, 
          "data_cache": ["on", "off"], "cache_dir": [None, "x", ""], "early_stop": [None],
          "min_delta": [0, 1.5, 10**30], "monitor": ["dev_f1"], "tensorboard": [True],
          "eps": [None, 0, 1.5, 10**30], "eps_inside_sqrt": [True], "bias_correction": [True],
-         "rnn_cell": [None]}
+         "rnn_cell": [None], "batch_size": [None]}  # null: prepare chooses it again
 TAKES.update({k: [*TAKES.get(k, []), GONE]
               for k in [*OPTIONAL_KEYS, *run_config.CONFIG_EXTRAS]})
 MORE_CONFIG = {
@@ -97,6 +97,7 @@ MORE_CONFIG = {
     "label_column": [5], "data": [5], "data_dir": [5],
     "image_size": [0, "32", 2**21], "data_cache": ["yes", True], "cache_dir": [5],
     "monitor": ["accuracy", "dev_f1"], "early_stop": [2**31, 1.0], "min_delta": [-0.1],
+    "multitask_loss": ["1/m", 5, "examples"],  # examples: only with targets
 }
 # several fields at once: each fine alone, wrong together
 CROSS_CONFIG = [{"optimizer": "sgd", "beta": 0.9}, {"augment": "flip", "kind": "table",

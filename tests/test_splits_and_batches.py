@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from deepnotes.data import Batches, Normalizer, label_shift, stratified_split
 from deepnotes.data.bundled import load_digits
 from deepnotes.data.splits import duplicates_across
 from deepnotes.errors import DeepnotesError
+from deepnotes.runs.session import batch_size
 
 
 def labels(counts):
@@ -117,3 +120,38 @@ def test_data_warnings_name_imbalance_and_leakage():
     balanced = Dataset("toy", torch.randint(0, 255, (40, 1, 4, 4), dtype=torch.uint8),
                        labels([20, 20]), ["a", "b"])
     assert data_warnings(balanced, stratified_split(balanced.y, seed=0)) == []
+
+
+# ---------------------------------------------------------------- the batch size of small data
+
+
+@pytest.mark.parametrize("m, processes, expected", [
+    (1437, 1, 64), (256, 1, 64), (255, 1, 32), (120, 1, 16), (455, 1, 64), (40, 1, 8),
+    (5, 1, 8), (120, 2, 16), (120, 3, 15), (1437, 3, 63)])
+def test_a_run_without_batch_size_takes_one_that_fits_its_data(m, processes, expected):
+    """64, or for m < 256 the largest power of two with at least 4 batches an epoch (8 at the
+    least), rounded down to a multiple of the processes sharing each batch."""
+    size = batch_size(m, processes)
+    assert size == expected and size % processes == 0
+    assert size == 64 or m // size >= 4 or size == 8 - 8 % processes
+
+
+@pytest.mark.slow  # trains through the CLI
+def test_a_small_table_trains_well_with_the_default_batch_size(tmp_path, cli):
+    """The iris table: 120 training rows. One step of 64 an epoch (the short batch dropped)
+    left it at 0.775 train accuracy; 7 steps of 16 learn it."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    path = tmp_path / "iris.csv"
+    lines = [",".join([*iris.feature_names, "label"])]
+    lines += [",".join([*map(str, x), iris.target_names[y]]) for x, y in zip(iris.data,
+                                                                           iris.target)]
+    path.write_text("\n".join(lines) + "\n")
+    rc, _, err = cli("train", "--data", path, "--out", tmp_path, "--name", "iris")
+    assert rc == 0, err
+    assert "batch size 16 for 120 training examples" in err
+    config = json.loads((tmp_path / "iris" / "config.json").read_text())
+    metrics = json.loads((tmp_path / "iris" / "metrics.json").read_text())
+    assert config["batch_size"] == 16
+    assert metrics["train"]["accuracy"] >= 0.9

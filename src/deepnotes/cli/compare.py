@@ -1,4 +1,4 @@
-"""``deepnotes compare-optimizers``: gradient descent, momentum, RMSprop and Adam (and the notes'
+"""``deepnotes compare-optimizers``: gradient descent, momentum, RMSprop and Adam (and their
 variants, ``rmsprop+eps=0``, ...) on one model, from the same initial weights; one plot of the
 loss curves and one table."""
 
@@ -16,7 +16,7 @@ EPOCHS = 5  # enough for the curves to part; `deepnotes train` defaults to more
 
 
 def add_parser(sub) -> None:
-    from deepnotes.cli.train import DATA_HELP, add_image_options
+    from deepnotes.cli.train import BATCH_HELP, DATA_HELP, add_image_options
     from deepnotes.models import list_models
     from deepnotes.optim import DEFAULT_LRS, SCHEDULES
     from deepnotes.runs.config import DEFAULTS as D
@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "compare-optimizers", help="train one model with sgd, momentum, rmsprop and adam",
         description="Train the same model from the same initial weights, on the same mini-batches "
-        "in the same order, with gradient descent, momentum, RMSprop and Adam (and the notes' "
+        "in the same order, with gradient descent, momentum, RMSprop and Adam (and "
         "variants of them: --optimizers). Writes a run folder per optimizer (RUN/adam, "
         "RUN/rmsprop+eps=0, ...), loss_curves.png (training loss per step, dev accuracy per "
         "epoch) and comparison.csv / comparison.json (final dev accuracy, F1, loss, time).",
@@ -37,10 +37,10 @@ def add_parser(sub) -> None:
     p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
     add_image_options(p)
     p.add_argument("--epochs", type=int, help=f"passes over the training set ({EPOCHS})")
-    p.add_argument("--batch-size", type=int, help=f"mini-batch size ({D['batch_size']})")
+    p.add_argument("--batch-size", type=int, help=BATCH_HELP)
     p.add_argument("--optimizers", default=",".join(ORDER), metavar="NAME[+VARIANT...],...",
                    help=f"comma-separated rows to compare ({','.join(ORDER)}): an optimizer, "
-                   "optionally with the notes' variants, each a row and a run folder of its own. "
+                   "optionally with variants, each a row and a run folder of its own. "
                    "VARIANT: eps=X (rmsprop, adam), eps-inside-sqrt (sqrt(s + eps); rmsprop, "
                    "adam), no-bias-correction (adam), as deepnotes train's --eps, "
                    "--eps-inside-sqrt, --no-bias-correction. Example: "

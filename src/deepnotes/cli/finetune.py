@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepnotes.data import NAMED
-
 # the RunConfig fields this command sets, as in ``deepnotes train``; every option defaults to None
 OPTIONS = ["model", "data", "data_dir", "skip_bad", "label_column", "epochs", "batch_size", "lr",
            "optimizer", "schedule", "beta", "weight_decay", "seed", "device", "bf16", "augment",
@@ -18,7 +16,7 @@ OPTIONS = ["model", "data", "data_dir", "skip_bad", "label_column", "epochs", "b
 
 
 def add_parser(sub) -> None:
-    from deepnotes.cli.train import DATA_HELP, add_image_options
+    from deepnotes.cli.train import BATCH_HELP, DATA_HELP, add_image_options
     from deepnotes.models import list_models
     from deepnotes.runs.config import DEFAULTS as D
 
@@ -49,7 +47,7 @@ def add_parser(sub) -> None:
     p.add_argument("--skip-bad", action="store_const", const=True,
                    help="train without unreadable images instead of stopping")
     p.add_argument("--epochs", type=int, help=f"passes over B's training set ({D['epochs']})")
-    p.add_argument("--batch-size", type=int, help=f"mini-batch size ({D['batch_size']})")
+    p.add_argument("--batch-size", type=int, help=BATCH_HELP)
     p.add_argument("--optimizer", help=f"update rule ({D['optimizer']})")
     p.add_argument("--lr", type=float, help="peak learning rate alpha of the head (the "
                    "optimizer's default)")
@@ -82,9 +80,8 @@ def run(args) -> int:
                                      gradual=args.gradual, lr_decay=args.lr_decay,
                                      progress=args.progress)
     print(line)
-    data_name = config.data if config.data in NAMED else Path(config.data).stem
     cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.out) / ".feature-cache"
-    with folder.create(args.out, args.name, f"finetune-{config.model}-{data_name}",
+    with folder.create(args.out, args.name, f"finetune-{config.model}-{config.data_name}",
                        args.overwrite) as run:
         _, result = fit_finetune(session, run.path, cache=not args.no_cache, cache_dir=cache_dir,
                                  progress=args.progress, on_checkpoint=run.committed)

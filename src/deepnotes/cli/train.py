@@ -8,6 +8,8 @@ from pathlib import Path
 
 from deepnotes.data import Batches
 
+BATCH_HELP = ("mini-batch size (64; for fewer than 256 training examples the largest power of "
+              "two that makes 4 batches an epoch, at least 8)")
 DATA_HELP = ("digits, breast-cancer, fashion-mnist, mnist, dates (or dates:N), a folder with one "
              "sub-folder per class, a .csv file (a table, or text,label), a .txt (character "
              "language model), a .conll (tagger) or a .tsv of pairs (encoder-decoder)")
@@ -43,7 +45,7 @@ def add_parser(sub) -> None:
                    help="train without unreadable images instead of stopping")
     add_image_options(p)
     p.add_argument("--epochs", type=int, help=f"passes over the training set ({D['epochs']})")
-    p.add_argument("--batch-size", type=int, help=f"mini-batch size ({D['batch_size']})")
+    p.add_argument("--batch-size", type=int, help=BATCH_HELP)
     p.add_argument("--optimizer", help=f"update rule: {', '.join(list_optimizers())} "
                    f"({D['optimizer']})")
     p.add_argument("--lr", type=float, help="peak learning rate alpha (by optimizer: "
@@ -75,7 +77,7 @@ def add_parser(sub) -> None:
                    "resized-crop, flip (random shifts; random windows of 8-100%% of the "
                    "area resized back, for photos; mirror images); none by default")
     p.add_argument("--rnn-cell", choices=("full", "simplified", "reset-after", "tanh", "slide"),
-                   help="the notes' cell variants: gru full (with Gamma_r, the default), "
+                   help="cell variants: gru full (with Gamma_r, the default), "
                    "simplified (without), reset-after (cuDNN's); lstm, charlm, tagger: tanh "
                    "(a = Gamma_o tanh(c), the default) or slide (a = Gamma_o c)")
     p.add_argument("--max-len", type=int, help="sequences: cut longer ones to this many tokens "

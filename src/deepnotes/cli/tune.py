@@ -1,7 +1,7 @@
 """``deepnotes tune``: random search for alpha (and beta), coarse to fine, on Optuna.
 
-The notes: alpha must be tuned; sample it on a log scale, and beta through 1 - beta on a log
-scale (beta = 1 - 10^r); random values, not a grid; coarse to fine. The tune folder
+The notes: alpha must be tuned. The course: sample it on a log scale, and beta through 1 - beta
+on a log scale (beta = 1 - 10^r); random values, not a grid; coarse to fine. The tune folder
 ``runs/NAME/`` keeps the study in SQLite, so rerunning the command continues it and several
 processes started on one folder share the trials.
 """
@@ -20,7 +20,7 @@ NEEDS_OPTUNA = "deepnotes tune needs Optuna: pip install 'deepnotes[tune]'"
 
 
 def add_parser(sub) -> None:
-    from deepnotes.cli.train import DATA_HELP
+    from deepnotes.cli.train import BATCH_HELP, DATA_HELP
     from deepnotes.models import list_models
     from deepnotes.optim import SCHEDULES, list_optimizers
     from deepnotes.runs.config import DEFAULTS as D
@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
     p.add_argument("--optimizer", help=f"{', '.join(list_optimizers())} ({D['optimizer']})")
     p.add_argument("--epochs", type=int, help=f"epochs per trial ({D['epochs']})")
-    p.add_argument("--batch-size", type=int, help=f"mini-batch size ({D['batch_size']})")
+    p.add_argument("--batch-size", type=int, help=BATCH_HELP)
     p.add_argument("--schedule", help=f"learning-rate schedule: {', '.join(SCHEDULES)} "
                    f"({D['schedule']})")
     p.add_argument("--seed", type=int, help=f"seed of splits, weights and the search ({D['seed']})")

@@ -82,7 +82,7 @@ def batches(config: RunConfig, dataset: Dataset, indices, device, train: bool = 
     """Training batches (shuffled, augmented, no short last batch; this rank's slice of each
     under torchrun) or evaluation batches."""
     normalizer = Normalizer.from_dict(config.normalize)
-    size = config.batch_size if train else max(512, config.batch_size)
+    size = config.mini_batch if train else max(512, config.mini_batch)
     kinds = augment.parse(config.augment) if train else ()
     return Batches(dataset.x, dataset.y, indices, size, normalizer, shuffle=train,
                    drop_last=train, seed=config.seed, device=device,

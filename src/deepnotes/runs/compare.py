@@ -1,4 +1,4 @@
-"""The notes' update rules side by side: one model, one data set, the same initial weights.
+"""The course's update rules side by side: one model, one data set, the same initial weights.
 
 With dW the gradient of the cost and alpha the learning rate (t counts the updates):
 
@@ -8,7 +8,7 @@ With dW the gradient of the cost and alpha the learning rate (t counts the updat
 ``adam``      momentum + RMSprop with bias correction: v / (1 - beta1^t), s / (1 - beta2^t);
               W := W - alpha v_hat / (sqrt(s_hat) + eps)                (0.9, 0.999, 1e-8)
 
-The notes' variants are rows of their own (:mod:`deepnotes.runs.rules`): ``rmsprop+eps=0``
+Variants are rows of their own (:mod:`deepnotes.runs.rules`): ``rmsprop+eps=0``
 (the notes' dW / sqrt(s)), ``adam+eps-inside-sqrt`` (sqrt(s_hat + eps)),
 ``adam+no-bias-correction``.
 
@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import copy
 import logging
-import shutil
 from pathlib import Path
 
 import torch
 
 from deepnotes import atomic
-from deepnotes.data import NAMED
 from deepnotes.errors import DeepnotesError, LossDiverged
 from deepnotes.models.weights import fingerprint
 from deepnotes.optim import (
@@ -38,7 +36,7 @@ from deepnotes.optim import (
 )
 from deepnotes.runs.build import batches, build_model
 from deepnotes.runs.config import RunConfig, write_json
-from deepnotes.runs.folder import check_name, new_container
+from deepnotes.runs.folder import group_folder, is_group
 from deepnotes.runs.rules import ORDER, Rule, check_rules, is_label, learning_rates
 from deepnotes.runs.session import Session, fit, prepare
 from deepnotes.train import plots
@@ -229,28 +227,12 @@ def plot_curves(curves: dict, path: Path, title: str | None = None) -> None:
 def is_comparison(path: Path) -> bool:
     """A folder this module wrote: comparison.json, or only run folders named after rules
     (``adam``, ``rmsprop+eps=0``: canonical labels)."""
-    path = Path(path)
-    if (path / "comparison.json").is_file():
-        return True
-    entries = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
-    return bool(entries) and all(p.is_dir() and is_label(p.name)
-                                 and (p / "config.json").is_file() for p in entries)
+    return is_group(path, "comparison.json", is_label)
 
 
 def comparison_folder(out: str | Path, name: str | None, overwrite: bool,
                       config: RunConfig) -> Path:
     """``out/name``, or ``compare-MODEL-DATA`` numbered if taken; ``overwrite`` replaces an
     earlier comparison (and nothing else)."""
-    if name:
-        existing = Path(out) / check_name(name)
-        if existing.exists() and not overwrite:
-            raise DeepnotesError(f"--name {name}: {existing} exists; use --overwrite to "
-                                 "replace it")
-        if existing.exists():
-            if not (existing.is_dir() and (is_comparison(existing)
-                                           or not any(existing.iterdir()))):
-                raise DeepnotesError(f"--overwrite: {existing} is not a comparison folder; "
-                                     "not removing it")
-            shutil.rmtree(existing)
-    data_name = config.data if config.data in NAMED else Path(config.data).stem
-    return new_container(out, name, f"compare-{config.model}-{data_name}")
+    return group_folder(out, name, overwrite, f"compare-{config.model}-{config.data_name}",
+                        is_comparison, "comparison")

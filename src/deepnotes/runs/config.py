@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepnotes import atomic
-from deepnotes.data import Batches, augment
+from deepnotes.data import NAMED, Batches, augment
 from deepnotes.data.images import CACHE_CHOICES
 from deepnotes.data.loader import ORDERS
 from deepnotes.data.splits import check_fractions
@@ -69,15 +69,15 @@ class RunConfig:
     label_column: str | None = None
     skip_bad: bool = False
     epochs: int = 20
-    batch_size: int = 64
+    batch_size: int | None = None  # None: 64, fewer for a small training set (session.batch_size)
     lr: float | None = None  # the optimizer's default alpha (deepnotes.optim.DEFAULT_LRS)
     optimizer: str = "adam"
     beta: float | None = None  # the optimizer's default beta (beta1 for Adam)
     weight_decay: float = 0.0
     eps: float | None = None  # rmsprop's and adam's eps (the rule's default, 1e-8)
-    eps_inside_sqrt: bool = False  # alpha dW / sqrt(S + eps), the notes' variant
+    eps_inside_sqrt: bool = False  # alpha dW / sqrt(S + eps), as the notes' Adam
     bias_correction: bool = True  # adam: V / (1 - beta1^t), S / (1 - beta2^t)
-    rnn_cell: str | None = None  # the notes' GRU or LSTM variant (models.sequence.RNN_CELLS)
+    rnn_cell: str | None = None  # a GRU or LSTM variant (models.sequence.RNN_CELLS)
     max_len: int | None = None  # sequences: cut longer ones (with a warning)
     errors: str = "strict"  # text: undecodable bytes stop ("strict") or become U+FFFD
     seq_len: int | None = None  # character language model: steps a training sequence (64)
@@ -119,7 +119,7 @@ class RunConfig:
     extras: dict = field(default_factory=dict)  # fields of a newer deepnotes, kept as they are
 
     def optimizer_variants(self) -> dict:
-        """The keywords of the notes' variants this run sets (create_optimizer's)."""
+        """The keywords of the rule's variants this run sets (create_optimizer's)."""
         out: dict = {} if self.eps is None else {"eps": self.eps}
         if self.eps_inside_sqrt:
             out["eps_inside_sqrt"] = True
@@ -131,6 +131,19 @@ class RunConfig:
     def options(cls) -> list[str]:
         """The fields a command line sets (``deepnotes train``'s options)."""
         return [f.name for f in dataclasses.fields(cls)][:OPTION_COUNT]
+
+    @property
+    def mini_batch(self) -> int:
+        """batch_size, which :func:`deepnotes.runs.session.prepare` chooses when none is given."""
+        if self.batch_size is None:
+            raise DeepnotesError("RunConfig.batch_size: not chosen yet (runs.session.prepare "
+                                 "chooses it from the data)")
+        return self.batch_size
+
+    @property
+    def data_name(self) -> str:
+        """The data's short name in folder names: a named set's own, else the file's stem."""
+        return self.data if self.data in NAMED else Path(self.data).stem
 
     @property
     def amp_precision(self) -> str:
@@ -226,7 +239,7 @@ TRANSFER = record({"source": string, "source_model": known("model", list_models)
 CONFIG = {  # field -> checker: every option, then the data's
     "model": known("model", list_models), "data": string, "data_dir": optional(string),
     "label_column": optional(string), "skip_bad": boolean,
-    "epochs": integer(1, COUNT), "batch_size": integer(1, COUNT),
+    "epochs": integer(1, COUNT), "batch_size": optional(integer(1, COUNT)),
     "lr": optional(number(0, above=True)), "optimizer": known("optimizer", list_optimizers),
     "beta": optional(number(0, 1, below=True)), "weight_decay": number(0),
     "max_len": optional(integer(1, COUNT)), "errors": one_of(*ERRORS),

@@ -160,10 +160,10 @@ def fit_head_on_cache(session: Session, run_dir: Path, cache_dir: Path, progress
                  len(idx), name, "from" if hit else "and saved to", cache_dir)
     same = Normalizer([], [], 1.0)  # the features are used as they are
     train = Batches(features["train"], dataset.y[splits.train], torch.arange(len(splits.train)),
-                    config.batch_size, same, shuffle=True, drop_last=True, seed=config.seed,
+                    config.mini_batch, same, shuffle=True, drop_last=True, seed=config.seed,
                     device=device)  # the same order as the uncached batches
     dev = Batches(features["dev"], dataset.y[splits.dev], torch.arange(len(splits.dev)),
-                  max(512, config.batch_size), same, device=device)
+                  max(512, config.mini_batch), same, device=device)
     trainer = Trainer(HeadOnFeatures(model), session.optimizer, epochs=config.epochs,
                       schedule=config.schedule, device=device, run_dir=run_dir,
                       progress=progress, precision=config.amp_precision,

@@ -121,6 +121,35 @@ def new_container(out: str | Path, name: str | None, default_name: str) -> Path:
     return path
 
 
+def is_group(path: Path, summary: str, member) -> bool:
+    """A folder of runs a command wrote: its ``summary`` file, or only run folders whose names
+    ``member(name)`` accepts (the group was stopped before its summary)."""
+    path = Path(path)
+    if (path / summary).is_file():
+        return True
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
+    return bool(entries) and all(p.is_dir() and member(p.name) and (p / "config.json").is_file()
+                                 for p in entries)
+
+
+def group_folder(out: str | Path, name: str | None, overwrite: bool, default_name: str,
+                 ours, what: str) -> Path:
+    """A new folder for a group of runs: ``out/name``, or ``default_name`` numbered if taken.
+    ``overwrite`` replaces an earlier ``name`` that ``ours(path)`` recognises, or an empty
+    folder, and nothing else (``what`` names the kind in the refusal)."""
+    if name:
+        existing = Path(out) / check_name(name)
+        if existing.exists() and not overwrite:
+            raise DeepnotesError(f"--name {name}: {existing} exists; use --overwrite to "
+                                 "replace it")
+        if existing.exists():
+            if not (existing.is_dir() and (ours(existing) or not any(existing.iterdir()))):
+                raise DeepnotesError(f"--overwrite: {existing} is not a {what} folder; "
+                                     "not removing it")
+            shutil.rmtree(existing)
+    return new_container(out, name, default_name)
+
+
 def check_continuable(path: Path, what: str = "--resume") -> None:
     """Refuse, in one line that says what to do instead, a folder that is not a deepnotes run
     or has no checkpoint to continue from."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from deepnotes.data import NAMED
 from deepnotes.device import resolve_device
 from deepnotes.errors import DeepnotesError
 from deepnotes.runs import folder
@@ -36,11 +35,10 @@ def start(options: dict, out: str | Path, name: str | None, overwrite: bool,
         options = {"precision": "bf16", **options}
     config = RunConfig(**{**recipe_options(options.get("recipe"), device), **options})
     session = prepare(config, progress=progress, fresh=True)
-    data_name = config.data if config.data in NAMED else Path(config.data).stem
     if not distributed.is_writer():  # rank 0 names, makes and locks the folder; the others are told
         run_dir = distributed.broadcast(None)
         return run_dir, fit(session, run_dir, progress=progress)[1]
-    with folder.create(out, name, f"{config.model}-{data_name}", overwrite) as run:
+    with folder.create(out, name, f"{config.model}-{config.data_name}", overwrite) as run:
         distributed.broadcast(run.path)
         return run.path, fit(session, run.path, progress=progress,
                              on_checkpoint=run.committed)[1]
