@@ -3,7 +3,7 @@
 The ten classes become four yes/no questions about a garment, several of which can be "yes" at
 once: footwear (sandal, sneaker, ankle boot), upper body (T-shirt, pullover, coat, shirt), long
 sleeves (pullover, coat, shirt), and covers the legs (trouser, dress). A share of the training
-labels is hidden at random (the notes' "?"), so each image is trained only on the tasks it has
+labels is hidden at random (the course's "?"), so each image is trained only on the tasks it has
 labels for. One LeNet-5 with four sigmoid outputs (``deepnotes.multitask``) is compared with four
 LeNet-5s, one per task, each trained on the same images and the same present labels, with the
 same epochs (a two-class softmax that ignores the missing labels): per-task test F1 and total

@@ -1,9 +1,9 @@
 """Optimizer step time over a ResNet-50-sized parameter set: deepnotes vs the fastest torch.optim.
 
 The parameters are those of ResNet-50 (25.6 M numbers in 161 tensors) with random gradients.
-Each of the notes' rules runs against the fastest torch.optim implementation of that rule:
+Each of the course's rules runs against the fastest torch.optim implementation of that rule:
 ``fused=True`` where torch has it (Adam; SGD, with and without momentum), else the faster of
-foreach and the for-loop (RMSprop). The notes-only variants (Adam with eps inside the square root
+foreach and the for-loop (RMSprop). The variants torch lacks (Adam with eps inside the square root
 or without bias correction; momentum's average form) run against torch's fused Adam / SGD-momentum,
 the nearest thing a user could pick. All optimizers share one set of parameters and gradients and
 alternate ``--repeats`` times in this process; figures are medians of the per-step time, and the

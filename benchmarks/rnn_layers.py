@@ -4,7 +4,7 @@ One step is forward on a (batch, sequence, input) batch, the sum of the outputs,
 gradients set to None first). Sizes: input 128, hidden 256, sequence 50, batch 64, float32.
 Each row runs a deepnotes layer against the torch.nn layer of the same shape (1 layer,
 ``num_layers=2``, ``bidirectional=True``): the fused rows (LSTM, GRU with reset_after=True) map our
-parameters onto torch's kernel; the notes' rows (GRU with the reset gate before the product, the
+parameters onto torch's kernel; the variant rows (GRU with the reset gate before the product, the
 simplified GRU, the slide's LSTM a = Gamma_o * c) run the cell path (compiled time loop,
 hand-written backward through time) against the nearest torch layer, which computes other
 equations. ``--cell`` adds the cell path of the fused configurations. All layers alternate

@@ -141,7 +141,7 @@ def test_same_padding_gives_ceil_n_over_s_with_odd_pixel_after():
                 assert after - before in (0, 1)
                 assert (n + before + after - f) // s + 1 == math.ceil(n / s)
                 if s == 1 and f % 2 == 1:
-                    assert before == after == (f - 1) // 2  # the notes' p = (f - 1) / 2
+                    assert before == after == (f - 1) // 2  # the course's p = (f - 1) / 2
 
 
 # ---------------------------------------------------------------- Conv2d: valid / int padding

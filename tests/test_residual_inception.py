@@ -3,8 +3,8 @@
 The oracle for a block is the notes' skip connection written out with torch's functional ops on
 the block's own parameters: z[l+1] = W[l+1] a[l] (+ batch norm), a[l+1] = g(z[l+1]), ...,
 a[l+2] = g(z[l+2] + a[l]), with a[l] first mapped by W_s (1x1 convolution, stride s, batch norm)
-when the block changes n_C or n_H x n_W. Batch norm at inference is the notes' formula on the
-running statistics: gamma (z - mu) / sqrt(sigma^2 + eps) + beta.
+when the block changes n_C or n_H x n_W. Batch norm at inference is the notes' z_norm with the
+course's gamma, beta and running statistics: gamma (z - mu) / sqrt(sigma^2 + eps) + beta.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 When every layer group below the head is frozen, the network up to the head is a fixed function,
 so its outputs for B's examples are computed once, saved to disk, and the softmax layer is trained
-on them (the notes' advice for a small B). A cache file is named by a hash of everything the
+on them (the course's advice for a small B). A cache file is named by a hash of everything the
 features depend on, so a stale cache is never read.
 """
 

@@ -85,7 +85,7 @@ class Diagnosis:
 
 
 def diagnose(errors: dict, human_error: float = 0.0) -> Diagnosis:
-    """The gaps of the notes from errors per split (``train``, ``dev``, ``test``; ``train_dev``
+    """The gaps of the course from errors per split (``train``, ``dev``, ``test``; ``train_dev``
     optional), each a fraction in [0, 1], and human error as a proxy for Bayes error:
 
     avoidable bias = train - human; variance = train-dev - train (dev - train without train-dev);
@@ -119,7 +119,7 @@ def diagnose(errors: dict, human_error: float = 0.0) -> Diagnosis:
     if gaps["avoidable_bias"] < 0:
         notes.append("train error is below the human error given: that proxy overestimates "
                      "Bayes error, so avoidable bias is hard to judge past human level")
-    largest = max(gaps, key=gaps.__getitem__)  # the first of equal gaps, in the notes' order
+    largest = max(gaps, key=gaps.__getitem__)  # the first of equal gaps, in the course's order
     return Diagnosis(e, float(human_error), gaps, largest, list(ACTIONS[largest]), notes)
 
 

@@ -25,7 +25,7 @@ sigma^2, dropout is off), so a frozen group is a fixed function::
 
 When everything but the head is frozen, the network up to the head is a fixed function, so its
 outputs (the features a[L-1]) are computed once, saved to disk and the softmax layer is trained on
-them (:mod:`deepnotes.feature_cache`): the notes' advice for a small B.
+them (:mod:`deepnotes.feature_cache`): the course's advice for a small B.
 :func:`optimizer_groups` gives earlier groups lower learning rates (discriminative fine-tuning)
 and :func:`unfreeze_next` thaws the frozen groups one an epoch, top first (gradual unfreezing).
 The whole ``deepnotes finetune`` flow is :mod:`deepnotes.runs.finetune`.

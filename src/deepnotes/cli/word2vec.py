@@ -19,7 +19,8 @@ SUFFIXES = {".bin": "C binary", ".txt": "C text", ".safetensors": "deepnotes"}
 def add_parser(sub) -> None:
     w2v = sub.add_parser("word2vec", help="train and query word embeddings (skip-gram, CBOW)",
                          description="Word2Vec from the notes: skip-gram predicts the context from "
-                         "a word, CBOW the word from the mean of its context; negative sampling.")
+                         "a word, CBOW the word from the mean of its context; negative "
+                         "sampling, from the course.")
     commands = w2v.add_subparsers(dest="word2vec_command", metavar="COMMAND",
                                   parser_class=type(w2v))  # one-line errors, as everywhere
     _train_parser(commands)

@@ -1,4 +1,4 @@
-"""Human-readable dates and their ISO 8601 form: the notes' translation toy, made offline.
+"""Human-readable dates and their ISO 8601 form: the course's translation toy, made offline.
 
 ``human_dates(n, seed)`` draws dates uniformly from 1950-01-01 to 2049-12-31 and writes each in
 one of :data:`FORMATS` ("3 May 1999", "May 3, 1999", "Monday, 03/05/99", "03.05.1999",

@@ -26,7 +26,7 @@ class Splits:
     train_dev: torch.Tensor | None = None
 
     def names(self) -> list[str]:
-        """The splits present, in the notes' order: train, train_dev (if held out), dev, test."""
+        """The splits present, in the course's order: train, train_dev (if held out), dev, test."""
         return ["train", *(["train_dev"] if self.train_dev is not None else []), "dev", "test"]
 
     def sizes(self) -> dict:
@@ -74,7 +74,7 @@ def stratified_split(y: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int = 0,
 def hold_out_train_dev(y: torch.Tensor, splits: Splits, fraction: float, seed: int = 0) -> Splits:
     """Cut a train-dev split out of the training pool: a ``fraction`` share of each class.
 
-    The notes: train-dev has the training data's distribution but is never trained on, so
+    The course: train-dev has the training data's distribution but is never trained on, so
     variance = train-dev error - train error and data mismatch = dev error - train-dev error.
     dev and test stay as they were; the same seed gives the same split; ``fraction`` 0 holds out
     nothing (``train_dev`` stays None).
@@ -144,7 +144,8 @@ def _digest(example: torch.Tensor) -> bytes:
 
 
 def data_warnings(dataset, splits: Splits) -> list[str]:
-    """The notes' checks on data: dev and test alike, classes balanced, no test example in train."""
+    """Checks on data: dev and test alike (the notes), classes balanced, no test example in
+    train."""
     out: list[str] = []
     if dataset.y.dim() > 1:  # one target per step: no class counts to compare
         return out

@@ -67,7 +67,7 @@ def load_csv(path: str | os.PathLike, label_column: str | None = None) -> Datase
     return Dataset(str(path), torch.from_numpy(x), y, classes)
 
 
-MISSING_CELLS = ("", "?")  # an empty cell or the notes' "?": the label is unknown
+MISSING_CELLS = ("", "?")  # an empty cell or the course's "?": the label is unknown
 
 
 def load_csv_targets(path: str | os.PathLike, targets: list[str]) -> Dataset:

@@ -1,6 +1,6 @@
 """Word2Vec (skip-gram and CBOW with negative sampling), trained in mini-batches with torch.
 
-The notes' objective, for a centre word c and a context word o inside its window, with K
+The objective, for a centre word c and a context word o inside its window, with K
 negative words n_k drawn from the noise distribution P_n(w) ~ f(w)^0.75:
 
     skip-gram:  log sigma(u_c . v_o) + sum_k log sigma(-u_{n_k} . v_o)

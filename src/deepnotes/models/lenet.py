@@ -2,7 +2,7 @@
 
 32x32x1 -> conv f=5 (6) -> 28x28x6 -> pool f=2 s=2 -> 14x14x6 -> conv f=5 (16) -> 10x10x16
 -> pool -> 5x5x16 = 400 -> fc 120 -> fc 84 -> softmax over the classes.
-As the notes say, n_H and n_W shrink while n_C grows. The classic network uses tanh and average
+As the course says, n_H and n_W shrink while n_C grows. The classic network uses tanh and average
 pooling; ``activation="relu"`` gives the modern variant with ReLU and max pooling.
 """
 

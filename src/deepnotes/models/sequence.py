@@ -26,7 +26,7 @@ from deepnotes.models.network import Network
 from deepnotes.nn.recurrent import GRU, LSTM, RNN
 
 LAYERS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
-# the notes' cell variants (--rnn-cell), by layer: the layer's keyword options for each
+# the cell variants (--rnn-cell), by layer: the layer's keyword options for each
 RNN_CELLS = {"gru": {"full": {}, "simplified": {"full": False},
                      "reset-after": {"reset_after": True}},
              "lstm": {"tanh": {}, "slide": {"output_tanh": False}}}
@@ -61,7 +61,7 @@ class SequenceClassifier(Network):
     input_kind = ("image", "tokens")
     input_size = 28  # images are resized to 28 x 28: 28 steps of 28 pixels
     sequence = True
-    takes_rnn_cell = True  # --rnn-cell: the notes' variants of its cells
+    takes_rnn_cell = True  # --rnn-cell: the variants of its cells
     head: nn.Linear
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, cell: str = "lstm",
@@ -100,7 +100,7 @@ class CharLM(Network):
     input_kind = ("lm",)
     input_size = None
     sequence = True
-    takes_rnn_cell = True  # --rnn-cell: the notes' variants of its cells
+    takes_rnn_cell = True  # --rnn-cell: the variants of its cells
     head: nn.Linear
 
     def __init__(self, num_classes: int = 64, in_channels: int = 64, task: str = "lm",
@@ -148,7 +148,7 @@ class Tagger(Network):
     input_kind = ("tags",)
     input_size = None
     sequence = True
-    takes_rnn_cell = True  # --rnn-cell: the notes' variants of its cells
+    takes_rnn_cell = True  # --rnn-cell: the variants of its cells
     head: nn.Linear
 
     def __init__(self, num_classes: int = 2, in_channels: int = 2, task: str = "tags",

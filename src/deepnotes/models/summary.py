@@ -147,7 +147,7 @@ class _Recorder:
             raise DeepnotesError(f"{self._where()}: {self._explain(exc)}") from None
 
     def _explain(self, exc: Exception) -> str:
-        """The first line of torch's message, or the notes' n for a linear layer's mismatch."""
+        """The first line of torch's message, or the course's n for a linear layer's mismatch."""
         if self.current is not None and isinstance(self.current[1], nn.Linear):
             n_in, n = self.current[1].in_features, self.current[2][-1:]
             if n and n[0] != n_in:

@@ -1,4 +1,4 @@
-"""Batch normalisation, from the notes: normalise z over the mini-batch, then scale and shift.
+"""Batch normalisation: the notes normalise z over the mini-batch; the course scales and shifts.
 
     mu = 1/m sum_i z(i)                 sigma^2 = 1/m sum_i (z(i) - mu)^2
     z_norm(i) = (z(i) - mu) / sqrt(sigma^2 + eps)

@@ -1,4 +1,4 @@
-"""Back-propagation through time for the notes' cells, where torch has no fused kernel.
+"""Back-propagation through time for the cells, where torch has no fused kernel.
 
 For a sequence, the inputs' share of every gate, W_gx x<t> + b_g, is one matrix product over all
 steps (done by the caller); what remains is the time loop over a<t-1> -> a<t>. The loops here

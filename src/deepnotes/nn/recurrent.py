@@ -12,7 +12,7 @@ The cells, one time step each (x<t>: (B, n_x), a<t>: (B, n_a), sigma the logisti
            c<t> = Gamma_u * c~<t> + Gamma_f * c<t-1>
            a<t> = Gamma_o * tanh(c<t>)
 
-Variants, each a parameter of its cell: ``GRUCell(full=False)`` is the notes' simplified GRU (no
+Variants, each a parameter of its cell: ``GRUCell(full=False)`` is the course's simplified GRU (no
 Gamma_r: c~<t> = tanh(W_c [c<t-1>, x<t>] + b_c)). ``GRUCell(reset_after=True)`` is the GRU that
 cuDNN, torch.nn.GRU and Keras' default compute: Gamma_r applied after the product,
 c~<t> = tanh(W_cx x<t> + b_c + Gamma_r * (W_ca c<t-1> + b_ca)), with one more bias b_ca. The two
@@ -46,7 +46,7 @@ the last real step, the backward direction starts at the last real step). (Lengt
 Two paths behind one signature (``implementation=``): ``"fused"`` runs torch's kernel
 (torch._VF.lstm / gru / rnn_tanh, oneDNN or cuDNN where torch uses them) on our parameters mapped
 as above, for the configurations where it computes the same function: LSTM with tanh, GRU with
-reset_after=True, RNN. ``"cell"`` runs the notes' equations: W_gx x<t> + b_g for every t in one
+reset_after=True, RNN. ``"cell"`` runs the cells' equations: W_gx x<t> + b_g for every t in one
 matrix product, then a time loop compiled with TorchScript (plain Python where scripting fails),
 inside an autograd function that back-propagates through time by hand and forms the weight
 gradient dW_ga = sum_t dz<t>^T a<t-1> in one product after the loop. It has no double backward.
@@ -325,7 +325,7 @@ class _Recurrent(nn.Module):
 
     @property
     def fused(self) -> bool:
-        """Whether forward runs torch's fused kernel (else the notes' cells in a loop)."""
+        """Whether forward runs torch's fused kernel (else the cells' equations in a loop)."""
         return self.cells[0].torch_mode is not None and self.implementation in ("auto", "fused")
 
     def extra_repr(self) -> str:
@@ -427,7 +427,7 @@ class _Recurrent(nn.Module):
         return out, [s.index_select(1, packed.unsorted_indices) for s in result[1:]]
 
     def _scan(self, x: Tensor, hx: list[Tensor], lengths: Optional[Tensor]):
-        """The notes' cells: W_gx x<t> + b_g for all t in one product, then the compiled loop."""
+        """The cells: W_gx x<t> + b_g for all t in one product, then the compiled loop."""
         inp = x.transpose(0, 1) if self.batch_first else x  # (T, B, n_x)
         keep = rev = None
         if lengths is not None:

@@ -1,10 +1,11 @@
-"""The notes' update rules as ``torch.optim.Optimizer`` classes, and learning-rate decay.
+"""The course's update rules as ``torch.optim.Optimizer`` classes, and learning-rate decay.
 
 ``GradientDescent``: W := W - alpha dW. ``Momentum``: v = beta v + (1 - beta) dW; W := W - alpha v.
 ``RMSprop``: S = beta S + (1 - beta) dW^2; W := W - alpha dW / (sqrt(S) + eps). ``Adam``: both, with
-bias correction. The notes' defaults: beta = 0.9; Adam beta1 = 0.9, beta2 = 0.999, eps = 1e-8.
-The notes' variants (:data:`VARIANTS`): eps inside the root, sqrt(S + eps), for RMSprop and Adam
-(RMSprop with eps = 0 is the notes' own), and Adam without bias correction.
+bias correction. Defaults: beta = 0.9 (the course's momentum); Adam beta1 = 0.9, beta2 = 0.999,
+eps = 1e-8 (the notes'). Variants (:data:`VARIANTS`): eps inside the root, sqrt(S + eps), as the
+notes write Adam, for RMSprop and Adam (RMSprop with eps = 0 is the notes' own), and Adam without
+bias correction.
 The learning rate alpha must be tuned (``deepnotes tune``).
 
 By name: ``create_optimizer("adam", model.parameters(), lr=3e-3)``.
@@ -26,7 +27,7 @@ OPTIMIZERS = {"sgd": GradientDescent, "momentum": Momentum, "rmsprop": RMSprop, 
 DEFAULT_LRS = {"sgd": 0.1, "momentum": 0.1, "rmsprop": 1e-3, "adam": 3e-3}
 # the beta a user tunes first: the average of the gradients (Adam's beta1)
 BETA_NAMES = {"momentum": "beta", "rmsprop": "beta", "adam": "beta1"}
-# the notes' variants, by option: which rules have them
+# the variants, by option: which rules have them
 VARIANTS = {"eps": ("rmsprop", "adam"), "eps_inside_sqrt": ("rmsprop", "adam"),
             "bias_correction": ("adam",)}
 FLAGS = {"eps": "--eps", "eps_inside_sqrt": "--eps-inside-sqrt",

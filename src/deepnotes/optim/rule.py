@@ -1,13 +1,13 @@
-"""What the notes' four update rules share: checked hyperparameters, state made on first use, and
+"""What the four update rules share: checked hyperparameters, state made on first use, and
 three implementations of each rule that give the same numbers.
 
-``implementation="reference"`` runs the rule one tensor at a time, line by line as the notes write
+``implementation="reference"`` runs the rule one tensor at a time, line by line as the course writes
 it: the readable specification. ``"foreach"`` runs the same arithmetic on whole lists of tensors
 (torch's ``_foreach_*`` kernels, a few kernel launches per step instead of a few per tensor).
 ``"fused"`` updates every tensor in one pass over memory, by handing the rule to one of torch's
 fused kernels (``_fused_sgd_``, ``_fused_adam_``) whose arithmetic is the same rule. ``"auto"`` (the
 default) takes the fused kernel where the tensors' device and dtype have one, else foreach.
-The tests hold all three to the reference and the reference to a NumPy transcription of the notes.
+The tests hold all three to the reference and the reference to a NumPy transcription of the rule.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A schedule is written ``NAME`` or ``NAME:ARG`` (``--schedule inverse:0.5``). Wit
 ``e`` (counted from 0), step ``t`` of ``T`` and the base rate alpha_0:
 
 ``constant``             alpha = alpha_0
-``inverse[:decay_rate]`` alpha = alpha_0 / (1 + decay_rate * e)        (the notes' decay; 1.0)
+``inverse[:decay_rate]`` alpha = alpha_0 / (1 + decay_rate * e)        (the course's decay; 1.0)
 ``exponential[:base]``   alpha = base^e * alpha_0                      (0.95)
 ``step[:every[:factor]]`` alpha = factor^floor(e / every) * alpha_0    (a third of the run, 0.1)
 ``cosine``               alpha = alpha_0 * (1 + cos(pi * t / T)) / 2

@@ -1,4 +1,4 @@
-"""The rows of ``deepnotes compare-optimizers``: an update rule, the notes' variants it uses, and
+"""The rows of ``deepnotes compare-optimizers``: an update rule, the variants it uses, and
 its learning rate alpha.
 
 An entry is ``NAME[+VARIANT...]``: NAME one of sgd, momentum, rmsprop, adam; VARIANT ``eps=X``
@@ -25,7 +25,7 @@ AVERAGES = {
     "rmsprop": "s := beta s + (1-beta) dW^2",
     "adam": "v := beta1 v + (1-beta1) dW; s := beta2 s + (1-beta2) dW^2",
 }
-ORDER = ["sgd", "momentum", "rmsprop", "adam"]  # the notes' order: each builds on the one before
+ORDER = ["sgd", "momentum", "rmsprop", "adam"]  # the course's order: each builds on the one before
 # a variant's spelling in an --optimizers entry: deepnotes train's flag without the dashes
 SPELLING = {key: flag.removeprefix("--") for key, flag in FLAGS.items()}
 SYNTAX = "expected NAME[+VARIANT...] with VARIANT eps=X, eps-inside-sqrt or no-bias-correction"
@@ -36,7 +36,7 @@ SYNTAX = "expected NAME[+VARIANT...] with VARIANT eps=X, eps-inside-sqrt or no-b
 
 @dataclass
 class Rule:
-    """One row of a comparison: an update rule and the notes' variants it uses.
+    """One row of a comparison: an update rule and the variants it uses.
 
     ``variants`` are :func:`deepnotes.optim.create_optimizer`'s keywords, only those that differ
     from the rule: ``eps`` (>= 0), ``eps_inside_sqrt=True``, ``bias_correction=False``.

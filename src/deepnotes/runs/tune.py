@@ -1,6 +1,6 @@
 """Hyperparameter search on Optuna: random search for alpha and beta, coarse to fine.
 
-The notes: alpha is the hyperparameter that most needs tuning. Try random values, not a grid (a
+The course: alpha is the hyperparameter that most needs tuning. Try random values, not a grid (a
 grid spends most trials on values of the unimportant hyperparameter); sample alpha on a log scale
 (r uniform in [log10 a, log10 b], alpha = 10^r), and beta through 1 - beta on a log scale
 (r uniform, beta = 1 - 10^r), because beta near 1 is where small changes matter. Then zoom in:
