@@ -36,3 +36,4 @@ def test_snippets_run_in_order(tmp_path, monkeypatch, capsys):
         exec(compile(snippet, "README.md", "exec"), namespace)
     out = capsys.readouterr().out
     assert "F1" in out and "dev accuracy after 5 epochs" in out and "lenet5" in out
+    assert "cat's neighbours are animals: True" in out  # section 9's claim holds
