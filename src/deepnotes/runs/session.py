@@ -146,13 +146,16 @@ def start_folder(session: Session, run_dir: Path) -> None:
 
 
 def fit(session: Session, run_dir: Path, *, progress: bool = True, resuming: bool = False,
-        on_epoch=None, on_checkpoint=None) -> tuple[Trainer, dict | None]:
+        more_epochs: int | None = None, on_epoch=None,
+        on_checkpoint=None) -> tuple[Trainer, dict | None]:
     """Train ``session``'s model into ``run_dir``; return (trainer, metrics of every split; None
     on a rank other than 0).
 
     Writes config.json (unless resuming), the checkpoints and history, metrics.json and the two
-    plots. ``on_epoch(row)`` is called after each epoch (``tune`` prunes from it),
-    ``on_checkpoint()`` after each checkpoint is committed.
+    plots. ``more_epochs``: a resumed run that finished (or stopped early) trains that many more
+    epochs, its schedule started over for them (``config.epochs`` grows to match).
+    ``on_epoch(row)`` is called after each epoch (``tune`` prunes from it), ``on_checkpoint()``
+    after each checkpoint is committed.
     """
     config, dataset, splits, device = (session.config, session.dataset, session.splits,
                                        session.device)
@@ -171,7 +174,9 @@ def fit(session: Session, run_dir: Path, *, progress: bool = True, resuming: boo
                       classes=config.classes)
     if resuming:
         trainer.resume()
-        if trainer.state.stopped:
+        if more_epochs:
+            train_longer(trainer, config, more_epochs, run_dir)
+        elif trainer.state.stopped:
             log.info("%s stopped already (%s); recomputing its metrics", run_dir,
                      trainer.state.stopped)
         elif trainer.state.epoch >= config.epochs:
@@ -214,6 +219,19 @@ def marking_stops(run_dir: Path | None):
 def mark_stopped(run_dir: Path, reason: str, message: str) -> None:
     """:data:`STOPPED`: why the run in ``run_dir`` ended before its last epoch."""
     atomic.write_text(run_dir / STOPPED, json.dumps({"reason": reason, "message": message}) + "\n")
+
+
+def train_longer(trainer: Trainer, config: RunConfig, more: int, run_dir: Path) -> None:
+    """``more`` epochs after the last of a run that is done; its schedule starts over."""
+    st = trainer.state
+    if st.epoch < config.epochs and not st.stopped:
+        raise DeepnotesError(f"--more-epochs {more}: {run_dir} has epochs left ({st.epoch} of "
+                             f"{config.epochs} run); --resume it without --more-epochs first")
+    trainer.extend(more)
+    config.epochs = trainer.epochs
+    log.info("%s: %d more epochs (%d to %d); the %s schedule starts over for them, from its "
+             "first step (a warm restart)", run_dir, more, st.epoch + 1, config.epochs,
+             config.schedule)
 
 
 def _both(first, second):

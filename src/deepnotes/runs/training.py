@@ -45,11 +45,17 @@ def start(options: dict, out: str | Path, name: str | None, overwrite: bool,
 
 
 def resume(run_dir: str | Path, options: dict, allow_changes: bool = False,
-           progress: bool = True) -> dict | None:
+           progress: bool = True, more_epochs: int | None = None) -> dict | None:
     """Continue the run in ``run_dir`` from its last checkpoint; ``options`` given again must
-    equal the run's unless ``allow_changes`` (the model never changes). Returns the metrics
-    (None on a rank other than 0)."""
+    equal the run's unless ``allow_changes`` (the model never changes). ``more_epochs``: train
+    a finished run that many epochs longer (:func:`deepnotes.runs.session.train_longer`).
+    Returns the metrics (None on a rank other than 0)."""
     run_dir = Path(run_dir)
+    if more_epochs is not None and more_epochs < 1:
+        raise DeepnotesError(f"--more-epochs {more_epochs}: expected a count >= 1")
+    if more_epochs is not None and "epochs" in options:
+        raise DeepnotesError("--more-epochs and --epochs: give one (--more-epochs counts the "
+                             "epochs after the run's last)")
     folder.check_continuable(run_dir)
     config = read_config(run_dir)
     if config.transfer:
@@ -57,9 +63,11 @@ def resume(run_dir: str | Path, options: dict, allow_changes: bool = False,
                              "are frozen in groups); run deepnotes finetune again")
     changed = apply_changes(config, options, run_dir, allow_changes)
     if not distributed.is_writer():  # rank 0 locks and repairs the folder
-        return _continue(prepared(config, progress), run_dir, None, changed, progress)
+        return _continue(prepared(config, progress), run_dir, None, changed, progress,
+                         more_epochs)
     with folder.open_to_continue(run_dir) as run:
-        return _continue(prepared(config, progress), run_dir, run, changed, progress)
+        return _continue(prepared(config, progress), run_dir, run, changed, progress,
+                         more_epochs)
 
 
 def apply_changes(config: RunConfig, options: dict, run_dir: Path, allow: bool) -> bool:
@@ -88,16 +96,16 @@ def prepared(config: RunConfig, progress: bool) -> Session:
 
 
 def _continue(session: Session, run_dir: Path, run: folder.RunFolder | None, changed: bool,
-              progress: bool) -> dict | None:
+              progress: bool, more_epochs: int | None = None) -> dict | None:
     """Train on from the last checkpoint (``run``: the locked folder, on rank 0)."""
     config, on_checkpoint = session.config, None
     if run is not None:
         committed = committed_state(run_dir)
-        if committed is None or committed.epoch < config.epochs:
+        if committed is None or committed.epoch < config.epochs or more_epochs:
             folder.forget_final_results(run)  # they will describe the new end
-        if changed:  # the new options are the run's once a checkpoint was made with them
+        if changed or more_epochs:  # the new options are the run's once a checkpoint has them
             def on_checkpoint():
                 config.write(run_dir / "config.json")
         (run_dir / STOPPED).unlink(missing_ok=True)  # it trains on: the old stop is history
-    return fit(session, run_dir, progress=progress, resuming=True,
+    return fit(session, run_dir, progress=progress, resuming=True, more_epochs=more_epochs,
                on_checkpoint=on_checkpoint)[1]

@@ -172,7 +172,8 @@ SCALER = record({"scale": number(0, above=True), "growth_factor": number(0),  # 
                  "backoff_factor": number(0), "growth_interval": integer(1),
                  "_growth_tracker": integer(0)})
 STATE_EXTRAS = {"checkpoint": string, "scaler": SCALER, "monitor": one_of(*MONITORS),
-                "best_epoch": integer(1), "best_value": number(), "stopped": string}
+                "best_epoch": integer(1), "best_value": number(), "stopped": string,
+                "cycle_start": integer(0)}
 
 
 # -- checking a file -------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-OPTIONAL = ("scaler", "checkpoint", "monitor", "best_epoch", "best_value", "stopped")
+OPTIONAL = ("scaler", "checkpoint", "monitor", "best_epoch", "best_value", "stopped",
+            "cycle_start")
 
 
 @dataclass
@@ -15,7 +16,8 @@ class TrainState:
     the steps of the whole run, the running sums of the epoch so far (loss x examples, correct
     and counted predictions, seconds), one history row a finished epoch, float16's loss scale,
     the id of the checkpoint that holds this state, the best epoch so far by the monitored dev
-    metric (1-based) and its value, and why the run stopped before its last epoch."""
+    metric (1-based) and its value, why the run stopped before its last epoch, and the epoch
+    where its learning-rate schedule last started over (a run trained longer)."""
 
     epoch: int = 0
     step: int = 0
@@ -31,6 +33,7 @@ class TrainState:
     best_epoch: int | None = None
     best_value: float | None = None
     stopped: str | None = None  # e.g. early stopping's reason; None: ran (or runs) every epoch
+    cycle_start: int | None = None  # the epoch the schedule restarted at (--more-epochs); None: 0
 
     def next_epoch(self) -> None:
         """The epoch is done: counting starts again at step 0 of the next."""

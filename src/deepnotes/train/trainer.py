@@ -30,7 +30,7 @@ from deepnotes.data.dataset import IGNORE
 from deepnotes.data.loader import Batches
 from deepnotes.errors import DeepnotesError, LossDiverged
 from deepnotes.optim import learning_rate
-from deepnotes.train import checkpoint, distributed
+from deepnotes.train import checkpoint, distributed, throughput
 from deepnotes.train.history import MONITORS, improves
 from deepnotes.train.state import TrainState
 from deepnotes.train.tasks import Classification, Task
@@ -47,9 +47,9 @@ class Trainer:
 
     With ``run_dir`` the trainer checkpoints after every epoch (and on SIGTERM / Ctrl-C) and writes
     ``history.csv``; ``resume()`` loads the last checkpoint from it. ``on_epoch(row)`` is called
-    after each epoch, ``on_checkpoint()`` after each checkpoint is committed. ``task`` gives the
-    logits, loss and predictions of a batch (:mod:`deepnotes.train.tasks`; default:
-    single-label classification).
+    after each epoch (the history row with ``rate``: the task's units a second, all ranks'),
+    ``on_checkpoint()`` after each checkpoint is committed. ``task`` gives the logits, loss and
+    predictions of a batch (:mod:`deepnotes.train.tasks`; default: single-label classification).
     """
 
     def __init__(self, model, optimizer, *, epochs: int, schedule: str = "onecycle",
@@ -110,10 +110,9 @@ class Trainer:
     def fit(self, train: Batches, dev: Batches | None = None) -> list[dict]:
         """Run the remaining epochs (or until early stopping); leave the best epoch's weights in
         the model; return the history (one dict per epoch)."""
-        total = self.epochs * len(train)
         with self._signals():
             while self.state.epoch < self.epochs and self.state.stopped is None:
-                self._train_epoch(train, total, len(train))
+                self._train_epoch(train, len(train))
                 self._end_epoch(train, dev)
         if self.best is not None and not self._model_is_best():
             self.model.load_state_dict(self.best)
@@ -124,7 +123,13 @@ class Trainer:
         st = self.state
         return st.best_epoch is None or (st.best_epoch == st.epoch and st.step == 0)
 
-    def _train_epoch(self, train: Batches, total_steps: int, steps_per_epoch: int) -> None:
+    def extend(self, more: int) -> None:
+        """Train ``more`` epochs after the ones run so far (a finished or early-stopped run):
+        the schedule starts over for them, as a cycle of its own (a warm restart)."""
+        st = self.state
+        st.cycle_start, st.stopped, self.epochs = st.epoch, None, st.epoch + more
+
+    def _train_epoch(self, train: Batches, steps_per_epoch: int) -> None:
         st = self.state
         self.model.train()
         bar = tqdm(total=len(train), initial=st.step, disable=not self.progress, leave=False,
@@ -132,21 +137,22 @@ class Trainer:
         start, pending = time.perf_counter(), []
         with bar:
             for x, y in train.epoch(st.epoch, start=st.step):
-                lr = self._set_lr(st.global_step, total_steps, steps_per_epoch)
+                lr = self._set_lr(st, steps_per_epoch)
                 pending.append((*self._step(x, y, lazy=self.read_every > 1), lr))
                 st.step += 1
                 st.global_step += 1
                 if len(pending) >= self.read_every or self._stop_signal is not None:
-                    self._account(pending, bar, start)
+                    self._account(pending, bar, start, train)
                 if self._stop_signal is not None:
                     st.seconds += time.perf_counter() - start
                     self._interrupt()
-            self._account(pending, bar, start)
+            self._account(pending, bar, start, train)
         st.seconds += time.perf_counter() - start
 
-    def _account(self, pending: list, bar, start: float) -> None:
+    def _account(self, pending: list, bar, start: float, train: Batches) -> None:
         """Add the steps in ``pending`` (loss, correct, counted, lr) to the epoch's sums, read from
-        the device all at once; a non-finite loss stops the run."""
+        the device all at once; a non-finite loss stops the run. The bar shows the rate of the
+        epoch's log line (:mod:`~deepnotes.train.throughput`)."""
         if not pending:
             return
         st = self.state
@@ -166,9 +172,13 @@ class Trainer:
             st.seen += int(counted)
         pending.clear()
         elapsed = st.seconds + time.perf_counter() - start
-        bar.set_postfix(loss=f"{st.loss_sum / max(1, st.seen):.4f}",
-                        acc=f"{st.correct / max(1, st.seen):.3f}",
-                        img_s=f"{st.seen / max(elapsed, 1e-9):.0f}", refresh=False)
+        tokens = st.seen
+        if self.task.unit == "tokens":  # all ranks' (every rank accounts each step under DDP)
+            tokens = int(distributed.all_sum([st.seen], self.device)[0])
+        rate = self._rate(train, tokens, elapsed)
+        bar.set_postfix({"loss": f"{st.loss_sum / max(1, st.seen):.4f}",
+                         "acc": f"{st.correct / max(1, st.seen):.3f}",
+                         throughput.label(self.task.unit): f"{rate:.0f}"}, refresh=False)
         bar.update(len(numbers))
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
@@ -197,6 +207,13 @@ class Trainer:
         return (value, correct, counted.sum()) if lazy else (value, int(correct),
                                                              int(counted.sum()))
 
+    def _rate(self, train: Batches, tokens: int, seconds: float) -> float:
+        """The task's units a second of this epoch's steps so far, all ranks' (``tokens``: the
+        targets counted, summed over the ranks)."""
+        units = throughput.units_done(self.task.unit, self.state.step, train.batch_size,
+                                      train.num_examples, tokens)
+        return throughput.rate(units, seconds)
+
     def _read_loss(self, loss: torch.Tensor) -> float:
         """L as a number; under DDP the mean over the ranks, which also carries any rank's stop
         signal, so that all ranks stop at the same step."""
@@ -208,9 +225,14 @@ class Trainer:
                 self._stop_signal = signal.SIGTERM
         return value
 
-    def _set_lr(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    def _set_lr(self, st: TrainState, steps_per_epoch: int) -> float:
+        """alpha of the schedule at this step of its cycle: epochs cycle_start..epochs (all of
+        them unless the run was trained longer)."""
+        first = st.cycle_start or 0
+        step = (st.epoch - first) * steps_per_epoch + st.step
+        total = (self.epochs - first) * steps_per_epoch
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = learning_rate(self.schedule, base, step, total_steps, steps_per_epoch)
+            group["lr"] = learning_rate(self.schedule, base, step, total, steps_per_epoch)
         return self.optimizer.param_groups[0]["lr"]
 
     def _end_epoch(self, train: Batches, dev: Batches | None) -> None:
@@ -229,6 +251,7 @@ class Trainer:
             row["dev_f1"] = self._f1(result["y_true"], result["y_pred"])
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["seconds"] = st.seconds
+        rate = self._rate(train, int(seen), st.seconds)  # seen: summed over the ranks
         if writer:
             self._check_good(row)
             self._track_best(row)
@@ -240,11 +263,11 @@ class Trainer:
         distributed.barrier()  # the checkpoint is whole before any rank goes on
         dev_text = (f" | dev loss {row['dev_loss']:.4f} acc {row['dev_accuracy']:.4f}"
                     if "dev_loss" in row else "")
-        log.info("epoch %d/%d: train loss %.4f acc %.4f%s | %.0f img/s", row["epoch"], self.epochs,
-                 row["train_loss"], row["train_accuracy"], dev_text,
-                 train.num_examples / max(row["seconds"], 1e-9))
+        log.info("epoch %d/%d: train loss %.4f acc %.4f%s | %.0f %s", row["epoch"], self.epochs,
+                 row["train_loss"], row["train_accuracy"], dev_text, rate,
+                 throughput.label(self.task.unit))
         if self.on_epoch is not None:
-            self.on_epoch(row)
+            self.on_epoch({**row, "rate": rate})
 
     def _f1(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
         """The dev set's macro F1, as metrics.json computes it (NaN for no examples, or for a
