@@ -113,6 +113,9 @@ def add_parser(sub) -> None:
     p.add_argument("--name", help="run folder name (default: MODEL-DATA, numbered if taken)")
     p.add_argument("--resume", metavar="RUN", help="continue the interrupted run in folder RUN")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --name folder")
+    p.add_argument("--more-epochs", type=int, metavar="K",
+                   help="with --resume of a finished run: train K epochs more; the schedule "
+                   "starts over for them (a warm restart)")
     p.add_argument("--allow-changes", action="store_true",
                    help="with --resume: accept options that differ from the run's (with a warning)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -181,13 +184,18 @@ def _without_launch_options(argv: list[str]) -> list[str]:
 
 def _run(args) -> int:
     from deepnotes.cli.evaluate import print_table
+    from deepnotes.errors import DeepnotesError
     from deepnotes.runs import training
     from deepnotes.runs.config import RunConfig
 
     explicit = explicit_options(args, RunConfig.options())
+    if args.more_epochs is not None and not args.resume:
+        raise DeepnotesError(f"--more-epochs {args.more_epochs}: needs --resume RUN (the run to "
+                             "train longer)")
     if args.resume:
         run_dir = Path(args.resume)
-        result = training.resume(run_dir, explicit, args.allow_changes, progress=args.progress)
+        result = training.resume(run_dir, explicit, args.allow_changes, progress=args.progress,
+                                 more_epochs=args.more_epochs)
     else:
         run_dir, result = training.start(explicit, args.out, args.name, args.overwrite,
                                          progress=args.progress)
