@@ -4,11 +4,6 @@ loss curves and one table."""
 
 from __future__ import annotations
 
-import logging
-import shutil
-
-log = logging.getLogger("deepnotes.cli")
-
 # the RunConfig fields this command sets, as in ``deepnotes train``; every option defaults to None
 OPTIONS = ["model", "data", "data_dir", "epochs", "batch_size", "schedule", "seed", "device",
            "image_size", "data_cache", "cache_dir", "data_order"]
@@ -67,6 +62,7 @@ def run(args) -> int:
     from deepnotes.cli.train import explicit_options
     from deepnotes.runs.compare import comparison_folder, run_comparison
     from deepnotes.runs.config import RunConfig
+    from deepnotes.runs.folder import keeping_runs
     from deepnotes.runs.rules import learning_rates, parse_lrs, parse_rules
     from deepnotes.runs.session import prepare
 
@@ -76,14 +72,8 @@ def run(args) -> int:
     config = RunConfig(**{"epochs": EPOCHS, **explicit})
     session = prepare(config, progress=args.progress, fresh=True)
     run_dir = comparison_folder(args.out, args.name, args.overwrite, config)
-    try:
+    with keeping_runs(run_dir, "comparison"):
         rows = run_comparison(session, rules, run_dir, lrs, progress=args.progress)
-    except BaseException:
-        if not any(run_dir.glob("*/state.safetensors")):
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave nothing
-        else:
-            log.warning("the comparison stopped; the runs it made are kept in %s", run_dir)
-        raise
     print_rows(rows)
     print(f"run folder: {run_dir}  (plot: {run_dir / 'loss_curves.png'})")
     return 0

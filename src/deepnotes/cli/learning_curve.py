@@ -3,11 +3,6 @@ same model from the same initial weights on nested subsets of the training split
 
 from __future__ import annotations
 
-import logging
-import shutil
-
-log = logging.getLogger("deepnotes.cli")
-
 # the RunConfig fields this command sets, as in ``deepnotes train``; every option defaults to None
 OPTIONS = ["model", "data", "data_dir", "label_column", "epochs", "batch_size", "optimizer", "lr",
            "weight_decay", "schedule", "augment", "seed", "device", "image_size", "data_cache",
@@ -77,6 +72,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from deepnotes.cli.train import explicit_options
     from deepnotes.runs.config import RunConfig
+    from deepnotes.runs.folder import keeping_runs
     from deepnotes.runs.learning_curve import (
         check_baseline,
         curve_folder,
@@ -95,16 +91,10 @@ def run(args) -> int:
     resolve_sizes(sizes, len(session.splits.train))  # refused before a folder is made
     check_baseline(args.baseline, session.dataset, config.data)
     run_dir = curve_folder(args.out, args.name, args.overwrite, config)
-    try:
+    with keeping_runs(run_dir, "learning curve"):
         curve = run_learning_curve(session, sizes, run_dir, human_error=human,
                                    baseline=args.baseline, budget=args.budget,
                                    progress=args.progress)
-    except BaseException:
-        if not any(run_dir.glob("*/state.safetensors")):
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: leave nothing
-        else:
-            log.warning("the learning curve stopped; the runs it made are kept in %s", run_dir)
-        raise
     print_curve(curve)
     print(f"run folder: {run_dir}  (plot: {run_dir / 'learning_curve.png'})")
     return 0

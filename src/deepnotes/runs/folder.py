@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -148,6 +149,20 @@ def group_folder(out: str | Path, name: str | None, overwrite: bool, default_nam
                                      "not removing it")
             shutil.rmtree(existing)
     return new_container(out, name, default_name)
+
+
+@contextlib.contextmanager
+def keeping_runs(group: Path, what: str):
+    """A group of runs being made in ``group``: if making it stops, the folder goes when no run
+    in it has a checkpoint (nothing worth keeping), else it stays and a warning says where."""
+    try:
+        yield
+    except BaseException:
+        if not any(group.glob("*/state.safetensors")):
+            shutil.rmtree(group, ignore_errors=True)
+        else:
+            log.warning("the %s stopped; the runs it made are kept in %s", what, group)
+        raise
 
 
 def check_continuable(path: Path, what: str = "--resume") -> None:
