@@ -114,10 +114,11 @@ def batch_size(m: int, processes: int = 1) -> int:
     size = BATCH_SIZE
     while size > 8 and m < 4 * size:
         size //= 2
+    size = max(processes, size - size % processes)
     if size != BATCH_SIZE:
         log.info("batch size %d for %d training examples (--batch-size to choose another)",
                  size, m)
-    return max(processes, size - size % processes)
+    return size
 
 
 def data_order(choice: str, dataset: Dataset) -> str:
