@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import close, spawn, write_photos
+from conftest import close, spawn, write_photos, write_table
 from deepnotes.data.loader import Batches, Normalizer
 
 COMMON = ["train", "--data", "breast-cancer", "--batch-size", "32", "--optimizer", "momentum",
@@ -163,3 +163,54 @@ def test_two_torchrun_nodes_train_what_one_process_trains(cli, tmp_path):
     m2 = json.loads((tmp_path / "runs" / "nodes" / "metrics.json").read_text())
     assert m2["test"]["accuracy"] == m1["test"]["accuracy"]
     assert m2["test"]["loss"] == pytest.approx(m1["test"]["loss"], rel=1e-4)
+
+
+def run_on_a_terminal(*args) -> tuple[int, str]:
+    """``python -m deepnotes ARGS`` with stderr on a pseudo-terminal 400 columns wide (so the
+    ranks draw their progress bars): (exit status, all that stderr got)."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 400, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "deepnotes", *map(str, args)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 1 << 16)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=300), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow  # starts processes
+def test_the_bar_and_the_epoch_line_agree_on_the_rate_of_two_processes(tmp_path):
+    """Both are all ranks' rows over the wall time: the bar's last figure of an epoch is within
+    10% of the epoch line's (per-rank bars once said half)."""
+    import re
+
+    table = write_table(tmp_path / "t.csv", rows=4000)  # 400 steps an epoch: the bar redraws
+    rc, said = run_on_a_terminal("train", "--data", table, "--epochs", 2, "--batch-size", 8,
+                                 "--out", tmp_path, "--name", "r", "--nproc", 2)
+    assert rc == 0, said[-2000:]
+    bar, pairs = None, []
+    for piece in re.split(r"[\r\n]", said):
+        if m := re.search(r"rows/s=(\d+)", piece):
+            bar = float(m.group(1))
+        elif m := re.match(r"epoch \d+/2: .* \| (\d+) rows/s$", piece.strip()):
+            pairs.append((bar, float(m.group(1))))
+            bar = None
+    assert len(pairs) == 2 and "img" not in said, said[-2000:]
+    for bar, line in pairs:
+        assert bar == pytest.approx(line, rel=0.1)

@@ -309,3 +309,135 @@ def test_resume_with_train_dev_is_bit_exact(tmp_path, monkeypatch):
     for name in ("model.safetensors", "metrics.json"):
         assert (tmp_path / "r" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
     assert "train_dev" in json.loads((tmp_path / "r/metrics.json").read_text())
+
+
+# ---------------------------------------------------------------- noise: the gaps' intervals
+
+
+def test_variance_suggests_only_what_deepnotes_offers():
+    from deepnotes.cli import build_parser
+
+    d = diagnose({"train": 0.01, "train_dev": 0.11, "dev": 0.12, "test": 0.12}, 0.005)
+    text = " ".join(d.actions)
+    assert "dropout" not in text.lower()
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    options = {o for action in train._actions for o in action.option_strings}
+    for option in ("--augment", "--weight-decay", "--early-stop", "--model"):
+        assert option in text and option in options, option
+
+
+def test_a_gaps_interval_by_hand():
+    """variance = train-dev - train = 0.10 - 0.02 from 70 and 5,000 examples:
+    SE = sqrt(0.10 x 0.90 / 70 + 0.02 x 0.98 / 5000) = sqrt(0.0012857 + 0.0000039) = 0.035912,
+    so 0.08 +- 1.96 x 0.035912 = 0.08 +- 0.070387. Avoidable bias 0.02 - 0.01 has train's SE
+    alone: sqrt(0.0196 / 5000) = 0.0019799, +- 0.0038806."""
+    from deepnotes.strategy import gap_interval, standard_error
+
+    assert standard_error(0.10, 70) == pytest.approx(0.0358569, abs=1e-6)
+    errors = {"train": 0.02, "train_dev": 0.10, "dev": 0.12, "test": 0.12}
+    sizes = {"train": 5000, "train_dev": 70, "dev": 1000, "test": 1000}
+    low, high = gap_interval(0.08, errors, sizes, ("train_dev", "train"))
+    assert (low, high) == pytest.approx((0.08 - 0.070387, 0.08 + 0.070387), abs=1e-6)
+    d = diagnose(errors, 0.01, sizes)
+    assert d.intervals["variance"] == pytest.approx((low, high), abs=1e-12)
+    assert d.intervals["avoidable_bias"] == pytest.approx((0.01 - 0.0038806, 0.01 + 0.0038806),
+                                                          abs=1e-6)
+    assert d.intervals["dev_overfitting"] == pytest.approx(  # both 0.12 of 1,000: +- 0.028484
+        (-0.028484, 0.028484), abs=1e-6)
+
+
+@pytest.mark.parametrize("pa, na, pb, nb", [(0.10, 500, 0.05, 2000), (0.2, 300, 0.15, 300),
+                                            (0.3, 1000, 0.1, 400)])
+def test_the_95_percent_interval_covers_about_95_percent_of_simulated_differences(pa, na, pb,
+                                                                                   nb):
+    """Errors drawn as binomial counts of na and nb examples: the interval built from each draw
+    covers the true difference pa - pb in about 95% of draws."""
+    import numpy as np
+
+    from deepnotes.strategy import gap_interval
+
+    rng = np.random.default_rng(0)
+    draws = 4000
+    ea, eb = rng.binomial(na, pa, draws) / na, rng.binomial(nb, pb, draws) / nb
+    covered = 0
+    for a, b in zip(ea, eb):
+        low, high = gap_interval(a - b, {"a": a, "b": b}, {"a": na, "b": nb}, ("a", "b"))
+        covered += low <= pa - pb <= high
+    assert covered / draws == pytest.approx(0.95, abs=0.015)  # binomial SE of 4,000: 0.0034
+
+
+SMALL = {"train": 5000, "train_dev": 70, "dev": 1000, "test": 1000}
+LARGE = {"train": 50000, "train_dev": 5000, "dev": 5000, "test": 5000}
+ERRORS = {"train": 0.02, "train_dev": 0.10, "dev": 0.12, "test": 0.12}
+
+
+def test_a_small_split_makes_the_ranking_uncertain_and_says_how_many_examples_settle_it():
+    from deepnotes.strategy import examples_to_separate, gap_se
+
+    d = diagnose(ERRORS, 0.01, SMALL)
+    assert d.largest == "variance" and d.uncertain
+    note = next(n for n in d.notes if "ranking" in n)
+    assert "train-dev has only 70 examples" in note and "overlap" in note
+    assert "data mismatch" in note  # the second gap, 0.02 (avoidable bias 0.01)
+    n = examples_to_separate(d, "variance", "data_mismatch", ["train_dev", "train", "dev"])
+    assert f"about {n:,} examples in train-dev" in note
+    grown = {**SMALL, "train_dev": n}  # with that many, the intervals are apart
+    se = [gap_se(ERRORS, grown, s) for s in (("train_dev", "train"), ("dev", "train_dev"))]
+    assert 0.08 - 1.96 * se[0] > 0.02 + 1.96 * se[1]
+    d_n = diagnose(ERRORS, 0.01, grown)
+    assert not d_n.uncertain and not any("ranking" in note for note in d_n.notes)
+
+
+def test_large_splits_give_a_clear_ranking():
+    d = diagnose(ERRORS, 0.01, LARGE)
+    assert d.largest == "variance" and not d.uncertain
+    assert not any("ranking" in note for note in d.notes)
+    assert d.intervals["variance"][0] > d.intervals["data_mismatch"][1]
+
+
+def test_overlapping_intervals_of_large_splits_are_uncertain_too():
+    d = diagnose({"train": 0.05, "train_dev": 0.08, "dev": 0.105, "test": 0.105}, 0.01,
+                 {"train": 2000, "train_dev": 1000, "dev": 1000, "test": 1000})
+    assert d.largest == "avoidable_bias" and d.uncertain  # 0.04 against variance 0.03
+    note = next(n for n in d.notes if "ranking" in n)
+    assert "only" not in note and "overlap" in note and "examples in train" in note
+
+
+def test_sizes_are_checked():
+    with pytest.raises(DeepnotesError, match="size of the train_dev split 0"):
+        diagnose(ERRORS, 0.01, {**SMALL, "train_dev": 0})
+    with pytest.raises(DeepnotesError, match="size of the test split None"):
+        diagnose(ERRORS, 0.01, {k: v for k, v in SMALL.items() if k != "test"})
+
+
+def write_metrics(folder: Path, errors: dict, sizes: dict) -> Path:
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps({
+        name: {"accuracy": 1 - e, "per_class": [{"support": sizes[name] // 2},
+                                                 {"support": sizes[name] - sizes[name] // 2}]}
+        for name, e in errors.items()}))
+    return folder
+
+
+@pytest.mark.parametrize("sizes, uncertain", [(SMALL, True), (LARGE, False)])
+def test_diagnose_prints_intervals_and_the_uncertainty_for_small_splits_only(tmp_path, sizes,
+                                                                             uncertain):
+    run = write_metrics(tmp_path / "r", ERRORS, sizes)
+    rc, out, err = call("diagnose", run, "--human-error", "1%")
+    assert rc == 0, err
+    assert "95% interval" in out and "dropout" not in out
+    assert ("the ranking of the gaps is uncertain" in out) == uncertain
+    assert ("largest gap, uncertain" in out) == uncertain
+    got = json.loads(call("diagnose", run, "--human-error", "1%", "--json")[1])
+    assert got["sizes"] == sizes and got["uncertain"] == uncertain
+    assert got["intervals"]["variance"][0] < 0.08 < got["intervals"]["variance"][1]
+
+
+def test_a_metrics_file_without_sizes_is_diagnosed_without_intervals(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({k: {"accuracy": 1 - e}
+                                                  for k, e in ERRORS.items()}))
+    d = diagnose_run(run, 0.01)
+    assert d.intervals == {} and not d.uncertain
+    assert any("no split sizes" in note for note in d.notes)

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 
-SPLIT_LABELS = {"train": "train", "train_dev": "train-dev", "dev": "dev", "test": "test"}
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "diagnose", help="avoidable bias, variance, data mismatch: which gap to work on",
         description="From a run's errors (1 - accuracy): avoidable bias = train - human error, "
         "variance = train-dev - train, data mismatch = dev - train-dev, overfitting to dev = "
-        "test - dev. Names the largest gap and the course's actions for it.")
+        "test - dev, each with an approximate 95%% interval from the splits' sizes. Names the "
+        "largest gap, says when the ranking is within noise (and how many examples would "
+        "settle it), and lists the course's actions for it that deepnotes offers.")
     p.add_argument("run", metavar="RUN", help="run folder written by deepnotes train")
     p.add_argument("--human-error", default="0", metavar="E",
                    help="human-level error, a proxy for Bayes error: a fraction (0.01) or a "
@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
 
 
 def run_diagnose(args) -> int:
-    from deepnotes.strategy import GAPS, diagnose_run, parse_human_error
+    from deepnotes.strategy import GAPS, SPLIT_NAMES, diagnose_run, parse_human_error
 
     human = parse_human_error(args.human_error)
     d = diagnose_run(args.run, human)
@@ -46,14 +46,18 @@ def run_diagnose(args) -> int:
     print(f"errors (1 - accuracy) of {args.run}:")
     print(f"  {'human (Bayes proxy)':<20} {d.human_error:>8.4f}")
     for name, error in d.errors.items():
-        print(f"  {SPLIT_LABELS[name]:<20} {error:>8.4f}")
-    print("gaps:")
+        print(f"  {SPLIT_NAMES[name]:<20} {error:>8.4f}")
+    print(f"{'gaps:':<36}95% interval" if d.intervals else "gaps:")
     for name, value in d.gaps.items():
         mark = "  <- largest" if name == d.largest else ""
-        print(f"  {GAPS[name][0]:<20} {value:>8.4f}   = {d.formula(name)}{mark}")
+        low, high = d.intervals.get(name, (None, None))
+        span = f"  [{low:>7.4f}, {high:>7.4f}]" if low is not None else ""
+        print(f"  {GAPS[name][0]:<20} {value:>8.4f}{span}   = {d.formula(name)}{mark}")
     for note in d.notes:
         print(f"note: {note}")
-    print(f"largest gap: {GAPS[d.largest][0]} ({d.gaps[d.largest]:.4f}); the course's actions:")
+    doubt = ", uncertain (see the note)" if d.uncertain else ""
+    print(f"largest gap{doubt}: {GAPS[d.largest][0]} ({d.gaps[d.largest]:.4f}); the course's "
+          "actions:")
     for action in d.actions:
         print(f"  - {action}")
     return 0

@@ -47,17 +47,23 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print_table(result)
+        print_table(result, config.task.unit)
         print_per_class(result[args.split])
     return 0
 
 
-def print_table(metrics: dict) -> None:
-    """One row per split: accuracy, loss, macro precision / recall / F1, micro and weighted F1;
-    then which epoch the run kept (metrics.json's ``best``), when it says."""
+def print_table(metrics: dict, unit: str | None = None) -> None:
+    """One row per split: the targets predicted (examples, or with ``unit`` "tokens" the tokens
+    of the sequences' steps; None: tokens where the splits have a perplexity or an exact match),
+    accuracy, loss, macro precision / recall / F1, micro and weighted F1; then which epoch the
+    run kept (metrics.json's ``best``), when it says."""
     result = {k: v for k, v in metrics.items() if k != "best"}
+    per_token = ("perplexity", "exact_match")  # a language model's, an encoder-decoder's
+    if unit is None and any(k in m for m in result.values() for k in per_token):
+        unit = "tokens"
+    counted = "tokens" if unit == "tokens" else "examples"
     w = max([6, *map(len, result)])  # train_dev is wider than the others
-    print(f"{'split':<{w}} {'examples':>8} {'accuracy':>9} {'loss':>8} {'precision':>10} "
+    print(f"{'split':<{w}} {counted:>8} {'accuracy':>9} {'loss':>8} {'precision':>10} "
           f"{'recall':>7} {'F1':>7} {'F1 micro':>9} {'F1 wtd':>7}")
     for name, m in result.items():
         n = sum(row["support"] for row in m["per_class"])

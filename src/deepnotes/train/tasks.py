@@ -15,7 +15,12 @@ Pairs           pairs             cross-entropy of each output     exact match o
                                   step, under teacher forcing      greedy outputs
 ==============  ================  ===============================  ===========================
 
-A new kind of data is a new :class:`Task` subclass and one line in :data:`TASKS`.
+A task's ``unit`` names what the training rate counts (images/s, rows/s, sequences/s, tokens/s;
+:data:`UNITS` by data kind): one an example, or with "tokens" the targets of a sequence's
+steps that the loss counts (padding not).
+
+A new kind of data is a new :class:`Task` subclass and one line each in :data:`TASKS` and
+:data:`UNITS`.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Task:
 
     name = "classification"
     keeps_missing = False  # evaluate keeps targets y == IGNORE (multi-task's missing labels)
+    unit = "examples"  # what the training rate counts; task_for sets it from the data kind
 
     def forward(self, net, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits z, targets) of a batch."""
@@ -114,6 +120,7 @@ class _PerStep(Task):
     <bos> of a vocabulary are never targets and would count as zeros."""
 
     over_present = False
+    unit = "tokens"
 
     def forward(self, net, x, y):
         return net(x).transpose(1, 2), y
@@ -162,12 +169,18 @@ class Pairs(_PerStep):
 
 TASKS = {"image": Classification, "table": Classification, "tokens": Classification,
          "lm": LanguageModel, "tags": Tagging, "pairs": Pairs}
+# what the training rate of a kind counts: an image, a table's row (several --targets too), a
+# text classified whole; a character (lm), word (tags) or output token (pairs) predicted
+UNITS = {"image": "images", "table": "rows", "tokens": "sequences", "lm": "tokens",
+         "tags": "tokens", "pairs": "tokens"}
 
 
 def task_for(kind: str, multitask: bool = False, per: str = "present") -> Task:
     """The task of a data set's kind (``Dataset.kind``); ``multitask``: a table's --targets,
     its loss averaged ``per`` present label or example (:class:`MultiTask`)."""
-    return MultiTask(per) if multitask else TASKS[kind]()
+    task = MultiTask(per) if multitask else TASKS[kind]()
+    task.unit = UNITS[kind]
+    return task
 
 
 def masked_bce(z: torch.Tensor, y: torch.Tensor, reduction: str = "mean",
