@@ -66,7 +66,8 @@ TAKES = {"data": ["x", ""], "data_dir": [None, "x", ""], "label_column": [None, 
          "data_cache": ["on", "off"], "cache_dir": [None, "x", ""], "early_stop": [None],
          "min_delta": [0, 1.5, 10**30], "monitor": ["dev_f1"], "tensorboard": [True],
          "eps": [None, 0, 1.5, 10**30], "eps_inside_sqrt": [True], "bias_correction": [True],
-         "rnn_cell": [None], "batch_size": [None]}  # null: prepare chooses it again
+         "rnn_cell": [None], "channels": [None],
+         "batch_size": [None]}  # null: prepare chooses it again
 TAKES.update({k: [*TAKES.get(k, []), GONE]
               for k in [*OPTIONAL_KEYS, *run_config.CONFIG_EXTRAS]})
 MORE_CONFIG = {
@@ -95,7 +96,8 @@ MORE_CONFIG = {
     "lr": [-math.inf, -0.0], "weight_decay": [-1e-9],
     "max_len": [0, 1.0], "seq_len": [0], "min_count": [0], "seed": [10**8 + 1, 2**63],
     "label_column": [5], "data": [5], "data_dir": [5],
-    "image_size": [0, "32", 2**21], "data_cache": ["yes", True], "cache_dir": [5],
+    "image_size": [0, "32", 2**21], "channels": [2, 3, "1"], "data_cache": ["yes", True],
+    "cache_dir": [5],
     "monitor": ["accuracy", "dev_f1"], "early_stop": [2**31, 1.0], "min_delta": [-0.1],
     "multitask_loss": ["1/m", 5, "examples"],  # examples: only with targets
 }

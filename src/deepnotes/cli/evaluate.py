@@ -8,6 +8,8 @@ SPLITS = ("train", "train_dev", "dev", "test")
 
 
 def add_parser(sub) -> None:
+    from deepnotes.cli.train import add_channels_option
+
     p = sub.add_parser("evaluate", help="metrics of a trained run on a data split",
                        description="Evaluate a run folder's model: accuracy, loss, precision, "
                        "recall and F1 (macro, micro, weighted, per class), confusion matrix.")
@@ -16,6 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--data-dir", help="folder holding IDX files for --data")
     p.add_argument("--split", default="test", choices=SPLITS,
                    help="which split (test; train_dev if the run held one out)")
+    add_channels_option(p, "the run's --channels, else the data's own")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (auto)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(handler=run)
@@ -33,11 +36,18 @@ def run(args) -> int:
     config = read_config(args.run)
     device = resolve_device(args.device)
     model = load_trained(args.run, config)
-    data_config = config.updated(data=args.data, data_dir=args.data_dir) if args.data else config
+    if args.channels is not None and config.kind == "image" and \
+            args.channels != config.in_channels:  # refused before any image is decoded
+        raise DeepnotesError(f"--channels {args.channels}: {args.run} reads "
+                             f"{config.in_channels}-channel images")
+    other = {"data": args.data, "data_dir": args.data_dir} if args.data else {}
+    data_config = config.updated(**other, channels=args.channels or config.channels)
     dataset, splits = build_data(data_config)
     if dataset.in_channels != config.in_channels:
+        hint = (f"; --channels {config.in_channels} converts the images"
+                if dataset.kind == "image" == config.kind else "")
         raise DeepnotesError(f"--data {data_config.data}: {dataset.in_channels} input channels "
-                             f"or features, the model reads {config.in_channels}")
+                             f"or features, the model reads {config.in_channels}{hint}")
     check_labels(dataset.y, len(config.classes), f"--data {data_config.data}")
     if args.split not in splits.names():
         raise DeepnotesError(f"--split {args.split}: {args.run} has no train-dev split; train "
@@ -71,7 +81,9 @@ def print_table(metrics: dict, unit: str | None = None) -> None:
               f"{m['recall']:>7.4f} {m['f1']:>7.4f} {m['f1_micro']:>9.4f} {m['f1_weighted']:>7.4f}")
     tasks = any("positives" in row for m in result.values() for row in m["per_class"])
     print("(precision, recall and F1 are macro averages over the "
-          + ("tasks; examples counts the labels present)" if tasks else "classes)"))
+          + ("tasks; examples counts the labels present)" if tasks else
+             "classes; tokens counts the steps predicted, padding not, and accuracy is per "
+             "token)" if counted == "tokens" else "classes)"))
     for key, what in (("exact_match", "exact match (whole outputs, greedy decoding)"),
                       ("perplexity", "perplexity exp(loss)")):
         if any(key in m for m in result.values()):

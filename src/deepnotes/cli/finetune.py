@@ -12,11 +12,11 @@ from pathlib import Path
 # the RunConfig fields this command sets, as in ``deepnotes train``; every option defaults to None
 OPTIONS = ["model", "data", "data_dir", "skip_bad", "label_column", "epochs", "batch_size", "lr",
            "optimizer", "schedule", "beta", "weight_decay", "seed", "device", "bf16", "augment",
-           "image_size", "data_cache", "data_order"]
+           "image_size", "channels", "data_cache", "data_order"]
 
 
 def add_parser(sub) -> None:
-    from deepnotes.cli.train import BATCH_HELP, DATA_HELP, add_image_options
+    from deepnotes.cli.train import BATCH_HELP, DATA_HELP, add_channels_option, add_image_options
     from deepnotes.models import list_models
     from deepnotes.runs.config import DEFAULTS as D
 
@@ -43,6 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--cache-dir", help="folder of the feature cache (OUT/.feature-cache)")
     p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
     add_image_options(p, cache_dir=False)  # --cache-dir is the feature cache's here
+    add_channels_option(p, "1 if every image is grey, else 3; the source run's n_C must match")
     p.add_argument("--label-column", help="label column of a CSV (default: 'label', else the last)")
     p.add_argument("--skip-bad", action="store_const", const=True,
                    help="train without unreadable images instead of stopping")

@@ -1,4 +1,5 @@
-"""``deepnotes predict RUN IMAGE...``: each image's top-k classes with softmax probabilities."""
+"""``deepnotes predict RUN INPUT...``: each example's top-k classes with softmax probabilities:
+images for an image run, CSV rows for a table run, texts for a text classifier."""
 
 from __future__ import annotations
 
@@ -6,50 +7,43 @@ import json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("predict", help="classify images with a trained run",
-                       description="Print the k most probable classes of each image; the softmax "
-                       "probabilities are in (0, 1) and sum to 1 over all classes.")
+    from deepnotes.cli.train import add_channels_option
+
+    p = sub.add_parser("predict", help="classify images, table rows or texts with a trained run",
+                       description="Print the k most probable classes of each example; the "
+                       "softmax probabilities are in (0, 1) and sum to 1 over all classes. "
+                       "INPUT: image files for a run on images; CSV files with the training "
+                       "columns (the label column optional, ignored) for a run on a table; "
+                       "text files (one text a line) or CSV files with a 'text' column for a "
+                       "text classifier.")
     p.add_argument("run", metavar="RUN", help="run folder written by deepnotes train")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument("inputs", metavar="INPUT", nargs="+",
+                   help="image files (PNG, JPEG, ...), CSV files or text files")
     p.add_argument("--top-k", type=int, default=3, help="how many classes to show (3)")
+    add_channels_option(p, "the run's; images are always converted to what the run reads")
+    p.add_argument("--invert", action="store_true",
+                   help="images: flip each, x -> 255 - x (a dark digit drawn on white, for a run "
+                   "trained on light digits on black)")
+    p.add_argument("--out", metavar="FILE.csv",
+                   help="also write input,class,probability (the most probable class of each "
+                   "example) to FILE.csv")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (auto)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    import torch
+    from deepnotes.runs.predict import check_out, input_ids, predict, write_csv
 
-    from deepnotes.data import Normalizer
-    from deepnotes.data.images import load_image
-    from deepnotes.device import resolve_device
-    from deepnotes.errors import DeepnotesError
-    from deepnotes.runs.config import read_config
-    from deepnotes.runs.folder import load_trained
-
-    config = read_config(args.run)
-    if config.kind != "image":
-        instead = {"lm": "deepnotes generate RUN", "pairs": "deepnotes translate RUN TEXT"}.get(
-            config.kind, "deepnotes evaluate RUN --data FILE")
-        raise DeepnotesError(f"{args.run}: this run was trained on {config.kind} data, "
-                             f"not images; use {instead}")
-    if args.top_k < 1:
-        raise DeepnotesError(f"--top-k {args.top_k}: expected at least 1")
-    device = resolve_device(args.device)
-    model = load_trained(args.run, config).to(device).eval()
-    n_c, size = config.input_shape[0], config.input_shape[-1]
-    x = torch.stack([load_image(path, size, n_c) for path in args.images])  # (m, n_C, n_H, n_W)
-    with torch.inference_mode():
-        probs = torch.softmax(model(Normalizer.from_dict(config.normalize)(x.to(device))), 1)
-    k = min(args.top_k, probs.shape[1])
-    top = probs.float().cpu().topk(k, dim=1)
-    out = [{"image": path, "top": [{"class": config.classes[int(i)], "probability": float(p)}
-                                   for p, i in zip(top.values[n], top.indices[n])]}
-           for n, path in enumerate(args.images)]
+    out = check_out(args.out, args.inputs) if args.out else None  # before any work
+    predictions = predict(args.run, args.inputs, top_k=args.top_k, device=args.device,
+                          channels=args.channels, invert=args.invert)
+    if out is not None:
+        write_csv(out, predictions)
     if args.json:
-        print(json.dumps(out, indent=1))
-    else:
-        for item in out:
-            ranked = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in item["top"])
-            print(f"{item['image']}: {ranked}")
+        print(json.dumps(predictions, indent=1))
+        return 0
+    for name, item in zip(input_ids(predictions), predictions):
+        ranked = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in item["top"])
+        print(f"{name}: {ranked}")
     return 0

@@ -44,6 +44,7 @@ def add_parser(sub) -> None:
     p.add_argument("--skip-bad", action="store_const", const=True,
                    help="train without unreadable images instead of stopping")
     add_image_options(p)
+    add_channels_option(p)
     p.add_argument("--epochs", type=int, help=f"passes over the training set ({D['epochs']})")
     p.add_argument("--batch-size", type=int, help=BATCH_HELP)
     p.add_argument("--optimizer", help=f"update rule: {', '.join(list_optimizers())} "
@@ -139,6 +140,13 @@ def add_image_options(p, cache_dir: bool = True) -> None:
         p.add_argument("--cache-dir", metavar="DIR",
                        help="where decoded caches live (default: $DEEPNOTES_CACHE_DIR, else "
                        "$XDG_CACHE_HOME/deepnotes or ~/.cache/deepnotes)")
+
+
+def add_channels_option(p, default: str = "1 if every image is grey, else 3") -> None:
+    """--channels 1|3: images converted to grey or RGB as they are read."""
+    p.add_argument("--channels", type=int, choices=(1, 3),
+                   help=f"images: convert each to grey (1) or RGB (3) as it is read, e.g. grey "
+                   f"digits saved as RGB JPEGs ({default})")
 
 
 def _names(text: str) -> list[str]:

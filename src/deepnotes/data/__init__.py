@@ -31,24 +31,36 @@ def load_dataset(spec: str, *, image_size: int | None = None, data_dir: str | No
                  progress: bool = False, max_len: int | None = None, errors: str = "strict",
                  seq_len: int = 64, min_count: int = 1,
                  targets: list[str] | None = None, cache: str = "auto",
-                 cache_dir: str | None = None) -> Dataset:
+                 cache_dir: str | None = None, channels: int | None = None) -> Dataset:
     """Load a data set by spec; images are resized to ``image_size`` x ``image_size``.
 
     Text files: ``max_len`` cuts longer sequences, ``errors`` (``strict`` or ``replace``) says
     what an undecodable byte does, ``seq_len`` is a language model's window, and tokens seen fewer
     than ``min_count`` times become ``<unk>``. ``targets``: the label columns of a CSV table with
     several binary tasks (``deepnotes.multitask``; y is then (m, T)). ``cache`` and
-    ``cache_dir``: an image folder's decoded cache (:mod:`deepnotes.data.cache`).
+    ``cache_dir``: an image folder's decoded cache (:mod:`deepnotes.data.cache`). ``channels``:
+    images converted to grey (1) or RGB (3) as they are read; None: a folder's own (1 if every
+    image is grey, else 3).
     """
     text.check_errors(errors)
     if targets:
+        _check_images_only(spec, channels, "table")
         return _load_targets(spec, targets, label_column)
     options = {"max_len": max_len, "errors": errors, "seq_len": seq_len, "min_count": min_count,
-               "cache": cache, "cache_dir": cache_dir}
+               "cache": cache, "cache_dir": cache_dir, "channels": channels}
     dataset = _load(spec, image_size, data_dir, skip_bad, label_column, progress, options)
+    _check_images_only(spec, channels, dataset.kind)
+    if dataset.kind == "image" and not dataset.on_disk:
+        dataset.x = images.to_channels(dataset.x, channels)
     if dataset.kind == "image" and image_size is not None:
         dataset.x = resize_images(dataset.x, image_size)
     return dataset
+
+
+def _check_images_only(spec: str, channels: int | None, kind: str) -> None:
+    if channels is not None and kind != "image":
+        raise DeepnotesError(f"--channels {channels}: converts images, and --data {spec} holds "
+                             f"{kind} data")
 
 
 def _load_targets(spec: str, targets: list[str], label_column: str | None) -> Dataset:
@@ -95,7 +107,8 @@ def _load(spec, image_size, data_dir, skip_bad, label_column, progress, options)
     if path.is_dir():
         return images.load_image_folder(path, size=image_size or 64, skip_bad=skip_bad,
                                         progress=progress, cache=options["cache"],
-                                        cache_dir=options["cache_dir"])
+                                        cache_dir=options["cache_dir"],
+                                        channels=options["channels"])
     if path.is_file():
         raise DeepnotesError(f"--data {spec}: expected {FILES} or a folder of images")
     if "/" in spec or "\\" in spec or path.suffix:

@@ -8,7 +8,8 @@ file once, in worker processes, into ``records.u8`` ((m, n_C, n_H, n_W) uint8, C
 so the process's own memory stays flat and the operating system's page cache does the rest.
 
 - **Key.** A cache folder is named by a hash of the folder's listing (each file's path, size and
-  modification time), the image size and the cache format: a changed folder gets a new cache.
+  modification time), the image size, the channels asked for (``--channels``: grey and RGB
+  records of one folder are two caches) and the cache format: a changed folder gets a new cache.
 - **Commit.** A cache is built in ``KEY.building.PID`` and renamed to ``KEY`` when complete, so a
   killed build leaves no cache (its leftovers are removed by the next build) and two builders
   never mix their records.
@@ -78,9 +79,12 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(base) / "deepnotes"
 
 
-def cache_key(root: Path, files: list[Path], size: int) -> str:
-    """A hash of the listing (relative path, bytes, mtime of each file), the size, the format."""
-    h = hashlib.sha256(f"{FORMAT}|{size}".encode())
+def cache_key(root: Path, files: list[Path], size: int, channels: int | None = None) -> str:
+    """A hash of the listing (relative path, bytes, mtime of each file), the size, the channels
+    asked for (None: the folder's own, the key of caches made before ``--channels``), the
+    format."""
+    asked = "" if channels is None else f"|channels={channels}"
+    h = hashlib.sha256(f"{FORMAT}|{size}{asked}".encode())
     for path in files:
         st = path.stat()
         h.update(f"{path.relative_to(root).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -88,11 +92,12 @@ def cache_key(root: Path, files: list[Path], size: int) -> str:
 
 
 def open_or_build(root: Path, files: list[Path], labels: list[int], size: int, read,
-                  cache_dir=None, progress: bool = False) -> Cached:
+                  cache_dir=None, progress: bool = False, channels: int | None = None) -> Cached:
     """The cache of ``files`` (decoded by ``read(path, size)``) at ``size``: reused when it is
-    whole, else built (again), or waited for while another process builds it."""
+    whole, else built (again), or waited for while another process builds it. ``channels``:
+    the n_C that ``read`` converts every image to; None: 1 if every file is grey, else 3."""
     base = cache_root(cache_dir)
-    folder = base / "images" / cache_key(root, files, size)
+    folder = base / "images" / cache_key(root, files, size, channels)
     if folder.is_dir():
         try:
             return _open(folder)
@@ -102,7 +107,7 @@ def open_or_build(root: Path, files: list[Path], labels: list[int], size: int, r
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FolderLock(folder.parent, f"{folder.name}.lock", wait=True):  # one builder at a time
         if not folder.is_dir():  # else another process built it while this one waited
-            _build(folder, files, labels, size, read, progress, root.name)
+            _build(folder, files, labels, size, read, progress, root.name, channels)
     return _open(folder)
 
 
@@ -156,13 +161,13 @@ def _checksums(records: np.ndarray) -> list[int]:
 
 
 def _build(folder: Path, files: list[Path], labels: list[int], size: int, read,
-           progress: bool, name: str) -> Path:
+           progress: bool, name: str, channels: int | None = None) -> Path:
     """Decode every file into a new cache folder, then commit it by renaming."""
     _sweep(folder)
     work = folder.with_name(f"{folder.name}.building.{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    channels = 1 if all(_is_grey(p) for p in files) else 3
+    channels = channels or (1 if all(_is_grey(p) for p in files) else 3)
     shape = (channels, size, size)
     out = np.memmap(work / "records.tmp", np.uint8, mode="w+",
                     shape=(max(1, len(files)), *shape))

@@ -3,14 +3,16 @@
 Every file is opened and decoded before anything is returned, so a zero-byte, truncated,
 mislabelled or oversized (decompression bomb) file is reported up front with its path rather
 than crashing an epoch. Images are converted consistently: one channel if every image is grey,
-else three; transparency is composited over white, palettes are applied and 16-bit grey is
-scaled to 8 bits. Each image is resized so its shorter side is ``size`` and centre-cropped.
-Files that are not images (``notes.txt``) are skipped with one warning that counts them; system
-junk (``.DS_Store``, ``.ipynb_checkpoints/``, ``__MACOSX/``) is skipped silently.
+else three (``channels`` 1 or 3 converts every image to grey or RGB instead); transparency is
+composited over white, palettes are applied and 16-bit grey is scaled to 8 bits. Each image
+is resized so its shorter side is ``size`` and centre-cropped. Files that are not images
+(``notes.txt``) are skipped with one warning that counts them; system junk (``.DS_Store``,
+``.ipynb_checkpoints/``, ``__MACOSX/``) is skipped silently.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import operator
 import os
@@ -42,11 +44,15 @@ CACHE_ABOVE = 1 << 30  # --data-cache auto: folders above 1 GiB decoded are read
 def load_image_folder(
     path: str | os.PathLike, size: int, skip_bad: bool = False, progress: bool = False,
     cache: str = "auto", cache_dir: str | os.PathLike | None = None,
+    channels: int | None = None,
 ) -> Dataset:
     """Read ``path/<class>/<image>`` into a Dataset of (m, n_C, size, size) uint8 images: in
     memory, or (``cache`` "on", or "auto" for a folder above :data:`CACHE_ABOVE` bytes decoded)
-    mapped from a decoded cache on disk (:mod:`deepnotes.data.cache`)."""
+    mapped from a decoded cache on disk (:mod:`deepnotes.data.cache`). ``channels``: n_C, every
+    image converted to grey (1) or RGB (3); None: 1 if every image is grey, else 3."""
     size = _check_size(size)
+    _check_channels(channels)
+    read = _read if channels is None else functools.partial(_read_as, channels=channels)
     if cache not in CACHE_CHOICES:
         raise DeepnotesError(f"--data-cache {cache}: expected one of {', '.join(CACHE_CHOICES)}")
     root = _check_folder(path)
@@ -66,8 +72,9 @@ def load_image_folder(
         log.warning("skipped %d files that are not images in %s, e.g. %s", len(others), root,
                     others[0].relative_to(root))
     if cache == "on" or (cache == "auto" and len(files) * 3 * size * size > CACHE_ABOVE):
-        return _from_cache(root, files, labels, classes, size, skip_bad, progress, cache_dir)
-    arrays, keep, bad = _read_all(files, size, progress, root)
+        return _from_cache(root, files, labels, classes, size, skip_bad, progress, cache_dir,
+                           channels)
+    arrays, keep, bad = _read_all(files, size, progress, root, read)
     _refuse_bad(root, bad, skip_bad)
     labels = [labels[i] for i in keep]
     _check_no_empty_class(labels, classes, root)
@@ -77,9 +84,10 @@ def load_image_folder(
 
 
 def _from_cache(root: Path, files: list[Path], labels: list[int], classes: list[str], size: int,
-                skip_bad: bool, progress: bool, cache_dir) -> Dataset:
+                skip_bad: bool, progress: bool, cache_dir, channels: int | None) -> Dataset:
     """The folder through its decoded cache: the records stay on disk, mapped."""
-    cached = open_or_build(root, files, labels, size, _read, cache_dir, progress)
+    read = _read if channels is None else functools.partial(_read_as, channels=channels)
+    cached = open_or_build(root, files, labels, size, read, cache_dir, progress, channels)
     bad = [(files[i], why) for i, why in cached.bad]
     _refuse_bad(root, bad, skip_bad)
     _check_no_empty_class(cached.y.tolist(), classes, root)
@@ -110,14 +118,29 @@ def load_image(path: str | os.PathLike, size: int, channels: int) -> torch.Tenso
         what = "is not a file" if path.exists() else "does not exist"
         raise DeepnotesError(f"{path} {what}; expected an image file")
     try:
-        array = _read(path, size)
+        array = _read_as(path, size, channels)
     except Exception as e:  # any decoder failure means a bad file
         raise DeepnotesError(f"{path}: unreadable image ({describe(e)})") from None
-    if channels == 3 and array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    elif channels == 1 and array.ndim == 3:
-        array = np.asarray(Image.fromarray(array).convert("L"))
     return _chw(array[None])[0]
+
+
+def to_channels(x: torch.Tensor, channels: int | None) -> torch.Tensor:
+    """uint8 images (m, n_C, n_H, n_W) with n_C = ``channels``: grey repeated into R, G and B,
+    or RGB to grey as Pillow's ``convert("L")``: L = (19595 R + 38470 G + 7471 B + 2^15) >> 16
+    (L = 0.299 R + 0.587 G + 0.114 B, rounded); None leaves them as they are."""
+    _check_channels(channels)
+    if channels is None or x.shape[1] == channels:
+        return x
+    if channels == 3:
+        return x.expand(-1, 3, -1, -1).contiguous()  # (m, 3, n_H, n_W)
+    weights = torch.tensor([19595, 38470, 7471], dtype=torch.int64).view(1, 3, 1, 1)
+    grey = ((x.to(torch.int64) * weights).sum(1, keepdim=True) + 0x8000) >> 16
+    return grey.to(torch.uint8)  # (m, 1, n_H, n_W)
+
+
+def _check_channels(channels: int | None) -> None:
+    if channels is not None and (isinstance(channels, bool) or channels not in (1, 3)):
+        raise DeepnotesError(f"--channels {channels!r}: expected 1 (grey) or 3 (RGB)")
 
 
 def _check_size(size: int) -> int:
@@ -170,16 +193,17 @@ def _image_files(folder: Path) -> tuple[list[Path], list[Path]]:
 
 
 def _read_all(
-    files: list[Path], size: int, progress: bool, root: Path
+    files: list[Path], size: int, progress: bool, root: Path, read
 ) -> tuple[list[np.ndarray], list[int], list[tuple[Path, str]]]:
-    """Decode every file: the arrays read, their indices into ``files``, and the bad files."""
+    """Decode every file with ``read(path, size)``: the arrays read, their indices into
+    ``files``, and the bad files."""
     arrays, keep, bad = [], [], []
     bar = tqdm(
         files, desc=f"reading {root.name}", unit="img", file=sys.stderr, disable=not progress
     )
     for i, path in enumerate(bar):
         try:
-            arrays.append(_read(path, size))
+            arrays.append(read(path, size))
             keep.append(i)
         except Exception as e:  # any decoder failure means a bad file
             bad.append((path, describe(e)))
@@ -197,6 +221,17 @@ def _read(path: Path, size: int) -> np.ndarray:
                 )
             img.load()
             return np.asarray(_resize_crop(_to_l_or_rgb(img), size))
+
+
+def _read_as(path: Path, size: int, channels: int | None) -> np.ndarray:
+    """:func:`_read`, then grey (``channels`` 1: (size, size)) or RGB (3: (size, size, 3));
+    None: as decoded."""
+    array = _read(path, size)
+    if channels == 3 and array.ndim == 2:
+        return np.repeat(array[:, :, None], 3, axis=2)
+    if channels == 1 and array.ndim == 3:
+        return np.asarray(Image.fromarray(array).convert("L"))
+    return array
 
 
 def _to_l_or_rgb(img: Image.Image) -> Image.Image:

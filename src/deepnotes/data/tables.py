@@ -67,6 +67,49 @@ def load_csv(path: str | os.PathLike, label_column: str | None = None) -> Datase
     return Dataset(str(path), torch.from_numpy(x), y, classes)
 
 
+def load_features(path: str | os.PathLike, features: list[str] | None, width: int,
+                  label: str | None = None) -> tuple[torch.Tensor, list[int]]:
+    """Rows to classify, parsed as :func:`load_csv` parses a training file: features as float32
+    (m, n_x) in the training columns' order, and each row's line number.
+
+    ``features``: the training file's feature columns, by name, in any order here; ``label``,
+    its label column, is the one other column allowed (ignored: it may be missing or empty).
+    ``features`` None (names unknown, e.g. a bundled data set): the columns in order, ``width``
+    features, or ``width`` + 1 with the label column (``label``, else ``label``, else the last)
+    left out.
+    """
+    path = _check_file(path)
+    header = read_header(path)
+    columns = _feature_columns(path, header, features, width, label)
+    rows, lines = _read_table(path, len(header))
+    if not rows:
+        raise DeepnotesError(f"{path}: header only, no data rows")
+    cells = [[row[c] for c in columns] for row in rows]
+    x = _to_floats(cells, [header[c] for c in columns], lines, path)
+    return torch.from_numpy(x), lines
+
+
+def _feature_columns(path: Path, header: list[str], features: list[str] | None, width: int,
+                     label: str | None) -> list[int]:
+    """The positions in ``header`` of the run's features, in the run's order."""
+    if features is None:
+        if len(header) == width + 1:
+            drop = _label_index(header, label if label in header else None, path)
+            return [i for i in range(len(header)) if i != drop]
+        if len(header) != width:
+            raise DeepnotesError(f"{path}: {len(header)} columns; expected the run's {width} "
+                                 "feature columns, and its label column or none")
+        return list(range(width))
+    expected = ", ".join(features) + (f" (and {label!r}, ignored, or none)" if label else "")
+    missing = [name for name in features if name not in header]
+    extra = [name for name in header if name not in features and name != label]
+    if missing or extra:
+        what = (f"no column {missing[0]!r}" if missing else
+                f"column {extra[0]!r} is not one the run was trained on")
+        raise DeepnotesError(f"{path}: {what}; expected the columns {expected}")
+    return [header.index(name) for name in features]
+
+
 MISSING_CELLS = ("", "?")  # an empty cell or the course's "?": the label is unknown
 
 

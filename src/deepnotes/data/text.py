@@ -313,6 +313,61 @@ def _text_columns(path, header: list[str], label_column: str) -> tuple[int, int]
     return header.index("text"), header.index(label_column)
 
 
+def read_texts(path: str | os.PathLike,
+               errors: str = "strict") -> tuple[str, list[int], list[str]]:
+    """Texts to classify and where each one is, ``(unit, numbers, texts)``: a ``.csv`` file's
+    ``text`` column (its other columns, a label among them, ignored), ``"row"`` and the data
+    rows' numbers from 1; else the non-blank lines of a text file, ``"line"`` and their line
+    numbers."""
+    text = read_text(path, errors)
+    if Path(path).suffix.lower() != ".csv":
+        numbered = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+        return "line", [n for n, _ in numbered], [line for _, line in numbered]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    texts: list[str] = []
+    try:
+        header = [cell.strip() for cell in next(reader)]
+        if "text" not in header:
+            raise DeepnotesError(f"{path}: no column 'text' in the header; columns found: "
+                                 f"{', '.join(header) or '(none)'}; expected 'text' (a label "
+                                 "column may be there too, and is ignored)")
+        at = header.index("text")
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise DeepnotesError(
+                    f"{path} line {reader.line_num}: expected {len(header)} cells, found {len(row)}"
+                )
+            texts.append(row[at])
+    except csv.Error as e:
+        raise DeepnotesError(f"{path} line {reader.line_num}: bad CSV ({e})") from None
+    if not texts:
+        raise DeepnotesError(f"{path}: header only, no data rows")
+    return "row", list(range(1, len(texts) + 1)), texts
+
+
+def encode_texts(where: str, texts: Sequence[str], vocab: Vocabulary, length: int) -> torch.Tensor:
+    """Texts read as :func:`load_text_csv` reads a run's training texts: tokens
+    (:func:`tokenize`), ids from the run's ``vocab`` (``<unk>`` for a token not in it, one
+    ``<unk>`` for an empty text), cut to the run's ``length`` T_x and padded with 0 to it:
+    int64 (m, T_x). One warning counts the empty texts, one the texts cut."""
+    sequences = [tokenize(text) for text in texts]
+    empty = sum(not tokens for tokens in sequences)
+    if empty:
+        log.warning("%s: %d of %d texts are empty and were read as <unk>", where, empty,
+                    len(sequences))
+    cut = sum(len(tokens) > length for tokens in sequences)
+    if cut:
+        log.warning("%s: %d of %d texts are longer than the run's %d tokens and were cut", where,
+                    cut, len(sequences), length)
+    x = torch.full((len(sequences), length), PAD_ID, dtype=torch.int64)
+    for i, tokens in enumerate(sequences):
+        ids = vocab.encode(tokens[:length]) or [UNK_ID]
+        x[i, :len(ids)] = torch.tensor(ids, dtype=torch.int64)
+    return x
+
+
 # ---------------------------------------------------------------- tagging (CoNLL)
 
 

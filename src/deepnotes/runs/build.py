@@ -15,8 +15,9 @@ DEFAULT_MODELS = {"image": "lenet5", "table": "mlp", "tokens": "lstm", "lm": "ch
 
 def build_data(config: RunConfig, progress: bool = False) -> tuple[Dataset, Splits]:
     """(dataset, splits) for a config; images are resized to the model's input size, or to
-    --image-size for a model that reads any. Under torchrun each node's first rank loads the
-    data first (and builds its decoded cache), then the other ranks."""
+    --image-size for a model that reads any, and converted to --channels when it is set.
+    Under torchrun each node's first rank loads the data first (and builds its decoded cache),
+    then the other ranks."""
     size = image_size(config)
     with distributed.node_leader_first():  # a node's first rank builds a data cache, once
         dataset = load_dataset(config.data, image_size=size, data_dir=config.data_dir,
@@ -24,7 +25,7 @@ def build_data(config: RunConfig, progress: bool = False) -> tuple[Dataset, Spli
                                progress=progress, max_len=config.max_len, errors=config.errors,
                                seq_len=config.seq_len or 64, min_count=config.min_count or 1,
                                targets=config.targets, cache=config.data_cache,
-                               cache_dir=config.cache_dir)
+                               cache_dir=config.cache_dir, channels=config.channels)
     try:
         splits = stratified_split(dataset.y, config.fractions, config.seed, dataset.test_indices)
     except DeepnotesError as exc:

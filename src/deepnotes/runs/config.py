@@ -96,6 +96,7 @@ class RunConfig:
     train_dev: float = 0.0  # share of the training pool held out as the train-dev split
     recipe: str | None = None  # the named defaults the run started from (train.recipes)
     image_size: int | None = None  # image folders: n_H = n_W (the model's own size, else 64)
+    channels: int | None = None  # images read as grey (1) or RGB (3); None: the data's own
     data_cache: str = "auto"  # image folders: decoded cache on disk ("on"), in memory ("off")
     cache_dir: str | None = None  # where the decoded caches live (data.cache.cache_root)
     data_order: str = "auto"  # random or quasi-random batches; auto: chosen by a fresh run
@@ -192,7 +193,7 @@ OPTIONAL_KEYS = ("beta", "weight_decay", "max_len", "errors", "seq_len", "min_co
                  "precision", "channels_last", "compile", "train_dev", "recipe", "image_size",
                  "data_cache", "cache_dir", "data_order", "monitor", "early_stop",
                  "min_delta", "tensorboard", "eps", "eps_inside_sqrt", "bias_correction",
-                 "rnn_cell", "multitask_loss")
+                 "rnn_cell", "multitask_loss", "channels")
 RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
             "input_shape", "kind", "normalize"]
 
@@ -253,7 +254,8 @@ CONFIG = {  # field -> checker: every option, then the data's
     "bf16": boolean, "precision": optional(one_of(*PRECISIONS)),
     "channels_last": boolean, "compile": boolean,
     "train_dev": number(0, 1, below=True), "recipe": optional(known("recipe", list_recipes)),
-    "image_size": optional(integer(1, WIDTH)), "data_cache": one_of(*CACHE_CHOICES),
+    "image_size": optional(integer(1, WIDTH)), "channels": optional(one_of(1, 3)),
+    "data_cache": one_of(*CACHE_CHOICES),
     "cache_dir": optional(string), "data_order": one_of("auto", *ORDERS),
     "monitor": one_of(*MONITORS), "early_stop": optional(integer(1, COUNT)),
     "min_delta": number(0), "tensorboard": boolean, "eps": optional(number(0)),
@@ -296,6 +298,9 @@ def _config_fits(c: dict) -> str | None:
         if len(c["normalize"][key]) != width:
             return (f"fields 'normalize.{key}' and 'in_channels': expected {width} values for "
                     f"{kind} data with in_channels {n}, found {len(c['normalize'][key])}")
+    if c["channels"] is not None and (kind != "image" or c["channels"] != n):
+        return (f"fields 'channels' and 'in_channels': images read with {c['channels']} "
+                f"channels, found {kind} data with in_channels {n}")
     if augment.parse(c["augment"]) and kind != "image":
         return f"fields 'augment' and 'kind': augmentation is for images, not {kind} data"
     if c["beta"] is not None and c["optimizer"] not in BETA_NAMES:
