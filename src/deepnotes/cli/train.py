@@ -194,7 +194,7 @@ def _run(args) -> int:
     from deepnotes.cli.evaluate import print_table
     from deepnotes.errors import DeepnotesError
     from deepnotes.runs import training
-    from deepnotes.runs.config import RunConfig
+    from deepnotes.runs.config import RunConfig, read_config
 
     explicit = explicit_options(args, RunConfig.options())
     if args.more_epochs is not None and not args.resume:
@@ -208,7 +208,7 @@ def _run(args) -> int:
         run_dir, result = training.start(explicit, args.out, args.name, args.overwrite,
                                          progress=args.progress)
     if result is not None:  # rank 0 reports
-        print_table(result)
+        print_table(result, read_config(run_dir).task.unit)  # a tagger's counts are tokens
         print(f"run folder: {run_dir}")
     return 0
 
