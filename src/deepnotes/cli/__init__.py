@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         learning_curve,
         predict,
         runs,
+        sample,
         sequences,
         summary,
         train,
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (train, evaluate, predict, export, runs, sequences, compare, tune, word2vec,
-                   devices, summary, diagnose, learning_curve, finetune, bench):
+                   devices, summary, diagnose, learning_curve, finetune, bench, sample):
         module.add_parser(sub)
     return parser
 
