@@ -284,13 +284,7 @@ def _read_text_rows(path, errors: str, label_column: str) -> tuple[list[str], li
     try:
         header = [cell.strip() for cell in next(reader)]
         text_at, label_at = _text_columns(path, header, label_column)
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise DeepnotesError(
-                    f"{path} line {reader.line_num}: expected {len(header)} cells, found {len(row)}"
-                )
+        for row in _data_rows(reader, len(header), path):
             if not row[label_at].strip():
                 raise DeepnotesError(f"{path} line {reader.line_num}: empty label")
             texts.append(row[text_at])
@@ -300,6 +294,18 @@ def _read_text_rows(path, errors: str, label_column: str) -> tuple[list[str], li
     if not texts:
         raise DeepnotesError(f"{path}: header only, no data rows")
     return texts, labels
+
+
+def _data_rows(reader, width: int, path):
+    """The rows of a CSV ``reader`` after its header, blank ones skipped, each of ``width``
+    cells (else a one-line error naming the line)."""
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != width:
+            raise DeepnotesError(f"{path} line {reader.line_num}: expected {width} cells, found "
+                                 f"{len(row)}")
+        yield row
 
 
 def _text_columns(path, header: list[str], label_column: str) -> tuple[int, int]:
@@ -332,14 +338,7 @@ def read_texts(path: str | os.PathLike,
                                  f"{', '.join(header) or '(none)'}; expected 'text' (a label "
                                  "column may be there too, and is ignored)")
         at = header.index("text")
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise DeepnotesError(
-                    f"{path} line {reader.line_num}: expected {len(header)} cells, found {len(row)}"
-                )
-            texts.append(row[at])
+        texts.extend(row[at] for row in _data_rows(reader, len(header), path))
     except csv.Error as e:
         raise DeepnotesError(f"{path} line {reader.line_num}: bad CSV ({e})") from None
     if not texts:
