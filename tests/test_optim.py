@@ -120,6 +120,16 @@ def test_200_steps_equal_the_numpy_transcription(cls, rule, kw, implementation):
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-12)
 
 
+def test_fused_rmsprop_with_weight_decay_ignores_what_fresh_memory_holds(monkeypatch):
+    """The fused path's buffer for dW + lambda W enters the kernel at weight 0; uninitialised
+    memory may hold NaN (a CI run's did), and 0 * NaN would poison the weights."""
+    kw = {"lr": 1e-3, "beta": 0.99, "eps": 1e-6, "weight_decay": 0.1}
+    reference = run_torch(RMSprop, kw, "reference", steps=5, dtype=torch.float32)
+    monkeypatch.setattr(torch, "empty_like", lambda t, **k: torch.full_like(t, math.nan, **k))
+    got = run_torch(RMSprop, kw, "fused", steps=5, dtype=torch.float32)
+    np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("cls, rule, kw", CASES, ids=CASE_IDS)
 def test_fast_paths_equal_the_reference_in_float32(cls, rule, kw):
     reference = run_torch(cls, kw, "reference", dtype=torch.float32)

@@ -70,9 +70,10 @@ class RMSprop(NotesRule):
 
     def _fused(self, group, params, grads, states):
         # Adam's first moment with beta1 = 0 is dW itself. Without weight decay the kernel may
-        # write it over the gradient (the same values); with it, dW + lambda W needs a buffer.
+        # write it over the gradient (the same values); with it, dW + lambda W needs a buffer,
+        # zeroed: the kernel mixes the old value in at weight 0, and 0 * NaN is NaN.
         if group["weight_decay"]:
-            firsts = [self._first_moment.setdefault(p, torch.empty_like(p)) for p in params]
+            firsts = [self._first_moment.setdefault(p, torch.zeros_like(p)) for p in params]
         else:
             firsts = grads
         steps = [no_bias_correction_step(params[0].device)] * len(params)
