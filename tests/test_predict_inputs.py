@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,29 @@ def test_table_predictions_are_the_models_softmax(capsys, tmp_path, table_run):
     assert [r["class"] for r in written] == [config.classes[i] for i in want.argmax(1)]
     close(np.array([float(r["probability"]) for r in written]), want.max(1).values,
           rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_table_run_keeps_its_column_names_for_predict(capsys, tmp_path, table_run):
+    """config.json has the training CSV's feature and label columns, so new rows are matched by
+    name even when the training file is gone."""
+    run = Path(shutil.copytree(table_run, tmp_path / "tab"))
+    config = json.loads((run / "config.json").read_text())
+    data = Path(config["data"])
+    header, *rows = data.read_text().splitlines()
+    assert config["features"] == ["a", "b", "c"] and config["label_name"] == header.split(",")[-1]
+    config["data"] = str(tmp_path / "gone.csv")  # as if the training file had moved
+    (run / "config.json").write_text(json.dumps(config))
+    (tmp_path / "new.csv").write_text("label,c,a,b\n" + "\n".join(  # reordered, label first
+        "," + ",".join(r.split(",")[i] for i in (2, 0, 1)) for r in rows[:5]) + "\n")
+    rc, stdout, err = call(capsys, "predict", run, tmp_path / "new.csv", "--json", "--top-k", 2)
+    assert rc == 0, err
+    x = torch.tensor(np.loadtxt(data, delimiter=",", skiprows=1, usecols=(0, 1, 2),
+                                max_rows=5), dtype=torch.float32)
+    close(json_probabilities(json.loads(stdout), config["classes"]), softmax_of(run, x),
+          rtol=1e-5, atol=1e-6)
+    (tmp_path / "bad.csv").write_text("a,b,d\n1,2,3\n")
+    refused(call(capsys, "predict", run, tmp_path / "bad.csv"), "no column 'c'")
 
 
 @pytest.mark.slow

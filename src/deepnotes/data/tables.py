@@ -42,6 +42,12 @@ def feature_names(path: str | os.PathLike, label_column: str | None = None) -> l
     return [name for i, name in enumerate(header) if i != label]
 
 
+def label_name(path: str | os.PathLike, label_column: str | None = None) -> str:
+    """The label column's name: ``label_column``, else ``label``, else the last column."""
+    header = read_header(path)
+    return header[_label_index(header, label_column, Path(path))]
+
+
 def load_csv(path: str | os.PathLike, label_column: str | None = None) -> Dataset:
     """Read features as float32 (m, n_x) and labels as int64 class indices (m,)."""
     path = _check_file(path)

@@ -111,6 +111,8 @@ class RunConfig:
     kind: str = ""  # Dataset.kind: image, table, tokens, lm, tags or pairs
     normalize: dict = field(default_factory=dict)  # data.Normalizer.to_dict
     splits: dict | None = None  # the number of examples of each split
+    features: list[str] | None = None  # a CSV table's feature columns, in the network's order
+    label_name: str | None = None  # and its label column (predict matches new CSVs by name)
     # written with the run
     transfer: dict | None = None  # deepnotes finetune: the source, the frozen groups
     trial: dict | None = None  # deepnotes tune: the trial's number and sampled values
@@ -186,7 +188,8 @@ class RunConfig:
 
 
 OPTION_COUNT = [f.name for f in dataclasses.fields(RunConfig)].index("classes")
-LATE_FIELDS = ("splits", "transfer", "trial", "provenance", "format", "format_version")
+LATE_FIELDS = ("splits", "features", "label_name", "transfer", "trial", "provenance", "format",
+               "format_version")
 DEFAULTS = {name: getattr(RunConfig(), name) for name in RunConfig.options()}
 # added after the first release: a config.json without them gets the default
 OPTIONAL_KEYS = ("beta", "weight_decay", "max_len", "errors", "seq_len", "min_count", "targets",
@@ -268,7 +271,7 @@ CONFIG = {  # field -> checker: every option, then the data's
 CONFIG_EXTRAS = {  # may be absent; when present they follow the rule
     "splits": record({k: integer(0) for k in SPLIT_NAMES}, required=()), "provenance": record({}),
     "transfer": TRANSFER, "trial": optional(record({})), "format": one_of(FORMAT),
-    "format_version": integer(1)}
+    "format_version": integer(1), "features": names, "label_name": string}
 
 
 def check_config(config, path) -> dict:
@@ -307,6 +310,11 @@ def _config_fits(c: dict) -> str | None:
         return f"fields 'beta' and 'optimizer': {c['optimizer']} has no beta, found {c['beta']}"
     if c["targets"] and (c["targets"] != c["classes"] or kind != "table"):
         return "fields 'targets' and 'classes': a multi-task table run's classes are its targets"
+    if c.get("features") is not None and (kind != "table" or len(c["features"]) != n):
+        return (f"fields 'features' and 'in_channels': a table run's {n} feature columns, found "
+                f"{len(c['features'])}")
+    if c.get("label_name") is not None and c.get("features") is None:
+        return "fields 'label_name' and 'features': a table run's label column, beside its features"
     if c["multitask_loss"] != "present" and not c["targets"]:
         return "fields 'multitask_loss' and 'targets': the multi-task loss of a run without targets"
     return None

@@ -171,8 +171,11 @@ def read_rows(config: RunConfig, paths: list[str]) -> Inputs:
 
 
 def training_columns(config: RunConfig) -> tuple[list[str] | None, str | None]:
-    """(the feature columns, the label column) of the run's training CSV, by name; the features
-    are None where they cannot be known (a bundled data set, a file moved or changed since)."""
+    """(the feature columns, the label column) of the run's training CSV, by name: as the run
+    kept them, or for a run made before it kept them, from the file if it is still there; the
+    features are None where they cannot be known (a bundled data set, a file moved)."""
+    if config.features is not None:
+        return config.features, config.label_name
     path = Path(config.data)
     if path.suffix.lower() != ".csv" or not path.is_file():
         return None, config.label_column

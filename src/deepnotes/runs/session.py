@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from deepnotes import atomic
-from deepnotes.data import Dataset, Normalizer, augment
+from deepnotes.data import Dataset, Normalizer, augment, tables
 from deepnotes.data.splits import Splits, data_warnings
 from deepnotes.device import available_memory, resolve_device
 from deepnotes.errors import DeepnotesError, LossDiverged
@@ -85,6 +85,10 @@ def prepare(config: RunConfig, progress: bool = True, fresh: bool = True) -> Ses
         config.normalize = (Normalizer.fit_blocks(dataset.x, splits.train) if dataset.on_disk
                             else Normalizer.fit(dataset.x[splits.train])).to_dict()
         config.splits = splits.sizes()
+        if dataset.kind == "table" and not config.targets and \
+                Path(config.data).suffix.lower() == ".csv":  # predict reads new rows by name
+            config.features = tables.feature_names(config.data, config.label_column)
+            config.label_name = tables.label_name(config.data, config.label_column)
         config.data_order = data_order(config.data_order, dataset)
     elif config.classes != dataset.classes:
         raise DeepnotesError(f"--resume: the data's classes changed since the run started "
