@@ -57,7 +57,7 @@ def task_of(y: torch.Tensor):
 
 def test_predictions(model, x, y, test, normalizer) -> torch.Tensor:
     from deepnotes.data import Batches
-    from deepnotes.train.trainer import evaluate
+    from deepnotes.train import evaluate
 
     return evaluate(model, Batches(x, y, test, 1024, normalizer), task_of(y))["y_pred"]
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from conftest import close
 from deepnotes.errors import DeepnotesError
-from deepnotes.train.trainer import autocast_dtype, check_compiler
+from deepnotes.train.precision import autocast_dtype, check_compiler
 
 DIGITS = ["train", "--data", "digits", "--quiet", "--seed", "1"]
 HAS_COMPILER = any(shutil.which(c) for c in ("g++", "c++", "clang++"))

@@ -31,7 +31,7 @@ from deepnotes.models import create_model
 from deepnotes.optim import create_optimizer
 from deepnotes.runs import config as run_config
 from deepnotes.runs.config import DEFAULTS, OPTIONAL_KEYS, RUN_KEYS
-from deepnotes.train import checkpoint, schema, trainer
+from deepnotes.train import checkpoint, precision, schema, trainer
 from deepnotes.train.checkpoint import STATE_KEY
 from deepnotes.train.state import TrainState
 
@@ -265,7 +265,7 @@ def test_saved_optimizer_state_must_fit_the_optimizer():
 
 def test_the_tables_cover_what_the_code_writes():
     assert set(run_config.CONFIG) == {*RUN_KEYS, *OPTIONAL_KEYS}
-    assert schema.PRECISIONS == trainer.PRECISIONS
+    assert schema.PRECISIONS == precision.PRECISIONS
     t = trainer.Trainer(torch.nn.Linear(2, 2), torch.optim.SGD([torch.zeros(1)], 0.1), epochs=1)
     written = set(t.state.to_dict())  # what a checkpoint of a fresh trainer holds
     fields = {f.name for f in dataclasses.fields(TrainState)}

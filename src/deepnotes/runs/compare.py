@@ -40,7 +40,7 @@ from deepnotes.runs.folder import group_folder, is_group
 from deepnotes.runs.rules import ORDER, Rule, check_rules, is_label, learning_rates
 from deepnotes.runs.session import Session, fit, prepare
 from deepnotes.train import plots
-from deepnotes.train.trainer import autocast_dtype
+from deepnotes.train.precision import autocast_dtype
 
 log = logging.getLogger("deepnotes.compare")
 

@@ -27,9 +27,9 @@ from deepnotes.runs.build import DEFAULT_MODELS, batches, build_data, build_mode
 from deepnotes.runs.config import FORMAT, FORMAT_VERSION, RunConfig, write_json
 from deepnotes.runs.folder import provenance
 from deepnotes.train import Trainer, TrainingInterrupted, distributed
+from deepnotes.train.precision import autocast_dtype, check_compiler
 from deepnotes.train.state import TrainState
 from deepnotes.train.tasks import PER
-from deepnotes.train.trainer import autocast_dtype, check_compiler
 
 log = logging.getLogger("deepnotes.train")
 

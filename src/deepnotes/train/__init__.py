@@ -1,5 +1,6 @@
 """Training: the Trainer loop, checkpoints, the run folder, history and plots."""
 
-from deepnotes.train.trainer import Trainer, TrainingInterrupted, evaluate
+from deepnotes.train.evaluate import evaluate
+from deepnotes.train.trainer import Trainer, TrainingInterrupted
 
 __all__ = ["Trainer", "TrainingInterrupted", "evaluate"]

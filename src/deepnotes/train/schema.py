@@ -24,7 +24,7 @@ from deepnotes.errors import DeepnotesError, unknown_name
 from deepnotes.train.history import MONITORS
 
 KINDS = ("image", "table", *SEQUENCE_TASKS)
-PRECISIONS = ("32", "bf16", "16")  # deepnotes.train.trainer.PRECISIONS (a test keeps them equal)
+PRECISIONS = ("32", "bf16", "16")  # deepnotes.train.precision.PRECISIONS (a test keeps them equal)
 SPLIT_NAMES = ("train", "train_dev", "dev", "test")
 INT64 = 2**63 - 1
 COUNT = 2**31 - 1  # epochs, batch sizes, lengths

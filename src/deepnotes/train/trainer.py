@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import shutil
 import signal
 import threading
 import time
@@ -31,7 +30,9 @@ from deepnotes.data.loader import Batches
 from deepnotes.errors import DeepnotesError, LossDiverged
 from deepnotes.optim import learning_rate
 from deepnotes.train import checkpoint, distributed, throughput
+from deepnotes.train.evaluate import evaluate
 from deepnotes.train.history import MONITORS, improves
+from deepnotes.train.precision import autocast_dtype, check_compiler
 from deepnotes.train.state import TrainState
 from deepnotes.train.tasks import Classification, Task
 
@@ -352,83 +353,9 @@ class Trainer:
                 signal.signal(s, h)
 
 
-PRECISIONS = ("32", "bf16", "16")
 F1_CLASSES = 2048  # the most classes the dev F1 of every epoch is computed for
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A copy of the model's weights on the CPU (DDP's ``module.`` prefix never in them)."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a --precision: None (float32), bfloat16, or float16 (CUDA only: on
-    other devices its range needs loss scaling that torch offers on CUDA)."""
-    if precision not in PRECISIONS:
-        raise DeepnotesError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
-    if precision == "16" and device.type != "cuda":
-        raise DeepnotesError(f"--precision 16 needs a CUDA GPU (this run is on {device.type}); "
-                             "use --precision bf16 on a CPU")
-    return {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[precision]
-
-
-def check_compiler(device: torch.device) -> None:
-    """torch.compile on the CPU generates C++: refuse early, in one line, without a compiler."""
-    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
-        raise DeepnotesError("--compile on the CPU needs a C++ compiler (g++ or clang++); "
-                             "install one or train without --compile")
-
-
-@torch.inference_mode()
-def evaluate(model, batches: Batches, task: Task | None = None,
-             precision: str = "32") -> dict:
-    """Mean loss, labels and predictions of ``task`` (default: classification) over ``batches``:
-    y_true and y_pred hold the counted targets (IGNORE dropped), or where the task keeps missing
-    labels (several binary tasks) the (N, T) matrices, missing labels kept as IGNORE in y_true."""
-    task = task or Classification()
-    model.eval()
-    total, counts = torch.zeros((), dtype=torch.float64, device=batches.device), 0
-    ys, preds = Collected(batches.num_examples), Collected(batches.num_examples)
-    device = batches.device
-    amp = autocast_dtype(precision, device)
-    for x, y in batches.epoch():
-        with torch.autocast(device.type, amp or torch.float32, enabled=amp is not None):
-            z, y = task.forward(model, x, y)
-        z = z.float()
-        total += task.loss(z, y, reduction="sum")
-        counted = y != IGNORE
-        counts += task.count(y)
-        keep = slice(None) if task.keeps_missing else counted
-        ys.add(y[keep], len(y))
-        preds.add(task.predict(z)[keep], len(y))
-    model.train()
-    return {"loss": float(total) / max(1, counts), "y_true": ys.result().cpu(),
-            "y_pred": preds.result().cpu()}
-
-
-class Collected:
-    """Rows gathered batch by batch into one tensor allocated at the first batch, room for
-    every example's rows. Kept as one small tensor a batch, they would lie scattered among the
-    batches' large blocks that the C allocator reuses, and its heap would grow with the number
-    of batches (hundreds of MB over a large split)."""
-
-    def __init__(self, examples: int):
-        self.examples, self.n = examples, 0
-        self.data: torch.Tensor | None = None
-
-    def add(self, rows: torch.Tensor, batch: int) -> None:
-        """``rows`` of a batch of ``batch`` examples (at most ``rows_per_example x batch``)."""
-        if self.data is None:
-            per_example = max(1, -(-len(rows) // max(1, batch)))
-            self.data = torch.empty((self.examples * per_example, *rows.shape[1:]),
-                                    dtype=rows.dtype, device=rows.device)
-        if self.n + len(rows) > len(self.data):  # more rows an example than the first batch had
-            grown = torch.empty((2 * len(self.data) + len(rows), *rows.shape[1:]),
-                                dtype=rows.dtype, device=rows.device)
-            grown[:self.n] = self.data[:self.n]
-            self.data = grown
-        self.data[self.n:self.n + len(rows)] = rows
-        self.n += len(rows)
-
-    def result(self) -> torch.Tensor:
-        return self.data[:self.n] if self.data is not None else torch.empty(0, dtype=torch.int64)
