@@ -270,6 +270,21 @@ def test_a_folder_that_is_not_a_tune_is_refused(tmp_path, cli):
     assert rc == 2 and "not a tune folder" in err and err.count("\n") == 1
 
 
+def test_a_tune_folder_whose_tune_json_is_still_being_written_is_not_refused(tmp_path):
+    """Two workers start one tune: the first has made the folder and is writing tune.json
+    atomically (a hidden temporary file, then a rename); the second must not call the folder
+    foreign (a CI run caught this race in test_two_processes_share_one_tune)."""
+    from deepnotes.errors import DeepnotesError
+    from deepnotes.runs.tune_settings import existing_tune
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / ".tune.json.4242.tmp").write_text("{")
+    assert existing_tune(str(tmp_path), "p") is None
+    (tmp_path / "p" / "notes.txt").write_text("mine")
+    with pytest.raises(DeepnotesError, match="not a tune folder"):
+        existing_tune(str(tmp_path), "p")
+
+
 def test_without_optuna_the_command_says_how_to_install_it(tmp_path, cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     rc, out, err = cli(*tune_args(tmp_path, "x", 2))

@@ -72,7 +72,9 @@ def existing_tune(out: str, name: str | None) -> dict | None:
         if missing:
             raise DeepnotesError(f"{settings_file}: incomplete, missing {', '.join(missing)}")
         return settings
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    # hidden entries aside: another worker's tune.json may be a temporary file, not yet renamed
+    if path.exists() and (not path.is_dir()
+                          or any(not p.name.startswith(".") for p in path.iterdir())):
         raise DeepnotesError(f"--name {name}: {path} exists and is not a tune folder "
                              "(no tune.json); pick another --name")
     return None
