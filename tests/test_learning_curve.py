@@ -260,6 +260,21 @@ def test_digits_curve_has_a_complete_run_per_size_on_one_dev_set(digits_curve):
 
 
 @pytest.mark.slow
+def test_a_size_run_rebuilds_its_subset_for_evaluate(digits_curve):
+    """A size's run folder keeps m (train_examples), so deepnotes evaluate --split train scores
+    the m examples it trained on, as the curve did, not the whole training split."""
+    run_dir, _ = digits_curve
+    row = read_csv(run_dir / "learning_curve.csv")[0]
+    sub = run_dir / f"m-{row['m']}"
+    assert json.loads((sub / "config.json").read_text())["train_examples"] == int(row["m"])
+    rc, out, err = run_cli_quietly("evaluate", sub, "--split", "train", "--json")
+    assert rc == 0, err
+    train = json.loads(out)["train"]
+    assert sum(map(sum, train["confusion_matrix"])) == int(row["m"])
+    assert 1 - train["accuracy"] == pytest.approx(float(row["train_error"]))
+
+
+@pytest.mark.slow
 def test_table_curve_at_full_size_is_deepnotes_train(tmp_path):
     options = ["--data", "breast-cancer", "--epochs", 2, "--out", tmp_path, "--quiet"]
     rc, _, err = run_cli_quietly("learning-curve", *options, "--sizes", "0.25,1.0",

@@ -101,6 +101,7 @@ MORE_CONFIG = {
     "monitor": ["accuracy", "dev_f1"], "early_stop": [2**31, 1.0], "min_delta": [-0.1],
     "multitask_loss": ["1/m", 5, "examples"],  # examples: only with targets
     "features": [["a"], [1], "a"], "label_name": [5, None],  # a table run's, by name
+    "train_examples": [0, 1.5, "10"],  # a learning curve's m
 }
 # several fields at once: each fine alone, wrong together
 CROSS_CONFIG = [{"optimizer": "sgd", "beta": 0.9}, {"augment": "flip", "kind": "table",

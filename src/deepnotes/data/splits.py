@@ -8,7 +8,7 @@ far two splits' label distributions are apart, so a mismatch is reported rather 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -24,6 +24,17 @@ class Splits:
     dev: torch.Tensor
     test: torch.Tensor
     train_dev: torch.Tensor | None = None
+
+    def with_train(self, m: int, seed: int) -> Splits:
+        """These splits with the training split cut to its first ``m`` examples in one seeded
+        shuffle (sorted, as a split is): a smaller m's examples lie inside every larger one's
+        (a learning curve's sizes)."""
+        if not 1 <= m <= len(self.train):
+            raise DeepnotesError(f"train_examples {m}: expected 1 to {len(self.train)}, the "
+                                 "examples of the training split")
+        generator = torch.Generator().manual_seed(seed * 7919 + 31)  # not the splits' streams
+        order = self.train[torch.randperm(len(self.train), generator=generator)]
+        return replace(self, train=order[:m].sort().values)
 
     def names(self) -> list[str]:
         """The splits present, in the course's order: train, train_dev (if held out), dev, test."""

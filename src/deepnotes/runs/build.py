@@ -31,6 +31,8 @@ def build_data(config: RunConfig, progress: bool = False) -> tuple[Dataset, Spli
     except DeepnotesError as exc:
         raise DeepnotesError(f"--data {config.data}: {exc}") from None
     splits = hold_out_train_dev(dataset.y, splits, config.train_dev or 0.0, config.seed)
+    if config.train_examples is not None:  # a learning curve's size
+        splits = splits.with_train(config.train_examples, config.seed)
     return dataset, splits
 
 

@@ -113,6 +113,7 @@ class RunConfig:
     splits: dict | None = None  # the number of examples of each split
     features: list[str] | None = None  # a CSV table's feature columns, in the network's order
     label_name: str | None = None  # and its label column (predict matches new CSVs by name)
+    train_examples: int | None = None  # a learning curve's m: the first m of a seeded shuffle
     # written with the run
     transfer: dict | None = None  # deepnotes finetune: the source, the frozen groups
     trial: dict | None = None  # deepnotes tune: the trial's number and sampled values
@@ -188,8 +189,8 @@ class RunConfig:
 
 
 OPTION_COUNT = [f.name for f in dataclasses.fields(RunConfig)].index("classes")
-LATE_FIELDS = ("splits", "features", "label_name", "transfer", "trial", "provenance", "format",
-               "format_version")
+LATE_FIELDS = ("splits", "features", "label_name", "train_examples", "transfer", "trial",
+               "provenance", "format", "format_version")
 DEFAULTS = {name: getattr(RunConfig(), name) for name in RunConfig.options()}
 # added after the first release: a config.json without them gets the default
 OPTIONAL_KEYS = ("beta", "weight_decay", "max_len", "errors", "seq_len", "min_count", "targets",
@@ -271,7 +272,8 @@ CONFIG = {  # field -> checker: every option, then the data's
 CONFIG_EXTRAS = {  # may be absent; when present they follow the rule
     "splits": record({k: integer(0) for k in SPLIT_NAMES}, required=()), "provenance": record({}),
     "transfer": TRANSFER, "trial": optional(record({})), "format": one_of(FORMAT),
-    "format_version": integer(1), "features": names, "label_name": string}
+    "format_version": integer(1), "features": names, "label_name": string,
+    "train_examples": integer(1, COUNT)}
 
 
 def check_config(config, path) -> dict:

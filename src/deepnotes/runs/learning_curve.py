@@ -14,9 +14,9 @@ every larger one, and evaluates every size on the same dev set. The inputs are n
 the pool's per-channel mean and std (no labels), so the sizes differ only in labelled examples.
 Each size keeps its best epoch by the dev loss, as ``deepnotes train`` does, and its errors are
 that epoch's.
-Each size gets a complete run folder, ``RUN/m-<m>/`` (``deepnotes evaluate RUN/m-143`` works on
-dev and test; its train split is rebuilt as the whole pool), and ``RUN`` gets
-``learning_curve.csv``, ``learning_curve.json`` and ``learning_curve.png``.
+Each size gets a complete run folder, ``RUN/m-<m>/``, whose config.json keeps m
+(``train_examples``), so ``deepnotes evaluate RUN/m-143 --split train`` rebuilds its subset;
+``RUN`` gets ``learning_curve.csv``, ``learning_curve.json`` and ``learning_curve.png``.
 
 ``budget``: ``"updates"`` (the default) gives every size as many mini-batch updates as --epochs
 passes over the largest size take (a smaller m trains more epochs), so a small m's error is not
@@ -168,10 +168,9 @@ def _show(size) -> str:
 
 def subsets(train: torch.Tensor, counts: list[int], seed: int) -> list[torch.Tensor]:
     """The first m of one seeded permutation of the ``train`` indices, for each m (sorted, as a
-    split is): each subset lies inside every larger one."""
-    generator = torch.Generator().manual_seed(seed * 7919 + 31)  # not the splits' streams
-    order = train[torch.randperm(len(train), generator=generator)]
-    return [order[:m].sort().values for m in counts]
+    split is; :meth:`deepnotes.data.Splits.with_train`): each lies inside every larger one."""
+    empty = torch.empty(0, dtype=train.dtype)
+    return [Splits(train, empty, empty).with_train(m, seed).train for m in counts]
 
 
 def epochs_for(m: int, largest: int, epochs: int, batch_size: int, budget: str) -> int:
@@ -241,7 +240,8 @@ def train_size(session: Session, splits: Splits, epochs: int, initial: dict, run
                progress: bool = True) -> Point:
     """The ``initial`` weights trained on ``splits.train`` into a full run folder."""
     m = len(splits.train)
-    config = session.config.updated(epochs=epochs, splits=splits.sizes(), provenance=None)
+    config = session.config.updated(epochs=epochs, splits=splits.sizes(), provenance=None,
+                                    train_examples=m)  # evaluate and resume rebuild the subset
     torch.manual_seed(config.seed)  # the RNG state `deepnotes train` has after prepare
     model = build_model(config)
     model.load_state_dict(initial)
