@@ -73,7 +73,7 @@ def load_image_folder(
                     others[0].relative_to(root))
     if cache == "on" or (cache == "auto" and len(files) * 3 * size * size > CACHE_ABOVE):
         return _from_cache(root, files, labels, classes, size, skip_bad, progress, cache_dir,
-                           channels)
+                           channels, read)
     arrays, keep, bad = _read_all(files, size, progress, root, read)
     _refuse_bad(root, bad, skip_bad)
     labels = [labels[i] for i in keep]
@@ -84,9 +84,10 @@ def load_image_folder(
 
 
 def _from_cache(root: Path, files: list[Path], labels: list[int], classes: list[str], size: int,
-                skip_bad: bool, progress: bool, cache_dir, channels: int | None) -> Dataset:
-    """The folder through its decoded cache: the records stay on disk, mapped."""
-    read = _read if channels is None else functools.partial(_read_as, channels=channels)
+                skip_bad: bool, progress: bool, cache_dir, channels: int | None,
+                read) -> Dataset:
+    """The folder through its decoded cache, its records decoded by ``read(path, size)``: they
+    stay on disk, mapped."""
     cached = open_or_build(root, files, labels, size, read, cache_dir, progress, channels)
     bad = [(files[i], why) for i, why in cached.bad]
     _refuse_bad(root, bad, skip_bad)

@@ -15,6 +15,13 @@ import torch
 from deepnotes.errors import DeepnotesError, check_range
 
 
+def shuffled_prefix(indices: torch.Tensor, m: int, seed: int) -> torch.Tensor:
+    """The first ``m`` of ``indices`` in one seeded shuffle, sorted: for any m it lies inside
+    every larger m's."""
+    generator = torch.Generator().manual_seed(seed * 7919 + 31)  # not the splits' streams
+    return indices[torch.randperm(len(indices), generator=generator)][:m].sort().values
+
+
 @dataclass
 class Splits:
     """Index tensors into a data set's x and y; disjoint, sorted. ``train_dev`` (optional, see
@@ -32,9 +39,7 @@ class Splits:
         if not 1 <= m <= len(self.train):
             raise DeepnotesError(f"train_examples {m}: expected 1 to {len(self.train)}, the "
                                  "examples of the training split")
-        generator = torch.Generator().manual_seed(seed * 7919 + 31)  # not the splits' streams
-        order = self.train[torch.randperm(len(self.train), generator=generator)]
-        return replace(self, train=order[:m].sort().values)
+        return replace(self, train=shuffled_prefix(self.train, m, seed))
 
     def names(self) -> list[str]:
         """The splits present, in the course's order: train, train_dev (if held out), dev, test."""

@@ -37,15 +37,15 @@ def read_header(path: str | os.PathLike) -> list[str]:
 
 def feature_names(path: str | os.PathLike, label_column: str | None = None) -> list[str]:
     """The feature column names, in the order of the columns of ``load_csv(path).x``."""
+    return columns(path, label_column)[0]
+
+
+def columns(path: str | os.PathLike, label_column: str | None = None) -> tuple[list[str], str]:
+    """(the feature column names in the order of ``load_csv(path).x``, the label column's name:
+    ``label_column``, else ``label``, else the last column)."""
     header = read_header(path)
     label = _label_index(header, label_column, Path(path))
-    return [name for i, name in enumerate(header) if i != label]
-
-
-def label_name(path: str | os.PathLike, label_column: str | None = None) -> str:
-    """The label column's name: ``label_column``, else ``label``, else the last column."""
-    header = read_header(path)
-    return header[_label_index(header, label_column, Path(path))]
+    return [name for i, name in enumerate(header) if i != label], header[label]
 
 
 def load_csv(path: str | os.PathLike, label_column: str | None = None) -> Dataset:

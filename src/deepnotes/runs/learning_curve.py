@@ -39,6 +39,7 @@ import torch
 
 from deepnotes import atomic
 from deepnotes.data import Dataset, Normalizer, Splits
+from deepnotes.data.splits import shuffled_prefix
 from deepnotes.errors import DeepnotesError, LossDiverged
 from deepnotes.metrics import accuracy
 from deepnotes.models.weights import fingerprint
@@ -168,9 +169,9 @@ def _show(size) -> str:
 
 def subsets(train: torch.Tensor, counts: list[int], seed: int) -> list[torch.Tensor]:
     """The first m of one seeded permutation of the ``train`` indices, for each m (sorted, as a
-    split is; :meth:`deepnotes.data.Splits.with_train`): each lies inside every larger one."""
-    empty = torch.empty(0, dtype=train.dtype)
-    return [Splits(train, empty, empty).with_train(m, seed).train for m in counts]
+    split is; as :meth:`deepnotes.data.Splits.with_train` rebuilds them): each lies inside
+    every larger one."""
+    return [shuffled_prefix(train, m, seed) for m in counts]
 
 
 def epochs_for(m: int, largest: int, epochs: int, batch_size: int, budget: str) -> int:

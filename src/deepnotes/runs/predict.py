@@ -180,13 +180,12 @@ def training_columns(config: RunConfig) -> tuple[list[str] | None, str | None]:
     if path.suffix.lower() != ".csv" or not path.is_file():
         return None, config.label_column
     try:
-        header = tables.read_header(path)
-        features = tables.feature_names(path, config.label_column)
+        features, label = tables.columns(path, config.label_column)
     except DeepnotesError:
         return None, config.label_column
     if len(features) != config.in_channels:
         return None, config.label_column
-    return features, next((name for name in header if name not in features), None)
+    return features, label
 
 
 def read_texts(run_dir, config: RunConfig, paths: list[str]) -> Inputs:

@@ -87,8 +87,7 @@ def prepare(config: RunConfig, progress: bool = True, fresh: bool = True) -> Ses
         config.splits = splits.sizes()
         if dataset.kind == "table" and not config.targets and \
                 Path(config.data).suffix.lower() == ".csv":  # predict reads new rows by name
-            config.features = tables.feature_names(config.data, config.label_column)
-            config.label_name = tables.label_name(config.data, config.label_column)
+            config.features, config.label_name = tables.columns(config.data, config.label_column)
         config.data_order = data_order(config.data_order, dataset)
     elif config.classes != dataset.classes:
         raise DeepnotesError(f"--resume: the data's classes changed since the run started "
