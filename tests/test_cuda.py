@@ -86,6 +86,34 @@ def test_recurrent_layers_on_the_gpu_match_the_cpu(layer, float32_cudnn):
         close(a.grad.cpu(), b.grad, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("layer, options", [("LSTM", {}), ("GRU", {"reset_after": True}),
+                                             ("RNN", {})])
+def test_fused_layers_keep_their_weights_in_cudnns_buffer(layer, options):
+    """After .cuda(), a step and a load_state_dict, the parameters are still views of one flat
+    buffer in cuDNN's layout: its kernel, called with them as warnings turn into errors, takes
+    them in place ("weights are not part of single contiguous chunk" would say it copies)."""
+    import warnings
+
+    import deepnotes.nn as dnn
+
+    torch.manual_seed(0)
+    model = getattr(dnn, layer)(16, 32, num_layers=2, bidirectional=True, **options).cuda()
+    optimizer = torch.optim.Adam(model.parameters())
+    x = torch.randn(4, 9, 16, device="cuda")
+    model(x)[0].sum().backward()
+    optimizer.step()
+    model.load_state_dict(getattr(dnn, layer)(16, 32, 2, True, **options).state_dict())
+    weights = model._torch_weights()
+    assert len({w.untyped_storage().data_ptr() for w in weights}) == 1
+    kernel = getattr(torch._VF, model.cells[0].torch_mode)
+    h = torch.zeros(4, 4, 32, device="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = kernel(x, (h, h) if layer == "LSTM" else h, weights, True, 2, 0.0, True, True,
+                     True)[0]
+    close(out, model(x)[0])
+
+
 def test_word2vec_minibatch_path_on_the_gpu_separates_two_topics():
     import random
 

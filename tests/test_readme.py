@@ -37,3 +37,4 @@ def test_snippets_run_in_order(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "F1" in out and "dev accuracy after 5 epochs" in out and "lenet5" in out
     assert "cat's neighbours are animals: True" in out  # section 9's claim holds
+    assert "torch.Size([16, 26])" in out  # section 8: the notes' W_u over [c<t-1>, x<t>]

@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from conftest import close
 from deepnotes.errors import DeepnotesError
+from deepnotes.models.weights import load_checked
 from deepnotes.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, bptt
 
 F64 = dict(atol=1e-10, rtol=1e-10)
@@ -105,7 +106,14 @@ def np_layer(name, cells, x, lengths, num_layers, D, h0=None, c0=None):
 
 
 def np_params(cell) -> dict:
-    return {k: v.detach().double().numpy() for k, v in cell.state_dict().items()}
+    """The cell's W_g, b_g (and b_ca) as the notes write them."""
+    return {k: v.detach().double().numpy() for k, v in cell.notes().items()}
+
+
+def notes_state(layer) -> dict:
+    """A state dict of the layer's cells keyed by the notes' names (the layout before 2026-12)."""
+    return {f"cells.{k}.{name}": t.detach().clone() for k, cell in enumerate(layer.cells)
+            for name, t in cell.notes().items()}
 
 
 def np_cells(layer) -> list[dict]:
@@ -206,9 +214,9 @@ def test_variants_are_different_functions():
     torch.manual_seed(0)
     x = randn(2, 6, 3, seed=1, dtype=torch.float32)
     notes, simplified, after = GRU(3, 4), GRU(3, 4, full=False), GRU(3, 4, reset_after=True)
-    simplified.load_state_dict(notes.state_dict(), strict=False)
-    after.load_state_dict(notes.state_dict(), strict=False)
-    nn.init.zeros_(after.cells[0].b_ca)  # still different: r scales W_ca c, not c
+    shared = notes_state(notes)
+    simplified.load_state_dict({k: v for k, v in shared.items() if not k.endswith("_r")})
+    after.load_state_dict({**shared, "cells.0.b_ca": torch.zeros(4)})  # r scales W_ca c, not c
     outs = [m(x)[0] for m in (notes, simplified, after)]
     for i in range(3):
         for j in range(i):
@@ -383,16 +391,66 @@ def test_shapes_batch_first_false_and_unbatched():
         close(one, out[0], **F32)
 
 
-def test_parameters_named_in_notation_and_initialised_like_torch():
+def test_parameters_in_torchs_layout_give_the_notes_W_g_and_start_like_torch():
     torch.manual_seed(0)
     layer = GRU(3, 100, 2, True, reset_after=True)
-    assert sorted(dict(layer.cells[0].named_parameters())) == [
-        "W_c", "W_r", "W_u", "b_c", "b_ca", "b_r", "b_u"]
-    assert layer.cells[0].W_u.shape == (100, 103) and layer.cells[2].W_u.shape == (100, 300)
-    assert sorted(dict(LSTMCell(3, 4).named_parameters())) == [
-        "W_c", "W_f", "W_o", "W_u", "b_c", "b_f", "b_o", "b_u"]
+    cell = layer.cells[0]
+    assert sorted(dict(cell.named_parameters())) == ["bias_hh", "bias_ih", "weight_hh",
+                                                     "weight_ih"]
+    assert sorted(cell.notes()) == ["W_c", "W_r", "W_u", "b_c", "b_ca", "b_r", "b_u"]
+    assert cell.W_u.shape == (100, 103) and layer.cells[2].W_u.shape == (100, 300)
+    assert torch.equal(cell.W_u[:, 100:], -cell.weight_ih[100:200])  # torch's z = 1 - Gamma_u
+    assert torch.equal(cell.b_ca, cell.bias_hh[200:])
+    lstm = LSTMCell(3, 4)
+    assert sorted(dict(lstm.named_parameters())) == ["bias_ih", "weight_hh", "weight_ih"]
+    assert sorted(lstm.state_dict()) == ["bias_ih", "weight_hh", "weight_ih"]  # no bias_hh
+    assert torch.equal(lstm.W_f, torch.cat([lstm.weight_hh[4:8], lstm.weight_ih[4:8]], 1))
+    assert not hasattr(GRUCell(3, 4, full=False), "W_r") and not hasattr(lstm, "b_ca")
+    lstm.W_o.sum().backward()  # the notes' W_g is a function of the stored rows
+    assert lstm.weight_hh.grad[12:].eq(1).all() and lstm.weight_hh.grad[:12].eq(0).all()
     for p in layer.parameters():
         assert p.abs().max() <= 0.1 and p.std() > 0.05  # uniform(-1/sqrt(100), 1/sqrt(100))
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_a_state_dict_in_the_notes_names_loads_into_the_same_function(name):
+    """Files from before the row-block layout (keys W_g, b_g, b_ca) load, by load_state_dict and
+    by the weights loader, into a layer computing what the saved one computed."""
+    layer_class, _, options = VARIANTS[name]
+    torch.manual_seed(0)
+    saved = layer_class(3, 4, 2, True, **options)
+    old = notes_state(saved)
+    x = randn(2, 5, 3, dtype=torch.float32)
+    for load in (lambda m: m.load_state_dict(old), lambda m: load_checked(m, old, "old.pth")):
+        torch.manual_seed(1)
+        fresh = layer_class(3, 4, 2, True, **options)
+        load(fresh)
+        for got, want in zip(states(fresh(x)), states(saved(x))):
+            close(got, want, **F32)  # the reset-after GRU: b_r, b_u are sums of two biases
+    assert sorted(notes_state(fresh)) == sorted(old)
+    with pytest.raises(DeepnotesError, match="weights of another architecture"):
+        load_checked(RNN(3, 5), old, "old.pth")
+
+
+@pytest.mark.parametrize("name", FUSABLE)
+def test_the_fused_kernel_reads_the_parameters_themselves(name, monkeypatch):
+    """No copy between the parameters and torch's kernel: it is handed the very tensors."""
+    layer_class, _, options = VARIANTS[name]
+    layer = layer_class(3, 4, 2, True, **options)
+    mode = layer.cells[0].torch_mode
+    kernel, seen = getattr(torch._VF, mode), []
+
+    def spy(*args):
+        seen.append(next(a for a in args if isinstance(a, list)))
+        return kernel(*args)
+
+    monkeypatch.setattr(torch._VF, mode, spy)
+    for lengths in (None, torch.tensor([5, 2])):
+        layer(randn(2, 5, 3, dtype=torch.float32), lengths=lengths)
+    expected = [w for cell in layer.cells for w in (cell.weight_ih, cell.weight_hh,
+                                                      cell.bias_ih, cell.bias_hh)]
+    assert len(seen) == 2 and all(len(ws) == len(expected) for ws in seen)
+    assert all(a is b for ws in seen for a, b in zip(ws, expected))
 
 
 def test_plain_python_loops_when_torchscript_is_unavailable(monkeypatch):

@@ -14,7 +14,8 @@ from deepnotes.models.sequence import cell_options
 
 
 def names(model) -> set[str]:
-    return {name.rsplit(".", 1)[-1] for name, _ in model.named_parameters()}
+    """The notes' names of the model's recurrent parameters (W_r, b_ca, ...)."""
+    return {name for cell in model.rnn.cells for name in cell.notes()}
 
 
 def test_each_variant_builds_its_own_cells():

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from deepnotes.errors import DeepnotesError
+from deepnotes.nn import cells
 
 PICKLE_SUFFIXES = (".pth", ".pt")
 
@@ -41,7 +42,9 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
 
 def load_checked(model: nn.Module, state_dict: dict, source: object) -> nn.Module:
     """``state_dict`` into ``model`` once :func:`check_state_dict` passes; a missing
-    ``num_batches_tracked`` keeps the model's own value (the one key that may lack)."""
+    ``num_batches_tracked`` keeps the model's own value (the one key that may lack). Recurrent
+    cells saved with the notes' W_g, b_g keys (deepnotes before 2026-12) are read as such."""
+    state_dict = cells.upgrade(model, state_dict)  # recurrent weights saved in the older layout
     check_state_dict(model, state_dict, source)
     model.load_state_dict(state_dict, strict=False)  # checked: at most num_batches_tracked lacks
     return model

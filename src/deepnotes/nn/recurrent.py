@@ -1,66 +1,41 @@
-"""Recurrent networks from the notes: the RNN, GRU and LSTM cells, and layers of them.
-
-The cells, one time step each (x<t>: (B, n_x), a<t>: (B, n_a), sigma the logistic function)::
-
-    RNN    a<t> = tanh(W_a [a<t-1>, x<t>] + b_a)
-    GRU    Gamma_u = sigma(W_u [c<t-1>, x<t>] + b_u)                    (update gate)
-           Gamma_r = sigma(W_r [c<t-1>, x<t>] + b_r)                    (relevance gate)
-           c~<t> = tanh(W_c [Gamma_r * c<t-1>, x<t>] + b_c)
-           c<t> = Gamma_u * c~<t> + (1 - Gamma_u) * c<t-1>,    a<t> = c<t>
-    LSTM   Gamma_u, Gamma_f, Gamma_o = sigma(W_{u,f,o} [a<t-1>, x<t>] + b_{u,f,o})
-           c~<t> = tanh(W_c [a<t-1>, x<t>] + b_c)
-           c<t> = Gamma_u * c~<t> + Gamma_f * c<t-1>
-           a<t> = Gamma_o * tanh(c<t>)
-
-Variants, each a parameter of its cell: ``GRUCell(full=False)`` is the course's simplified GRU (no
-Gamma_r: c~<t> = tanh(W_c [c<t-1>, x<t>] + b_c)). ``GRUCell(reset_after=True)`` is the GRU that
-cuDNN, torch.nn.GRU and Keras' default compute: Gamma_r applied after the product,
-c~<t> = tanh(W_cx x<t> + b_c + Gamma_r * (W_ca c<t-1> + b_ca)), with one more bias b_ca. The two
-GRUs are different functions (a test shows it). ``LSTMCell(output_tanh=False)`` is the notes'
-slide, a<t> = Gamma_o * c<t>, again a different function from the default.
-
-Parameters, in the notes' names: per gate g a weight ``W_g`` of shape (n_a, n_a + n_x) over
-[a<t-1>, x<t>] (its first n_a columns are W_ga, acting on a<t-1>; the rest W_gx, acting on x<t>)
-and a bias ``b_g`` (n_a,), all drawn from uniform(-1/sqrt(n_a), 1/sqrt(n_a)) as in torch.nn. In a
-layer, ``cells[l * D + d]`` is layer l, direction d (0 forward, 1 backward; D = 2 if
-bidirectional), the order of torch's h_n. Onto torch's layout (``cell.torch_weights()``,
-``layer.to_torch()``, ``Layer.from_torch(module)``): weight_ih stacks the W_gx and weight_hh the
-W_ga in torch's gate order, bias_ih the b_g, bias_hh is 0 (torch's two biases add up to our one).
-LSTM gates (u, f, c, o) are torch's (i, f, g, o). GRU gates (r, u, c) are torch's (r, z, n) with
-z = 1 - Gamma_u (torch: h' = (1 - z) * n + z * h), so torch's z rows are -W_u and -b_u, and
-torch's b_hn is our b_ca.
+"""Layers of the notes' recurrent cells (deepnotes.nn.cells): RNN, GRU, LSTM, deep and
+bidirectional.
 
 Layers ``RNN``, ``GRU``, ``LSTM`` run a cell over x: (B, T_x, n_x) (batch_first, the default) and
 return ``(outputs, h_n)``, or ``(outputs, (h_n, c_n))`` for the LSTM, like torch.nn: outputs
 (B, T_x, D * n_a) hold a<t> of the last layer (both directions concatenated), h_n and c_n
-(num_layers * D, B, n_a) the states after the last step. Layer l + 1 reads a[l]<t> (deep RNN);
-``dropout`` acts between layers, in training only. ``lengths`` (B,) gives each sequence's real
-length: steps past it are padding and change nothing (outputs there are 0, h_n is the state at
-the last real step, the backward direction starts at the last real step). (Lengths rather than a
-(B, T_x) mask: padding is at the end of each sequence, as pack_padded_sequence has it.) ::
+(num_layers * D, B, n_a) the states after the last step. ``cells[l * D + d]`` is layer l,
+direction d (0 forward, 1 backward; D = 2 if bidirectional), the order of torch's h_n. Layer l + 1
+reads a[l]<t> (deep RNN); ``dropout`` acts between layers, in training only. ``lengths`` (B,)
+gives each sequence's real length: steps past it are padding and change nothing (outputs there
+are 0, h_n is the state at the last real step, the backward direction starts at the last real
+step). (Lengths rather than a (B, T_x) mask: padding is at the end of each sequence, as
+pack_padded_sequence has it.) ::
 
     lstm = LSTM(input_size=300, hidden_size=128, num_layers=2, bidirectional=True)
     outputs, (h_n, c_n) = lstm(x, lengths=lengths)  # (B, T_x, 256); (4, B, 128) each
     y_hat = head(torch.cat([h_n[-2], h_n[-1]], 1))  # many-to-one: last layer, both directions
 
 Two paths behind one signature (``implementation=``): ``"fused"`` runs torch's kernel
-(torch._VF.lstm / gru / rnn_tanh, oneDNN or cuDNN where torch uses them) on our parameters mapped
-as above, for the configurations where it computes the same function: LSTM with tanh, GRU with
-reset_after=True, RNN. ``"cell"`` runs the cells' equations: W_gx x<t> + b_g for every t in one
-matrix product, then a time loop compiled with TorchScript (plain Python where scripting fails),
-inside an autograd function that back-propagates through time by hand and forms the weight
-gradient dW_ga = sum_t dz<t>^T a<t-1> in one product after the loop. It has no double backward.
-Scripting costs about half a second per loop on first use, once per process.
+(torch._VF.lstm / gru / rnn_tanh, oneDNN or cuDNN where torch uses them) on the cells' own
+parameters, stored in torch's layout, for the configurations where it computes the same function:
+LSTM with tanh, GRU with reset_after=True, RNN. On cuDNN the parameters are views of one flat
+buffer in its layout (as torch.nn.LSTM.flatten_parameters makes them, after every ``.to()``), so
+the kernel reads them without a copy. ``"cell"`` runs the cells' equations: W_gx x<t> + b_g for
+every t in one matrix product, then a time loop compiled with TorchScript (plain Python where
+scripting fails), inside an autograd function that back-propagates through time by hand and forms
+the weight gradient dW_ga = sum_t dz<t>^T a<t-1> in one product after the loop. It has no double
+backward. Scripting costs about half a second per loop on first use, once per process.
 ``"steps"`` runs each cell's own ``forward`` one time step at a time in plain tensor ops, with
 padding masked as above and lengths left unchecked: the slowest path, and the one torch.export
 can trace (the ONNX export unrolls it over a fixed T_x).
 ``"auto"`` (default) picks "fused" where it applies. Tests hold the paths equal to each other, to
-NumPy transcriptions of the equations and to torch.nn.
+NumPy transcriptions of the equations and to torch.nn. ``layer.to_torch()`` and
+``Layer.from_torch(module)`` copy weights to and from torch.nn's layers.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from typing import Optional, cast
@@ -68,207 +43,14 @@ from typing import Optional, cast
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.backends.cudnn import rnn as cudnn_rnn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from deepnotes.errors import DeepnotesError
-from deepnotes.nn.bptt import GRUScan, LSTMScan, RNNScan
+from deepnotes.nn.cells import Cell, GRUCell, LSTMCell, RNNCell, positive
 
 IMPLEMENTATIONS = ("auto", "fused", "cell", "steps")  # the layers' paths (module docstring)
-
-# ---------------------------------------------------------------- cells
-
-
-def _positive(name: str, value, owner: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DeepnotesError(f"{owner}: {name} must be a positive int, got {value!r}")
-
-
-class _Cell(nn.Module):
-    """Per gate g: W_g (n_a, n_a + n_x) over [a<t-1>, x<t>] and b_g (n_a,)."""
-
-    torch_mode: Optional[str] = None  # the torch._VF kernel computing the same function, if any
-
-    def __init__(self, input_size: int, hidden_size: int, gates: tuple[str, ...]):
-        super().__init__()
-        _positive("input_size", input_size, type(self).__name__)
-        _positive("hidden_size", hidden_size, type(self).__name__)
-        self.input_size, self.hidden_size, self.gates = input_size, hidden_size, gates
-        for g in gates:
-            self.register_parameter(f"W_{g}", nn.Parameter(torch.empty(hidden_size,
-                                                                       hidden_size + input_size)))
-            self.register_parameter(f"b_{g}", nn.Parameter(torch.empty(hidden_size)))
-
-    def reset_parameters(self) -> None:
-        """uniform(-1/sqrt(n_a), 1/sqrt(n_a)), as torch.nn initialises its recurrent layers."""
-        k = 1 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -k, k)
-
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}"
-
-    def z(self, g: str, a: Tensor, x: Tensor) -> Tensor:
-        """W_g [a<t-1>, x<t>] + b_g."""
-        return F.linear(torch.cat([a, x], 1), getattr(self, f"W_{g}"), getattr(self, f"b_{g}"))
-
-    def stacked(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(W_a, W_x, b): the gates' W_ga (G n_a, n_a), W_gx (G n_a, n_x), b_g stacked."""
-        n, ws = self.hidden_size, [getattr(self, f"W_{g}") for g in self.gates]
-        return (torch.cat([w[:, :n] for w in ws]), torch.cat([w[:, n:] for w in ws]),
-                torch.cat([getattr(self, f"b_{g}") for g in self.gates]))
-
-    def torch_weights(self) -> list[Tensor]:
-        """[weight_ih, weight_hh, bias_ih, bias_hh] in torch's layout (where it is the same)."""
-        w_a, w_x, b = self.stacked()
-        return [w_x, w_a, b, torch.zeros_like(b)]
-
-    @torch.no_grad()
-    def load_torch_weights(self, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> None:
-        """The inverse of torch_weights: W_g = [W_hh rows, W_ih rows], b_g = b_ih + b_hh rows."""
-        n = self.hidden_size
-        for k, g in enumerate(self.gates):
-            rows = slice(k * n, (k + 1) * n)
-            getattr(self, f"W_{g}").copy_(torch.cat([w_hh[rows], w_ih[rows]], 1))
-            getattr(self, f"b_{g}").copy_(b_ih[rows] + b_hh[rows])
-
-    def _check(self, x: Tensor, state: Optional[Tensor]) -> Tensor:
-        if x.dim() != 2 or x.shape[1] != self.input_size:
-            raise DeepnotesError(f"{self}: expected x<t> of shape (B, {self.input_size}), "
-                                 f"got {tuple(x.shape)}")
-        if state is None:
-            return x.new_zeros(x.shape[0], self.hidden_size)
-        if tuple(state.shape) != (x.shape[0], self.hidden_size):
-            raise DeepnotesError(f"{self}: expected a state of shape ({x.shape[0]}, "
-                                 f"{self.hidden_size}), got {tuple(state.shape)}")
-        return state
-
-    def _scan(self, xw: Tensor, w_a: Tensor, state: list[Tensor],
-              keep: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        """The compiled time loop over xw = W_gx x<t> + b_g (T, B, G n_a): (outputs, the states
-        after the last step). Each cell's own."""
-        raise NotImplementedError
-
-
-class RNNCell(_Cell):
-    """a<t> = tanh(W_a [a<t-1>, x<t>] + b_a). (An output y<t> = g(W_y a<t> + b_y) is a Linear.)"""
-
-    torch_mode = "rnn_tanh"
-
-    def __init__(self, input_size: int, hidden_size: int):
-        super().__init__(input_size, hidden_size, ("a",))
-        self.reset_parameters()
-
-    def forward(self, x: Tensor, a: Optional[Tensor] = None) -> Tensor:
-        a = self._check(x, a)  # a<t-1>: (B, n_a); x<t>: (B, n_x)
-        return torch.tanh(self.z("a", a, x))
-
-    def _scan(self, xw: Tensor, w_a: Tensor, state: list[Tensor],
-              keep: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        out, a = RNNScan.apply(xw, w_a, state[0], keep)
-        return out, [a]
-
-
-class GRUCell(_Cell):
-    """The notes' GRU (see the module docstring); a<t> = c<t>.
-
-    full=True:  c~<t> = tanh(W_c [Gamma_r * c<t-1>, x<t>] + b_c), Gamma_r applied before W_c.
-    full=False: the simplified GRU, c~<t> = tanh(W_c [c<t-1>, x<t>] + b_c), no Gamma_r.
-    reset_after=True: c~<t> = tanh(W_cx x<t> + b_c + Gamma_r * (W_ca c<t-1> + b_ca)), what cuDNN
-    and torch.nn.GRU compute (Keras' reset_after=True); Gamma_r then scales the product
-    W_ca c<t-1> + b_ca rather than c<t-1> itself, so the two are different functions. It adds
-    the bias ``b_ca`` and is the only GRU that can run torch's fused kernel.
-    """
-
-    # the parameters _Cell registers by name (W_r, b_r only when full), and b_ca (reset_after)
-    W_r: nn.Parameter
-    W_u: nn.Parameter
-    W_c: nn.Parameter
-    b_r: nn.Parameter
-    b_u: nn.Parameter
-    b_c: nn.Parameter
-    b_ca: nn.Parameter
-
-    def __init__(self, input_size: int, hidden_size: int, full: bool = True,
-                 reset_after: bool = False):
-        if reset_after and not full:
-            raise DeepnotesError("GRUCell: reset_after=True needs the reset gate Gamma_r of the "
-                                 "full GRU; use full=True")
-        super().__init__(input_size, hidden_size, ("r", "u", "c") if full else ("u", "c"))
-        self.full, self.reset_after = full, reset_after
-        if reset_after:
-            self.b_ca = nn.Parameter(torch.empty(hidden_size))
-            self.torch_mode = "gru"
-        self.reset_parameters()
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", full={self.full}, reset_after={self.reset_after}"
-
-    def forward(self, x: Tensor, c: Optional[Tensor] = None) -> Tensor:
-        c = self._check(x, c)  # c<t-1>: (B, n_a); x<t>: (B, n_x)
-        gamma_u = torch.sigmoid(self.z("u", c, x))
-        if not self.full:
-            c_tilde = torch.tanh(self.z("c", c, x))
-        elif self.reset_after:
-            gamma_r, n = torch.sigmoid(self.z("r", c, x)), self.hidden_size
-            c_tilde = torch.tanh(F.linear(x, self.W_c[:, n:], self.b_c)
-                                 + gamma_r * F.linear(c, self.W_c[:, :n], self.b_ca))
-        else:
-            gamma_r = torch.sigmoid(self.z("r", c, x))
-            c_tilde = torch.tanh(self.z("c", gamma_r * c, x))
-        return gamma_u * c_tilde + (1 - gamma_u) * c  # c<t> = a<t>
-
-    def torch_weights(self) -> list[Tensor]:
-        """torch's gates (r, z, n), z = 1 - Gamma_u: the u rows negated; b_ca is torch's b_hn."""
-        n, (w_r, w_u, w_c) = self.hidden_size, (self.W_r, -self.W_u, self.W_c)
-        return [torch.cat([w_r[:, n:], w_u[:, n:], w_c[:, n:]]),
-                torch.cat([w_r[:, :n], w_u[:, :n], w_c[:, :n]]),
-                torch.cat([self.b_r, -self.b_u, self.b_c]),
-                torch.cat([self.b_ca.new_zeros(2 * n), self.b_ca])]
-
-    @torch.no_grad()
-    def load_torch_weights(self, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> None:
-        n = self.hidden_size
-        super().load_torch_weights(w_ih, w_hh, b_ih, torch.cat([b_hh[:2 * n], b_hh[:n] * 0]))
-        self.W_u.neg_()
-        self.b_u.neg_()
-        self.b_ca.copy_(b_hh[2 * n:])
-
-    def _scan(self, xw: Tensor, w_a: Tensor, state: list[Tensor],
-              keep: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        b_ca = self.b_ca if self.reset_after else None
-        out, c = GRUScan.apply(xw, w_a, b_ca, state[0], keep, self.full)
-        return out, [c]
-
-
-class LSTMCell(_Cell):
-    """The LSTM (see the module docstring): gates u (update), f (forget), o (output).
-
-    output_tanh=True: a<t> = Gamma_o * tanh(c<t>), as torch.nn.LSTM, Keras and most papers.
-    output_tanh=False: a<t> = Gamma_o * c<t>, as the notes' slide writes it (a different function;
-    the slide also labels the forget gate Gamma_r). forward returns (a<t>, c<t>).
-    """
-
-    def __init__(self, input_size: int, hidden_size: int, output_tanh: bool = True):
-        super().__init__(input_size, hidden_size, ("u", "f", "c", "o"))
-        self.output_tanh = output_tanh
-        self.torch_mode = "lstm" if output_tanh else None
-        self.reset_parameters()
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", output_tanh={self.output_tanh}"
-
-    def forward(self, x: Tensor, state: Optional[tuple[Tensor, Tensor]] = None):
-        a, c = (None, None) if state is None else state
-        a, c = self._check(x, a), self._check(x, c)  # a<t-1>, c<t-1>: (B, n_a)
-        gamma_u, gamma_f, gamma_o = (torch.sigmoid(self.z(g, a, x)) for g in "ufo")
-        c = gamma_u * torch.tanh(self.z("c", a, x)) + gamma_f * c  # c<t>
-        return gamma_o * (torch.tanh(c) if self.output_tanh else c), c
-
-    def _scan(self, xw: Tensor, w_a: Tensor, state: list[Tensor],
-              keep: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        out, a, c = LSTMScan.apply(xw, w_a, state[0], state[1], keep, self.output_tanh)
-        return out, [a, c]
-
+CUDNN_MODES = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN_TANH"}  # torch._VF kernel -> cuDNN
 
 # ---------------------------------------------------------------- layers
 
@@ -285,7 +67,7 @@ def _reverse(z: Tensor, rev: Optional[Tensor]) -> Tensor:
 
 
 class _Recurrent(nn.Module):
-    cell_class: type = _Cell
+    cell_class: type = Cell
     n_states = 1
     torch_options: dict = {}  # the cell options under which torch.nn computes the same function
 
@@ -296,7 +78,7 @@ class _Recurrent(nn.Module):
         name = type(self).__name__
         for arg, value in [("input_size", input_size), ("hidden_size", hidden_size),
                            ("num_layers", num_layers)]:
-            _positive(arg, value, name)
+            positive(arg, value, name)
         if not 0 <= dropout < 1:
             raise DeepnotesError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
         if dropout > 0 and num_layers == 1:
@@ -317,16 +99,45 @@ class _Recurrent(nn.Module):
             raise DeepnotesError(f"{name}({options}): torch has no fused kernel for these "
                                  "equations; use implementation='cell' or 'auto'")
         self.implementation = implementation
+        self.flatten_parameters()  # made on a GPU (torch's default device)
 
     @property
-    def _cells(self) -> Sequence[_Cell]:
+    def _cells(self) -> Sequence[Cell]:
         """self.cells as what it holds (nn.ModuleList types its items as Module)."""
-        return cast("Sequence[_Cell]", self.cells)
+        return cast("Sequence[Cell]", self.cells)
 
     @property
     def fused(self) -> bool:
         """Whether forward runs torch's fused kernel (else the cells' equations in a loop)."""
         return self.cells[0].torch_mode is not None and self.implementation in ("auto", "fused")
+
+    def _torch_weights(self) -> list[Tensor]:
+        """Every cell's [weight_ih, weight_hh, bias_ih, bias_hh], in torch's order l * D + d."""
+        return [w for cell in self._cells for w in cell.torch_weights()]
+
+    def _apply(self, fn, recurse=True):
+        """After .to(), .cuda(), .half(), ...: the weights flattened again for cuDNN."""
+        module = super()._apply(fn, recurse)
+        self.flatten_parameters()
+        return module
+
+    def flatten_parameters(self) -> None:
+        """On cuDNN, make the fused path's weights views of one contiguous buffer in cuDNN's
+        layout, as torch.nn.LSTM.flatten_parameters does, so its kernel reads them in place
+        (otherwise it copies them into such a buffer on every call). A no-op elsewhere."""
+        weights = self._torch_weights()
+        first = weights[0]
+        mode = self._cells[0].torch_mode
+        if not self.fused or mode is None or not first.is_cuda:
+            return
+        if any(w.dtype != first.dtype or not w.is_cuda or not torch.backends.cudnn.is_acceptable(w)
+               for w in weights) or len({w.data_ptr() for w in weights}) != len(weights):
+            return
+        with torch.cuda.device_of(first), torch.no_grad():
+            if torch._use_cudnn_rnn_flatten_weight():
+                torch._cudnn_rnn_flatten_weight(
+                    weights, 4, self.input_size, cudnn_rnn.get_cudnn_mode(CUDNN_MODES[mode]),
+                    self.hidden_size, 0, self.num_layers, self.batch_first, self.bidirectional)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
@@ -404,12 +215,12 @@ class _Recurrent(nn.Module):
 
     def _fused(self, x: Tensor, hx: list[Tensor], lengths: Optional[Tensor]):
         """torch's kernel with our parameters mapped onto its layout; packed when lengths vary."""
-        weights = [w for cell in self._cells for w in cell.torch_weights()]
+        weights = self._torch_weights()
         mode = self._cells[0].torch_mode
         assert mode is not None  # self.fused
         kernel = getattr(torch._VF, mode)
         options = (True, self.num_layers, self.dropout, self.training, self.bidirectional)
-        with warnings.catch_warnings():  # cuDNN copies weights it does not own into its buffer
+        with warnings.catch_warnings():  # not flat (assigned weights): cuDNN copies them, as it says
             warnings.filterwarnings("ignore", "RNN module weights are not part")
             if lengths is None:
                 h = tuple(hx) if self.n_states == 2 else hx[0]
