@@ -14,7 +14,7 @@ PACKAGE = SRC / "deepnotes"
 
 # bottom to top; a module may import its own layer or lower ones
 LAYERS = [
-    {"errors", "atomic", "lock", "device", "metrics"},
+    {"errors", "atomic", "lock", "device", "graphs", "metrics"},
     {"data"},
     {"nn"},
     {"models"},

@@ -111,7 +111,62 @@ def test_fused_layers_keep_their_weights_in_cudnns_buffer(layer, options):
         warnings.simplefilter("error")
         out = kernel(x, (h, h) if layer == "LSTM" else h, weights, True, 2, 0.0, True, True,
                      True)[0]
-    close(out, model(x)[0])
+    close(out, model(x)[0], rtol=1e-6, atol=1e-6)
+
+
+def test_a_replayed_function_equals_itself_and_is_captured_on_its_second_shape_sighting():
+    from deepnotes import graphs
+
+    def fn(x, w, keep, twice):  # ten small kernels, a flag and an optional tensor
+        y = x
+        for _ in range(5):
+            y = torch.tanh(y @ w)
+        return (y, y) if twice else y * keep
+
+    replayed = graphs.Replayed(fn, limit=2)
+    w = torch.randn(8, 8, device="cuda") / 3
+    for i in range(4):
+        x = torch.randn(4, 8, device="cuda")
+        got, again = replayed(x, w, None, True)
+        close(got, fn(x, w, None, True)[0], rtol=1e-6, atol=1e-6)
+        assert got is again and len(replayed.graphs) == (i > 0)
+    keep = torch.rand(4, 8, device="cuda")
+    first = replayed(x, w, keep, False)
+    second = replayed(x * 2, w, keep, False)  # captured now; the first result is not overwritten
+    close(first, fn(x, w, keep, False), rtol=1e-6, atol=1e-6)
+    close(second, fn(x * 2, w, keep, False), rtol=1e-6, atol=1e-6)
+    replayed(torch.randn(5, 8, device="cuda"), w, None, True)
+    replayed(torch.randn(5, 8, device="cuda"), w, None, True)
+    assert len(replayed.graphs) == 2  # the limit: a third shape runs as it is
+
+
+@pytest.mark.parametrize("layer, options", [("GRU", {}), ("GRU", {"full": False}),
+                                             ("LSTM", {"output_tanh": False})])
+def test_the_cell_path_replayed_from_cuda_graphs_matches_the_cpu(layer, options):
+    """Three steps of new data through the notes' cells on both devices (the second and third
+    replay the captured loops): outputs, states and every gradient agree."""
+    import copy
+
+    import deepnotes.nn as dnn
+    from deepnotes.nn import bptt
+
+    torch.manual_seed(0)
+    cpu = getattr(dnn, layer)(16, 32, num_layers=2, bidirectional=True, **options)
+    gpu = copy.deepcopy(cpu).cuda()
+    assert not gpu.fused
+    lengths = torch.tensor([9, 4, 7, 1])
+    for _ in range(3):
+        x = torch.randn(4, 9, 16)
+        results = []
+        for model, xi in ((cpu, x), (gpu, x.cuda())):
+            model.zero_grad()
+            out, state = model(xi, lengths=lengths)
+            finals = list(state) if isinstance(state, tuple) else [state]
+            (out.square().sum() + sum(f.sum() for f in finals)).backward()
+            results.append([out, *finals] + [p.grad for p in model.parameters()])
+        for a, b in zip(*results):
+            close(b.cpu(), a, rtol=1e-4, atol=1e-5)
+    assert any(loop.replayed.graphs for loop in bptt._LOOPS.values())
 
 
 def test_word2vec_minibatch_path_on_the_gpu_separates_two_topics():
@@ -129,6 +184,35 @@ def test_word2vec_minibatch_path_on_the_gpu_separates_two_topics():
     ia = torch.tensor([m.wv.key_to_index[w] for w in groups[0]])
     ib = torch.tensor([m.wv.key_to_index[w] for w in groups[1]])
     assert (x[ia] @ x[ia].T).mean() > (x[ia] @ x[ib].T).mean() + 0.3
+
+
+@pytest.mark.parametrize("sg", [1, 0])
+def test_word2vec_steps_replayed_from_cuda_graphs_train_as_the_steps_themselves(sg, monkeypatch):
+    """The same seeded mini-batch training on the GPU with its steps replayed from CUDA graphs
+    and run as they are: the same vectors (up to the order of atomic adds), and graphs were
+    captured and replayed."""
+    import random
+
+    from deepnotes import graphs
+    from deepnotes.embeddings import Word2Vec, word2vec
+
+    made = []
+
+    class Recorded(graphs.Replayed):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(word2vec, "Replayed", Recorded)
+    rng = random.Random(0)
+    sents = [[f"w{rng.randrange(30)}" for _ in range(12)] for _ in range(800)]
+    options = dict(sg=sg, min_count=1, vector_size=16, window=2, epochs=3, seed=3,
+                   batch_centres=64, device="cuda")
+    replayed = Word2Vec(sents, **options).wv.vectors.float().cpu()
+    assert made and any(entry is not None for entry in made[-1].graphs.values())
+    monkeypatch.setattr(graphs, "ENABLED", False)
+    plain = Word2Vec(sents, **options).wv.vectors.float().cpu()
+    close(replayed, plain, rtol=1e-3, atol=1e-5)
 
 
 def test_float16_loss_scale_survives_a_resume(cli, tmp_path):

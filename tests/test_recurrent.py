@@ -459,7 +459,7 @@ def test_plain_python_loops_when_torchscript_is_unavailable(monkeypatch):
 
     monkeypatch.setattr(torch.jit, "script", no_script)
     for key, loop in list(bptt._LOOPS.items()):
-        monkeypatch.setitem(bptt._LOOPS, key, bptt._Compiled(loop.python))
+        monkeypatch.setitem(bptt._LOOPS, key, bptt._Loop(loop.python))
     torch.manual_seed(0)
     layer = GRU(3, 4, bidirectional=True)
     x = randn(2, 5, 3, dtype=torch.float32)
@@ -468,7 +468,7 @@ def test_plain_python_loops_when_torchscript_is_unavailable(monkeypatch):
     assert bptt._LOOPS["gru_forward"].fn is bptt._LOOPS["gru_forward"].python
     monkeypatch.undo()
     for key, loop in list(bptt._LOOPS.items()):  # scripted afresh
-        monkeypatch.setitem(bptt._LOOPS, key, bptt._Compiled(loop.python))
+        monkeypatch.setitem(bptt._LOOPS, key, bptt._Loop(loop.python))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # scripting's deprecation warning stays inside
         out2, h2 = layer(x, lengths=torch.tensor([5, 3]))

@@ -56,6 +56,7 @@ from deepnotes.embeddings.corpus import (
 )
 from deepnotes.embeddings.keyed_vectors import KeyedVectors
 from deepnotes.errors import DeepnotesError, check_range
+from deepnotes.graphs import Replayed
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def window_mask(sentence: torch.Tensor, window: int, generator: torch.Generator)
     return valid & (sentence[pos] == sentence.unsqueeze(1))
 
 
-def _errors(scores: torch.Tensor, lr: float) -> torch.Tensor:
+def _errors(scores: torch.Tensor, lr: float | torch.Tensor) -> torch.Tensor:
     """eta (label - sigma(s)), label 1 in the last dimension's column 0 (the centre), else 0."""
     g = torch.sigmoid(scores).neg_()
     g[..., 0] += 1.0
@@ -136,11 +137,12 @@ def _split(span, valid, negs):
     return width, centre, torch.cat([centre.unsqueeze(1), negs], 1)
 
 
-def sg_step(w_in, w_out, span, valid, negs, lr: float, cap: float | None = None) -> None:
+def sg_step(w_in, w_out, span, valid, negs, lr, cap: float | None = None) -> None:
     """One skip-gram step for the B centres of ``span`` (B + 2W word ids: centre i sits at
     i + W and its window at i .. i + 2W), ``valid`` (B, 2W+1) the context mask, ``negs`` (B, K)
     negatives shared by a centre's contexts. Scores (B, 2W+1, K+1) = windows of V_in[span] @
-    U_out[centre, negs]^T; a negative equal to the centre is skipped (word2vec.c)."""
+    U_out[centre, negs]^T; a negative equal to the centre is skipped (word2vec.c). ``lr`` is a
+    float or a 0-d tensor (what a replayed CUDA graph takes, see deepnotes.graphs)."""
     width, centre, out_ids = _split(span, valid, negs)
     xw = _windows(w_in[span], width)
     u = w_out[out_ids]
@@ -152,7 +154,7 @@ def sg_step(w_in, w_out, span, valid, negs, lr: float, cap: float | None = None)
     _add_rows(w_out, out_ids.view(-1), du.view(-1, du.shape[2]), cap)
 
 
-def cbow_step(w_in, w_out, span, valid, negs, lr: float, cap: float | None = None) -> None:
+def cbow_step(w_in, w_out, span, valid, negs, lr, cap: float | None = None) -> None:
     """One CBOW step (same arguments as ``sg_step``): h_i = mean of the valid context vectors,
     scores (B, K+1) = U_out[centre, negs] @ h; the update of h goes to each context unscaled
     (word2vec.c); a centre without contexts is skipped."""
@@ -332,12 +334,13 @@ class Word2Vec:
         n = c.ids.shape[0]
         per_id = c.raw_words / max(n, 1)  # raw words (dropped ones included) per kept id
         total = self.epochs * c.raw_words
+        step = Replayed(sg_step if self.sg else cbow_step, in_place=(0, 1))  # the tables
         for epoch in range(self.epochs):
             start = time.perf_counter()
             for lo in range(0, n, CHUNK_WORDS):
                 hi = min(lo + CHUNK_WORDS, n)
                 done = epoch * c.raw_words + lo * per_id
-                self._train_chunk(c.ids[lo:hi], c.sentence[lo:hi], keep, noise, g,
+                self._train_chunk(step, c.ids[lo:hi], c.sentence[lo:hi], keep, noise, g,
                                   done, (hi - lo) * per_id, total)
                 if bar is not None:
                     bar.update(round((epoch * c.raw_words + hi * per_id) - bar.n))
@@ -349,9 +352,11 @@ class Word2Vec:
         log.info("word2vec epoch %d/%d: %.0f words/s", epoch + 1, self.epochs,
                  self.corpus.raw_words / max(time.perf_counter() - start, 1e-9))
 
-    def _train_chunk(self, ids, sentence, keep, noise, g, done, words, total) -> None:
+    def _train_chunk(self, step, ids, sentence, keep, noise, g, done, words, total) -> None:
         """Subsample the chunk, build its windows, then step over B centres at a time (the
-        chunk's ids, masks and negatives move to the device once, so no step waits for it)."""
+        chunk's ids, masks, negatives and learning rates move to the device once, so no step
+        waits for it; on a GPU ``step`` replays a CUDA graph of sg_step or cbow_step for each
+        full-size step, see deepnotes.graphs)."""
         kept = subsample_mask(ids, keep, g)
         wid, sent = ids[kept].long(), sentence[kept]
         m = wid.shape[0]
@@ -361,13 +366,14 @@ class Word2Vec:
         pad = wid.new_zeros(self.window)
         span = torch.cat([pad, wid, pad]).to(self.device)
         valid, negs = valid.to(self.device), noise.sample((m, self.negative), g).to(self.device)
-        step = sg_step if self.sg else cbow_step
         w2, bsz = 2 * self.window, self.batch_centres
         assert bsz is not None  # _train_minibatch set it
-        for b in range(0, m, bsz):
+        starts = range(0, m, bsz)
+        lrs = torch.tensor([learning_rate(self.alpha, self.min_alpha, done + words * b / m, total)
+                            for b in starts], dtype=self.w_in.dtype).to(self.device)
+        for k, b in enumerate(starts):
             e = min(b + bsz, m)
-            lr = learning_rate(self.alpha, self.min_alpha, done + words * b / m, total)
-            step(self.w_in, self.w_out, span[b : e + w2], valid[b:e], negs[b:e], lr,
+            step(self.w_in, self.w_out, span[b : e + w2], valid[b:e], negs[b:e], lrs[k],
                  ROW_CAP[self.sg])
 
 

@@ -1,0 +1,113 @@
+"""CUDA graphs: a function of fixed-shape CUDA tensors captured once and replayed.
+
+A time loop launches a few small kernels a step; on a GPU each launch costs microseconds of CPU
+time, and the GPU waits on Python. A CUDA graph records the kernels of one call and replays them
+all with one launch. :class:`Replayed` wraps a function of tensors and plain flags: on a CUDA
+device, a signature (the tensors' shapes, dtypes and device, the flags' values) seen for the
+second time is captured; that call and later ones copy their inputs into the graph's static
+inputs, replay it and return copies of its static outputs. Elsewhere, under autocast, while
+another capture runs, past ``limit`` signatures, or where capture fails, the function runs as it
+is. (Once: a signature seen once, such as the last short batch, is not worth a capture.)
+
+The function must be one CUDA graphs can hold: no host synchronisation, no random numbers, no
+shape that depends on tensor values (a learning rate that changes is a 0-d tensor, not a
+float). It writes to no input but those named by ``in_place`` (positions of tensors updated in
+place, such as word2vec's tables): those are not copied, the graph is captured on them and their
+address is part of the signature; its warm-up runs on copies of them, so that capturing changes
+nothing. It returns None, a tensor or a tuple of tensors (one tensor may appear twice: it is
+copied once).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+# DEEPNOTES_CUDA_GRAPHS=0 runs every function as it is (to compare, or to rule graphs out)
+ENABLED = os.environ.get("DEEPNOTES_CUDA_GRAPHS", "1") != "0"
+SIGNATURES_KEPT = 1024  # signatures counted before the count starts afresh
+
+
+class Replayed:
+    """``fn`` run through CUDA graphs on a GPU (module docstring); as it is elsewhere."""
+
+    def __init__(self, fn: Callable, limit: int = 8, in_place: tuple[int, ...] = ()):
+        self.fn, self.limit, self.in_place = fn, limit, in_place
+        self.seen: dict[tuple, int] = {}
+        self.graphs: dict[tuple, tuple | None] = {}  # signature -> (graph, inputs, outputs)
+
+    def __call__(self, *args):
+        key = _signature(args, self.in_place)
+        if key is None:
+            return self.fn(*args)
+        if key not in self.graphs:
+            if len(self.seen) >= SIGNATURES_KEPT:
+                self.seen.clear()
+            self.seen[key] = self.seen.get(key, 0) + 1
+            if self.seen[key] < 2 or len(self.graphs) >= self.limit:
+                return self.fn(*args)
+            self.graphs[key] = _capture(self.fn, args, self.in_place)
+        entry = self.graphs[key]
+        if entry is None:  # capture failed for this signature
+            return self.fn(*args)
+        graph, inputs, outputs = entry
+        for i, (static, value) in enumerate(zip(inputs, args)):
+            if isinstance(static, Tensor) and i not in self.in_place:
+                static.copy_(value)
+        graph.replay()
+        return _copies(outputs)
+
+
+def _signature(args: tuple, in_place: tuple[int, ...] = ()) -> tuple | None:
+    """What a graph is captured for, or None where the function should run as it is."""
+    if not ENABLED or not torch.cuda.is_available() or torch.is_autocast_enabled():
+        return None
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    if not tensors or any(not t.is_cuda or t.device != tensors[0].device for t in tensors):
+        return None
+    if torch.cuda.is_current_stream_capturing():
+        return None
+    return tuple(("=", a) if not isinstance(a, Tensor)
+                 else (tuple(a.shape), a.dtype, a.device, a.data_ptr() if i in in_place else 0)
+                 for i, a in enumerate(args))
+
+
+def _capture(fn: Callable, args: tuple, in_place: tuple[int, ...] = ()) -> tuple | None:
+    """(graph, static inputs, static outputs) for ``args``' signature, or None if it fails."""
+    inputs = [a if i in in_place or not isinstance(a, Tensor)
+              else torch.empty_like(a, memory_format=torch.contiguous_format).copy_(a)
+              for i, a in enumerate(args)]
+    device = next(a.device for a in inputs if isinstance(a, Tensor))
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    try:
+        with torch.cuda.stream(side):  # warm-up off the main stream: cuBLAS handles, workspaces
+            scratch = [a.clone() if i in in_place else a for i, a in enumerate(inputs)]
+            for _ in range(2):
+                fn(*scratch)
+            del scratch
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: the autograd engine captures backward loops in its own thread, while
+        # other threads (a DistributedDataParallel hook, a data loader) may call CUDA
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            outputs = fn(*inputs)
+    except RuntimeError:
+        torch.cuda.synchronize(device)
+        return None
+    return graph, inputs, outputs
+
+
+def _copies(outputs):
+    """Fresh copies of the graph's outputs (the next replay overwrites them); a tensor that
+    appears twice is copied once and returned twice."""
+    if outputs is None or isinstance(outputs, Tensor):
+        return None if outputs is None else outputs.clone()
+    made: dict[int, Tensor] = {}
+    for t in outputs:
+        if isinstance(t, Tensor) and id(t) not in made:
+            made[id(t)] = t.clone()
+    return tuple(made[id(t)] if isinstance(t, Tensor) else t for t in outputs)
