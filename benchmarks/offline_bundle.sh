@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # What benchmarks/gpu_check.sh needs on a GPU machine with no network (no PyPI, no Debian
-# mirror), in one folder of about 60 MB: gensim's wheels for that machine's Python, and
-# Fashion-MNIST and the GCIDE text, xz-compressed.
+# mirror), in one folder of about 65 MB: gensim's and Optuna's wheels (with what Optuna needs)
+# for that machine's Python, and Fashion-MNIST and the GCIDE text, xz-compressed.
 #
 #     bash benchmarks/offline_bundle.sh pack DIR [PYTHON_VERSION]  # here (default 3.12)
 #     bash benchmarks/offline_bundle.sh unpack DIR [ROOT]          # there, as root (ROOT: /)
 #     PYTHONPATH=/tmp/site bash benchmarks/gpu_check.sh
 #
 # pack needs dataset-fashion-mnist and dict-gcide installed here. unpack puts the files where
-# those Debian packages put theirs (under ROOT), and gensim into /tmp/site.
+# those Debian packages put theirs (under ROOT), and the wheels into /tmp/site.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-} dir=${2:-}
@@ -27,7 +27,8 @@ if [ "$mode" = pack ]; then
     mkdir -p "$dir/wheels"
     python -m pip download -q --no-deps --only-binary=:all: -d "$dir/wheels" \
         --python-version "${3:-3.12}" --implementation cp --platform manylinux_2_28_x86_64 \
-        --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 gensim smart_open
+        --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 gensim smart_open \
+        optuna alembic sqlalchemy greenlet Mako MarkupSafe colorlog tqdm PyYAML typing_extensions
     python - "$dir" "/$FMNIST" "/$GCIDE" <<'PY'
 import gzip, lzma, pathlib, shutil, sys
 from benchmarks.word2vec import text8_style
@@ -56,5 +57,5 @@ os.makedirs(os.path.dirname(gcide), exist_ok=True)
 with lzma.open(src_dir / "gcide.txt.xz") as src, gzip.open(gcide, "wb", compresslevel=1) as dst:
     shutil.copyfileobj(src, dst, 1 << 20)  # the words as text8_style writes them: unchanged
 PY
-    echo "unpacked: $root/$FMNIST, $root/$GCIDE, gensim in /tmp/site"
+    echo "unpacked: $root/$FMNIST, $root/$GCIDE, gensim and optuna in /tmp/site"
 fi

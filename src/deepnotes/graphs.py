@@ -21,7 +21,7 @@ copied once).
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

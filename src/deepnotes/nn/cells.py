@@ -43,7 +43,6 @@ them, and a cell's load_state_dict does so on its own.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +63,7 @@ def positive(name: str, value, owner: str) -> None:
 class Cell(nn.Module):
     """The gates' W_g and b_g in torch's row-block layout (module docstring)."""
 
-    torch_mode: Optional[str] = None  # the torch._VF kernel computing the same function, if any
+    torch_mode: str | None = None  # the torch._VF kernel computing the same function, if any
     negated = ""  # gates whose rows hold -W_g and -b_g (torch's z = 1 - Gamma_u)
     weight_ih: nn.Parameter
     weight_hh: nn.Parameter
@@ -178,7 +177,7 @@ class Cell(nn.Module):
         self.weight_hh.copy_(w_hh)
         self.bias_ih.copy_(b_ih + b_hh)
 
-    def _check(self, x: Tensor, state: Optional[Tensor]) -> Tensor:
+    def _check(self, x: Tensor, state: Tensor | None) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.input_size:
             raise DeepnotesError(f"{self}: expected x<t> of shape (B, {self.input_size}), "
                                  f"got {tuple(x.shape)}")
@@ -190,7 +189,7 @@ class Cell(nn.Module):
         return state
 
     def _scan(self, xw: Tensor, w_a: Tensor, state: list[Tensor],
-              keep: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
+              keep: Tensor | None) -> tuple[Tensor, list[Tensor]]:
         """The compiled time loop over xw = W_gx x<t> + b_g (T, B, G n_a): (outputs, the states
         after the last step). Each cell's own."""
         raise NotImplementedError
@@ -205,12 +204,12 @@ class RNNCell(Cell):
         super().__init__(input_size, hidden_size, ("a",))
         self.reset_parameters()
 
-    def forward(self, x: Tensor, a: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, a: Tensor | None = None) -> Tensor:
         a = self._check(x, a)  # a<t-1>: (B, n_a); x<t>: (B, n_x)
         return torch.tanh(self.z("a", a, x))
 
     def _scan(self, xw: Tensor, w_a: Tensor, state: list[Tensor],
-              keep: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
+              keep: Tensor | None) -> tuple[Tensor, list[Tensor]]:
         out, a = RNNScan.apply(xw, w_a, state[0], keep)
         return out, [a]
 
@@ -266,7 +265,7 @@ class GRUCell(Cell):
         for mine, theirs in zip(self.torch_weights(), (w_ih, w_hh, b_ih, b_hh)):
             mine.copy_(theirs)
 
-    def forward(self, x: Tensor, c: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         c = self._check(x, c)  # c<t-1>: (B, n_a); x<t>: (B, n_x)
         gamma_u = torch.sigmoid(self.z("u", c, x))
         if not self.full:
@@ -288,7 +287,7 @@ class GRUCell(Cell):
         return torch.cat(w_a), torch.cat(w_x), torch.cat(b)
 
     def _scan(self, xw: Tensor, w_a: Tensor, state: list[Tensor],
-              keep: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
+              keep: Tensor | None) -> tuple[Tensor, list[Tensor]]:
         b_ca = self.bias_hh[self._rows("c")] if self.reset_after else None
         out, c = GRUScan.apply(xw, w_a, b_ca, state[0], keep, self.full)
         return out, [c]
@@ -311,7 +310,7 @@ class LSTMCell(Cell):
     def extra_repr(self) -> str:
         return super().extra_repr() + f", output_tanh={self.output_tanh}"
 
-    def forward(self, x: Tensor, state: Optional[tuple[Tensor, Tensor]] = None):
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None):
         a, c = (None, None) if state is None else state
         a, c = self._check(x, a), self._check(x, c)  # a<t-1>, c<t-1>: (B, n_a)
         gamma_u, gamma_f, gamma_o = (torch.sigmoid(self.z(g, a, x)) for g in "ufo")
@@ -319,7 +318,7 @@ class LSTMCell(Cell):
         return gamma_o * (torch.tanh(c) if self.output_tanh else c), c
 
     def _scan(self, xw: Tensor, w_a: Tensor, state: list[Tensor],
-              keep: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
+              keep: Tensor | None) -> tuple[Tensor, list[Tensor]]:
         out, a, c = LSTMScan.apply(xw, w_a, state[0], state[1], keep, self.output_tanh)
         return out, [a, c]
 

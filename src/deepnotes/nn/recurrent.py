@@ -222,7 +222,7 @@ class _Recurrent(nn.Module):
         assert mode is not None  # self.fused
         kernel = getattr(torch._VF, mode)
         options = (True, self.num_layers, self.dropout, self.training, self.bidirectional)
-        with warnings.catch_warnings():  # not flat (assigned weights): cuDNN copies them, as it says
+        with warnings.catch_warnings():  # weights not flat (assigned ones): cuDNN copies them
             warnings.filterwarnings("ignore", "RNN module weights are not part")
             if lengths is None:
                 h = tuple(hx) if self.n_states == 2 else hx[0]

@@ -1,0 +1,91 @@
+"""What CUDA graph replay (deepnotes.graphs) buys on a GPU, each figure against the same code with
+graphs off, in the same process, alternating:
+
+- the notes' full GRU and the slide's LSTM (the cell path), forward + backward, input 128,
+  hidden 256, sequence 50, batch 64 (benchmarks/rnn_layers.py's shape), and torch.nn.GRU (cuDNN)
+  for scale;
+- word2vec's mini-batch path, skip-gram and CBOW, raw words/s over the first words of the GCIDE
+  text (one epoch).
+
+    python -m benchmarks.cuda_graphs                 # needs a CUDA GPU
+
+On a machine without one it says so and exits with 0 (nothing to measure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import torch
+
+from benchmarks.rnn_layers import step_ms
+from benchmarks.word2vec import default_corpus, text8_style
+from deepnotes import graphs
+from deepnotes.embeddings.word2vec import Word2Vec
+from deepnotes.nn import GRU, LSTM
+
+
+def timed(flag: bool, measure, *args, **kwargs):
+    """measure(*args, **kwargs) with graphs on (flag True) or off."""
+    graphs.ENABLED = flag
+    try:
+        return measure(*args, **kwargs)
+    finally:
+        graphs.ENABLED = True
+
+
+def recurrent(repeats: int) -> None:
+    x = torch.randn(64, 50, 128, device="cuda")
+    sync = torch.cuda.synchronize
+    layers = {"GRU, the notes' full (cell path)": GRU(128, 256),
+              "LSTM, the slide's a = Gamma_o * c (cell path)": LSTM(128, 256, output_tanh=False)}
+    cudnn = torch.nn.GRU(128, 256, batch_first=True).cuda()
+    peer = sorted(step_ms(cudnn, x, None, 10, sync) for _ in range(repeats))[repeats // 2]
+    print(f"torch.nn.GRU (cuDNN): {peer:.2f} ms")
+    for name, layer in layers.items():
+        layer.cuda()
+        for flag in (True, False):  # warm-up: captures, TorchScript-free first calls
+            timed(flag, step_ms, layer, x, None, 3, sync)
+        on, off = [], []
+        for _ in range(repeats):
+            on.append(timed(True, step_ms, layer, x, None, 10, sync))
+            off.append(timed(False, step_ms, layer, x, None, 10, sync))
+        on_ms, off_ms = sorted(on)[repeats // 2], sorted(off)[repeats // 2]
+        print(f"{name}: graphs {on_ms:.2f} ms, without {off_ms:.2f} ms, "
+              f"speed-up {off_ms / on_ms:.2f}x; vs cuDNN's GRU {on_ms / peer:.2f}x")
+
+
+def word2vec(words: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        full, path = os.path.join(tmp, "full.txt"), os.path.join(tmp, "corpus.txt")
+        text8_style(default_corpus(), full)
+        with open(full) as f, open(path, "w") as out:
+            out.write(" ".join(f.read().split()[:words]))
+        for sg, name in ((1, "skip-gram"), (0, "CBOW")):
+            rates = {}
+            for flag in (True, False, True, False):
+                m = timed(flag, Word2Vec, corpus_file=path, sg=sg, vector_size=100, window=5,
+                          min_count=5, epochs=1, seed=1, device="cuda")
+                rates.setdefault(flag, []).append(m.corpus.raw_words / m.train_seconds)
+            on, off = max(rates[True]), max(rates[False])
+            print(f"word2vec {name}, {words:,} words: graphs {on:,.0f} words/s, without "
+                  f"{off:,.0f}, speed-up {on / off:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--words", type=int, default=2_000_000)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("cuda_graphs: no CUDA GPU here; nothing to measure")
+        return
+    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    recurrent(args.repeats)
+    word2vec(args.words)
+
+
+if __name__ == "__main__":
+    main()
