@@ -20,8 +20,6 @@ import tempfile
 
 import torch
 
-from benchmarks.rnn_layers import step_ms
-from benchmarks.word2vec import default_corpus, text8_style
 from deepnotes import graphs
 from deepnotes.embeddings.word2vec import Word2Vec
 from deepnotes.nn import GRU, LSTM
@@ -37,6 +35,8 @@ def timed(flag: bool, measure, *args, **kwargs):
 
 
 def recurrent(repeats: int) -> None:
+    from benchmarks.rnn_layers import step_ms  # python -m benchmarks.cuda_graphs: a package
+
     x = torch.randn(64, 50, 128, device="cuda")
     sync = torch.cuda.synchronize
     layers = {"GRU, the notes' full (cell path)": GRU(128, 256),
@@ -58,6 +58,8 @@ def recurrent(repeats: int) -> None:
 
 
 def word2vec(words: int) -> None:
+    from benchmarks.word2vec import default_corpus, text8_style
+
     with tempfile.TemporaryDirectory() as tmp:
         full, path = os.path.join(tmp, "full.txt"), os.path.join(tmp, "corpus.txt")
         text8_style(default_corpus(), full)
