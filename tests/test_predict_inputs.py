@@ -23,6 +23,7 @@ from deepnotes.data import cache as image_cache
 from deepnotes.data import tables, text
 from deepnotes.data.bundled import load_digits
 from deepnotes.data.images import load_image_folder, to_channels
+from deepnotes.data.vocabulary import Vocabulary
 from deepnotes.errors import DeepnotesError
 from deepnotes.runs.config import read_config
 from deepnotes.runs.folder import load_trained
@@ -124,9 +125,9 @@ def test_encode_texts_gives_the_training_ids(tmp_path):
     data = text.load_text_csv(write_texts(tmp_path / "reviews.csv"))
     unit, numbers, texts = text.read_texts(tmp_path / "reviews.csv")
     assert unit == "row" and numbers == list(range(1, 81))
-    x = text.encode_texts("reviews", texts, text.Vocabulary(data.vocab), data.x.shape[1])
+    x = text.encode_texts("reviews", texts, Vocabulary(data.vocab), data.x.shape[1])
     assert torch.equal(x, data.x)
-    unknown = text.encode_texts("new", ["Zebra quagga!", ""], text.Vocabulary(data.vocab), 4)
+    unknown = text.encode_texts("new", ["Zebra quagga!", ""], Vocabulary(data.vocab), 4)
     assert unknown.tolist() == [[1, 1, data.vocab.index("!"), 0], [1, 0, 0, 0]]
 
 

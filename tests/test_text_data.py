@@ -17,17 +17,14 @@ from deepnotes.data import NAMED, load_dataset
 from deepnotes.data.dataset import IGNORE
 from deepnotes.data.dates import FORMATS, human_dates, load_dates
 from deepnotes.data.text import (
-    BOS_ID,
-    EOS_ID,
-    Vocabulary,
     load_conll,
     load_pairs,
     load_text_csv,
     load_text_lm,
     read_text,
-    teacher_forcing,
     tokenize,
 )
+from deepnotes.data.vocabulary import BOS_ID, EOS_ID, Vocabulary, teacher_forcing
 from deepnotes.errors import DeepnotesError
 
 

@@ -115,11 +115,11 @@ class CorpusVocabulary:
     """Words (most frequent first), their counts, and the total number of words in the corpus
     (all words, including those under ``min_count``).
 
-    Not :class:`deepnotes.data.text.Vocabulary`, which maps a training set's tokens to model input
-    ids: that one has ``<pad>``/``<unk>`` (and ``<bos>``/``<eos>``) first, breaks count ties by
-    the token and reads an unknown token as ``<unk>``. Word2vec's has no specials, breaks ties by
-    first appearance (as gensim and word2vec.c), drops unknown words, and keeps the counts that
-    subsampling, the noise distribution and the Huffman tree are computed from.
+    Not :class:`deepnotes.data.vocabulary.Vocabulary`, which maps a training set's tokens to
+    model input ids: that one has ``<pad>``/``<unk>`` (and ``<bos>``/``<eos>``) first, breaks
+    count ties by the token and reads an unknown token as ``<unk>``. Word2vec's has no specials,
+    breaks ties by first appearance (as gensim and word2vec.c), drops unknown words, and keeps
+    the counts that subsampling, the noise distribution and the Huffman tree are computed from.
     """
 
     index_to_key: list[str]

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepnotes.data.text import BOS_ID as BOS
-from deepnotes.data.text import EOS_ID as EOS
+from deepnotes.data.vocabulary import BOS_ID as BOS
+from deepnotes.data.vocabulary import EOS_ID as EOS
 from deepnotes.errors import DeepnotesError
 from deepnotes.models.network import Network
 from deepnotes.nn.recurrent import GRU, LSTM, RNN

@@ -32,6 +32,7 @@ import torch
 from deepnotes import atomic
 from deepnotes.data import Normalizer, tables, text
 from deepnotes.data.images import IMAGE_EXTENSIONS, load_image
+from deepnotes.data.vocabulary import Vocabulary
 from deepnotes.device import resolve_device
 from deepnotes.errors import DeepnotesError
 from deepnotes.runs.config import RunConfig, read_config
@@ -192,7 +193,7 @@ def read_texts(run_dir, config: RunConfig, paths: list[str]) -> Inputs:
     """int64 (m, T_x): each text's ids in the run's vocabulary, padded with 0."""
     vocab_path = Path(run_dir) / "vocab.json"
     try:
-        vocab = text.Vocabulary(json.loads(vocab_path.read_text())["input"])
+        vocab = Vocabulary(json.loads(vocab_path.read_text())["input"])
     except (OSError, ValueError, KeyError, TypeError, DeepnotesError) as exc:
         raise DeepnotesError(f"{vocab_path}: cannot read the run's vocabulary ({exc})") from None
     xs, sources = [], []

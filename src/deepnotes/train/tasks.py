@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from deepnotes import metrics
 from deepnotes.data.dataset import IGNORE, Dataset
-from deepnotes.data.text import teacher_forcing
+from deepnotes.data.vocabulary import teacher_forcing
 from deepnotes.errors import DeepnotesError
 from deepnotes.models.sequence import exact_match
 
