@@ -7,6 +7,9 @@ import json
 import re
 
 import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import create_model
@@ -60,3 +63,39 @@ def test_a_run_keeps_its_variant_for_evaluate_and_resume(cli, tmp_path):
         assert rc == 2 and len(err.strip().splitlines()) == 1
         assert err.startswith(f"error: --rnn-cell {variant}:")
         assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
+def legacy_keys(tensors: dict) -> dict:
+    """A notes' GRU's weights as deepnotes wrote them before the row-block layout: per gate
+    W_g = [W_ga, W_gx] and b_g (gates r, u, c; mapped here, independently of src/)."""
+    old = {k: v for k, v in tensors.items() if ".cells." not in k}
+    for key in [k for k in tensors if k.endswith(".weight_ih")]:
+        prefix = key[: -len("weight_ih")]
+        w_ih, w_hh, b_ih = (tensors[prefix + n] for n in ("weight_ih", "weight_hh", "bias_ih"))
+        n = w_hh.shape[1]
+        for j, g in enumerate("ruc"):
+            rows = slice(j * n, (j + 1) * n)
+            old[f"{prefix}W_{g}"] = torch.cat([w_hh[rows], w_ih[rows]], 1).contiguous()
+            old[f"{prefix}b_{g}"] = b_ih[rows].clone()
+    return old
+
+
+@pytest.mark.slow  # trains through the CLI
+def test_a_run_saved_with_the_notes_parameter_names_still_evaluates(cli, tmp_path):
+    """A GRU run whose model.safetensors holds the older keys (W_r, b_r, ...) evaluates as it
+    did: the weights loader reads them into the row-block layout."""
+    rc, _, err = cli("train", "--data", "digits", "--model", "gru", "--epochs", 1, "--quiet",
+                     "--out", tmp_path, "--name", "gru")
+    assert rc == 0, err
+    run = tmp_path / "gru"
+    rc, before, err = cli("evaluate", run, "--split", "test")
+    assert rc == 0, err
+    path = run / "model.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    old = legacy_keys(tensors)
+    assert "rnn.cells.0.W_u" in old and not any(k.endswith("weight_ih") for k in old)
+    save_file(old, str(path), metadata=meta)
+    rc, after, err = cli("evaluate", run, "--split", "test")
+    assert rc == 0, err
+    assert after == before
