@@ -186,7 +186,9 @@ def check_state(state, path, optimizer=None) -> dict:
         raise DeepnotesError(f"{path}: field 'history': every row has dev_loss, or none does")
     message = optimizer and _optimizer_fits(state["optimizer"]["param_groups"], optimizer)
     if message:
-        raise DeepnotesError(f"{path}: field 'optimizer.param_groups{message}")
+        raise DeepnotesError(f"{path}: field 'optimizer.param_groups{message} (a checkpoint "
+                             "of another model, or from a deepnotes whose layers held other "
+                             "parameters: --resume cannot continue it)")
     return state
 
 
