@@ -1,9 +1,16 @@
-"""deepnotes.graphs off the GPU: the function runs as it is, nothing is counted or captured
-(the captures themselves are tested on CUDA, in test_cuda.py)."""
+"""deepnotes.graphs off the GPU: the function runs as it is, nothing is counted or captured.
+And with a CUDA graph simulated on the CPU (the ops a capture records, rerun on the same tensors
+at replay), the bookkeeping around it: captured on a signature's second call, inputs copied in,
+in-place arguments updated once a call, outputs copied out. The real captures are tested on
+CUDA, in test_cuda.py."""
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from deepnotes import graphs
 
@@ -31,3 +38,147 @@ def test_copies_are_fresh_and_keep_a_repeated_output_one_tensor():
     a.add_(1)  # the next replay overwrites the static outputs: the copies keep their values
     assert torch.equal(first, torch.arange(3.0))
     assert graphs._copies(b) is not b
+
+
+# ---------------------------------------------------------------- a CUDA graph simulated on the CPU
+
+class _Recorder(TorchDispatchMode):
+    """Runs and records every aten op (func, args, kwargs, out); tensors from outside that the
+    ops write to are put back as they were on exit, since a real capture runs nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops, self.made, self.saved = [], set(), {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        written = [a for a, spec in zip(args, func._schema.arguments)
+                   if isinstance(a, torch.Tensor) and spec.alias_info is not None
+                   and spec.alias_info.is_write]
+        written += [v for k, v in kwargs.items() if k == "out" and isinstance(v, torch.Tensor)]
+        for t in written:
+            if id(t) not in self.made and id(t) not in self.saved:
+                self.saved[id(t)] = (t, t.clone())
+        out = func(*args, **kwargs)
+        self.ops.append((func, args, kwargs, out))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.made.add(id(t))
+        return out
+
+    def __exit__(self, *exc):
+        result = super().__exit__(*exc)
+        for t, before in self.saved.values():
+            t.copy_(before)
+        return result
+
+
+class _FakeGraph:
+    """replay() reruns the recorded ops on the same tensors: in-place ops as they are, views
+    not at all (they see their base), others copied into the tensor they made at capture."""
+
+    def __init__(self):
+        self.ops = []
+
+    def replay(self):
+        for func, args, kwargs, out in self.ops:
+            returns = func._schema.returns
+            if any(r.alias_info is not None and r.alias_info.is_write for r in returns) \
+                    or "out" in kwargs:
+                func(*args, **kwargs)
+            elif not all(r.alias_info is not None for r in returns):
+                new = func(*args, **kwargs)
+                pairs = zip(out, new) if isinstance(out, (tuple, list)) else [(out, new)]
+                for old, fresh in pairs:
+                    if isinstance(old, torch.Tensor):
+                        old.copy_(fresh)
+
+
+@contextlib.contextmanager
+def _fake_capture(graph, **options):
+    with _Recorder() as recorder:
+        yield
+    graph.ops = recorder.ops
+
+
+@pytest.fixture
+def simulated_gpu(monkeypatch):
+    """deepnotes.graphs capturing CPU tensors into _FakeGraph, through its real _capture."""
+    nothing = contextlib.nullcontext
+    stream = type("Stream", (), {"wait_stream": lambda self, other: None})
+    monkeypatch.setattr(graphs, "_on_one_gpu", lambda tensors: bool(tensors))
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: stream())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: nothing())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", _FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", _fake_capture)
+
+
+def test_the_simulator_replays_new_inputs_and_leaves_outside_tensors_alone(simulated_gpu):
+    def fn(x, table, lr):
+        y = torch.tanh(x @ x.t()).mul_(lr)
+        table.index_add_(0, torch.tensor([0, 0]), y[:, :2])
+        return y, y.sum(1)
+
+    replayed = graphs.Replayed(fn, in_place=(1,))
+    table, eager_table = torch.zeros(3, 2), torch.zeros(3, 2)
+    for step in range(4):
+        x, lr = torch.randn(2, 4, generator=torch.Generator().manual_seed(step)), \
+            torch.tensor(0.5 + step)
+        got = replayed(x, table, lr)
+        want = fn(x, eager_table, lr)
+        for a, b in zip(got, want):
+            assert torch.allclose(a, b)
+        assert torch.allclose(table, eager_table)  # one update a call, the capture's included
+    assert len(replayed.graphs) == 1 and replayed.graphs[next(iter(replayed.graphs))]
+
+
+@pytest.mark.parametrize("cell", ["gru", "gru_simplified", "lstm_slide"])
+def test_the_time_loops_replayed_agree_with_them_run_as_they_are(cell, simulated_gpu,
+                                                                 monkeypatch):
+    """The cell path with every loop going through Replayed (captured on the second call):
+    outputs, states and gradients equal those of the loops run as they are, call after call,
+    with and without padding."""
+    from deepnotes.nn import GRU, LSTM, bptt
+
+    make = {"gru": lambda: GRU(3, 5, 2, True), "gru_simplified": lambda: GRU(3, 5, full=False),
+            "lstm_slide": lambda: LSTM(3, 5, 2, True, output_tanh=False)}[cell]
+    torch.manual_seed(0)
+    layer = make()
+    for loop in bptt._LOOPS.values():
+        monkeypatch.setattr(loop, "replayed", graphs.Replayed(loop.python, limit=4))
+    results = {}
+    for name, on_gpu in (("replayed", True), ("as is", False)):
+        results[name] = []
+        with monkeypatch.context() as m:
+            m.setattr(torch.Tensor, "is_cuda", property(lambda t: on_gpu))
+            for step, lengths in enumerate([None, None, [4, 2], [4, 2], None]):
+                x = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(step))
+                layer.zero_grad()
+                out, state = layer(x, lengths=None if lengths is None else torch.tensor(lengths))
+                states = list(state) if isinstance(state, tuple) else [state]
+                (out.square().sum() + sum(s.sum() for s in states)).backward()
+                results[name].append([out.detach(), *[s.detach() for s in states],
+                                      *[p.grad.clone() for p in layer.parameters()]])
+    captured = [g for loop in bptt._LOOPS.values() for g in loop.replayed.graphs.values()]
+    assert captured and all(g is not None for g in captured)
+    for got, want in zip(results["replayed"], results["as is"]):
+        for a, b in zip(got, want):
+            assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_word2vec_steps_replayed_train_the_same_tables(simulated_gpu, monkeypatch):
+    import random
+
+    from deepnotes.embeddings import Word2Vec
+
+    rng = random.Random(0)
+    sents = [[f"w{rng.randrange(30)}" for _ in range(12)] for _ in range(300)]
+    options = dict(sg=1, min_count=1, vector_size=8, window=2, epochs=2, seed=3,
+                   batch_centres=64, implementation="minibatch")
+    replayed = Word2Vec(sents, **options).wv.vectors.clone()
+    monkeypatch.setattr(graphs, "ENABLED", False)
+    plain = Word2Vec(sents, **options).wv.vectors
+    assert torch.allclose(torch.as_tensor(replayed), torch.as_tensor(plain), atol=1e-6)

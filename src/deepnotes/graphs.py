@@ -63,16 +63,21 @@ class Replayed:
 
 def _signature(args: tuple, in_place: tuple[int, ...] = ()) -> tuple | None:
     """What a graph is captured for, or None where the function should run as it is."""
-    if not ENABLED or not torch.cuda.is_available() or torch.is_autocast_enabled():
+    if not ENABLED or torch.is_autocast_enabled():
         return None
-    tensors = [a for a in args if isinstance(a, Tensor)]
-    if not tensors or any(not t.is_cuda or t.device != tensors[0].device for t in tensors):
+    if not _on_one_gpu([a for a in args if isinstance(a, Tensor)]):
         return None
     if torch.cuda.is_current_stream_capturing():
         return None
     return tuple(("=", a) if not isinstance(a, Tensor)
                  else (tuple(a.shape), a.dtype, a.device, a.data_ptr() if i in in_place else 0)
                  for i, a in enumerate(args))
+
+
+def _on_one_gpu(tensors: list[Tensor]) -> bool:
+    """Whether there are tensors and all are on one CUDA device."""
+    return bool(tensors) and torch.cuda.is_available() and all(
+        t.is_cuda and t.device == tensors[0].device for t in tensors)
 
 
 def _capture(fn: Callable, args: tuple, in_place: tuple[int, ...] = ()) -> tuple | None:
