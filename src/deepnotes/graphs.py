@@ -6,8 +6,8 @@ all with one launch. :class:`Replayed` wraps a function of tensors and plain fla
 device, a signature (the tensors' shapes, dtypes and device, the flags' values) seen for the
 second time is captured; that call and later ones copy their inputs into the graph's static
 inputs, replay it and return copies of its static outputs. Elsewhere, under autocast, while
-another capture runs, past ``limit`` signatures, or where capture fails, the function runs as it
-is. (Once: a signature seen once, such as the last short batch, is not worth a capture.)
+torch.compile traces, while another capture runs, past ``limit`` signatures, or where capture
+fails, the function runs as it is. (Once: a signature seen once, such as the last short batch, is not worth a capture.)
 
 The function must be one CUDA graphs can hold: no host synchronisation, no random numbers, no
 shape that depends on tensor values (a learning rate that changes is a 0-d tensor, not a
@@ -63,7 +63,7 @@ class Replayed:
 
 def _signature(args: tuple, in_place: tuple[int, ...] = ()) -> tuple | None:
     """What a graph is captured for, or None where the function should run as it is."""
-    if not ENABLED or torch.is_autocast_enabled():
+    if not ENABLED or torch.is_autocast_enabled() or torch.compiler.is_compiling():
         return None
     if not _on_one_gpu([a for a in args if isinstance(a, Tensor)]):
         return None
