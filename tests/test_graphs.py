@@ -153,7 +153,7 @@ def test_the_time_loops_replayed_agree_with_them_run_as_they_are(cell, simulated
     for name, on_gpu in (("replayed", True), ("as is", False)):
         results[name] = []
         with monkeypatch.context() as m:
-            m.setattr(torch.Tensor, "is_cuda", property(lambda t: on_gpu))
+            m.setattr(torch.Tensor, "is_cuda", property(lambda t, on=on_gpu: on))
             for step, lengths in enumerate([None, None, [4, 2], [4, 2], None]):
                 x = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(step))
                 layer.zero_grad()

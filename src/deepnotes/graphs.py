@@ -7,7 +7,8 @@ device, a signature (the tensors' shapes, dtypes and device, the flags' values) 
 second time is captured; that call and later ones copy their inputs into the graph's static
 inputs, replay it and return copies of its static outputs. Elsewhere, under autocast, while
 torch.compile traces, while another capture runs, past ``limit`` signatures, or where capture
-fails, the function runs as it is. (Once: a signature seen once, such as the last short batch, is not worth a capture.)
+fails, the function runs as it is; so does a signature's first call (one seen once, such as an
+epoch's last short batch, is not worth a capture).
 
 The function must be one CUDA graphs can hold: no host synchronisation, no random numbers, no
 shape that depends on tensor values (a learning rate that changes is a 0-d tensor, not a

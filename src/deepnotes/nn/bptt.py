@@ -4,8 +4,8 @@ For a sequence, the inputs' share of every gate, W_gx x<t> + b_g, is one matrix 
 steps (done by the caller); what remains is the time loop over a<t-1> -> a<t>. The loops here
 run it forward and backward (by hand, so each step costs only its matrix product with W_ga), are
 replayed from CUDA graphs on a GPU and scripted with TorchScript elsewhere, and sit inside
-autograd Functions: ``RNNScan``, ``LSTMScan``,
-``GRUScan``. The weight gradient dW_ga = sum_t dz<t>^T a<t-1> is one product after the loop.
+autograd Functions: ``RNNScan``, ``LSTMScan``, ``GRUScan``. The weight gradient
+dW_ga = sum_t dz<t>^T a<t-1> is one product after the loop.
 ``keep`` (T, B, 1) marks the real steps of padded sequences; padded steps pass the state on.
 """
 

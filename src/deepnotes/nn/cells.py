@@ -82,7 +82,7 @@ class Cell(nn.Module):
         self.bias_ih = nn.Parameter(torch.empty(rows))
         if trained_bias_hh:
             self.bias_hh = nn.Parameter(torch.empty(rows))
-        else:  # in the state dict of neither the notes' cells nor older files
+        else:  # 0 and fixed, so not saved: torch's second bias adds nothing to bias_ih
             self.register_buffer("bias_hh", torch.zeros(rows), persistent=False)
 
     def reset_parameters(self) -> None:
@@ -129,10 +129,9 @@ class Cell(nn.Module):
         """The stored tensors holding the notes' W_g, b_g (and b_ca): the inverse of notes()."""
         n, s = self.hidden_size, self._sign
         ws = [s(g) * notes[f"W_{g}"] for g in self.gates]
-        out = {"weight_ih": torch.cat([w[:, n:] for w in ws]),
-               "weight_hh": torch.cat([w[:, :n] for w in ws]),
-               "bias_ih": torch.cat([s(g) * notes[f"b_{g}"] for g in self.gates])}
-        return out
+        return {"weight_ih": torch.cat([w[:, n:] for w in ws]),
+                "weight_hh": torch.cat([w[:, :n] for w in ws]),
+                "bias_ih": torch.cat([s(g) * notes[f"b_{g}"] for g in self.gates])}
 
     def upgrade(self, state_dict: dict, prefix: str) -> None:
         """Rewrite, in place, this cell's keys W_g, b_g (a state dict saved before the row-block
