@@ -106,7 +106,7 @@ def test_the_reviews_are_a_text_classification_csv(written):
 def test_the_book_and_the_corpus_are_english_in_utf8(written):
     out, _ = written
     book = (out / "my_book.txt").read_bytes()
-    assert 100_000 < len(book) <= samples.TEXT_BYTES
+    assert 100_000 < len(book) <= samples.BOOK_BYTES
     assert load_dataset(str(out / "my_book.txt")).task == "lm"
     corpus = (out / "corpus.txt").read_bytes().decode("utf-8").splitlines()
     words = [w for line in corpus for w in line.split()]
@@ -142,7 +142,8 @@ def test_the_text_comes_from_gcide_first(tmp_path, monkeypatch):
     with gzip.open(fake, "wt", encoding="utf-8") as f:
         f.write("\n\n".join(entries))
     monkeypatch.setattr(samples, "GCIDE", fake)
-    monkeypatch.setattr(samples, "TEXT_BYTES", 50_000)
+    monkeypatch.setattr(samples, "BOOK_BYTES", 50_000)
+    monkeypatch.setattr(samples, "ENGLISH_BYTES", 100_000)
     text, source = samples.english_text()
     assert "GCIDE" in source and "Word0\n" in text and "Word4999" not in text  # spread A to Z
     samples.write_samples("text", tmp_path / "out")

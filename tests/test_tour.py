@@ -136,7 +136,7 @@ def tour_folder(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)
         mp.setenv("DEEPNOTES_CACHE_DIR", str(folder / "cache"))
-        mp.setattr(samples, "TEXT_BYTES", 30_000)
+        mp.setattr(samples, "BOOK_BYTES", 30_000)  # corpus.txt stays whole
         if FASHION.is_dir():
             mp.setitem(idx.SYSTEM_DIRS, "fashion-mnist", fashion_slice(folder / "fashion"))
         start = commands(TOUR.split("### 1.")[0]) + commands(QUICK_START)

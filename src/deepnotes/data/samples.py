@@ -47,7 +47,8 @@ from deepnotes import atomic
 from deepnotes.errors import DeepnotesError, unknown_name
 
 GCIDE = Path("/usr/share/dictd/gcide.dict.dz")
-TEXT_BYTES = 200_000  # my_book.txt: a few hundred KB, enough for a character model
+BOOK_BYTES = 200_000  # my_book.txt: a few hundred KB, enough for a character model
+ENGLISH_BYTES = 400_000  # the GCIDE entries taken, evenly from A to Z (corpus.txt is all of it)
 PER_CLASS = 30  # digits in my_images/ a class
 TASKS = ("pedestrian", "car", "stop_sign", "traffic_light")
 
@@ -148,7 +149,7 @@ def english_text() -> tuple[str, str]:
     if GCIDE.is_file():
         with gzip.open(GCIDE, "rt", encoding="utf-8", errors="replace") as f:
             entries = f.read().split("\n\n")
-        step = max(1, sum(map(len, entries)) // (2 * TEXT_BYTES))  # entries from A to Z
+        step = max(1, sum(map(len, entries)) // ENGLISH_BYTES)  # entries from A to Z
         return "\n\n".join(entries[::step]), f"GCIDE's dictionary ({GCIDE})"
     try:
         from gensim.test.utils import datapath
@@ -174,7 +175,7 @@ def _cut(text: str, size: int) -> str:
 
 def make_book() -> tuple[Files, str]:
     text, source = english_text()
-    data = _cut(text, TEXT_BYTES).encode("utf-8")
+    data = _cut(text, BOOK_BYTES).encode("utf-8")
     return {"my_book.txt": data}, f"my_book.txt ({len(data) // 1000} KB): {source}"
 
 
