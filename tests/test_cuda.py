@@ -163,10 +163,14 @@ def test_the_cell_path_replayed_from_cuda_graphs_matches_the_cpu(layer, options)
             out, state = model(xi, lengths=lengths)
             finals = list(state) if isinstance(state, tuple) else [state]
             (out.square().sum() + sum(f.sum() for f in finals)).backward()
-            results.append([out, *finals] + [p.grad for p in model.parameters()])
-        for a, b in zip(*results):
+            results.append([[out, *finals], [p.grad for p in model.parameters()]])
+        (values, grads), (gpu_values, gpu_grads) = results
+        for a, b in zip(values, gpu_values):
             close(b.cpu(), a, rtol=1e-4, atol=1e-5)
-    assert any(loop.replayed.graphs for loop in bptt._LOOPS.values())
+        for a, b in zip(grads, gpu_grads):  # as test_recurrent_layers_on_the_gpu_match_the_cpu
+            close(b.cpu(), a, rtol=1e-3, atol=1e-4)
+    captured = [g for loop in bptt._LOOPS.values() for g in loop.replayed.graphs.values()]
+    assert captured and all(g is not None for g in captured)
 
 
 def test_word2vec_minibatch_path_on_the_gpu_separates_two_topics():
