@@ -17,8 +17,12 @@
 #
 #     bash benchmarks/gpu_check.sh
 #
-# It needs Fashion-MNIST, the GCIDE text and gensim; on a machine without network,
-# benchmarks/offline_bundle.sh carries them in.
+# It needs Fashion-MNIST, the GCIDE text, gensim and Optuna; on a machine without network,
+# benchmarks/offline_bundle.sh carries them in. On the lent H200, after packing here once
+# (`echo /.bundle/ >> .git/info/exclude; bash benchmarks/offline_bundle.sh pack .bundle`), one
+# device call carrying .bundle (45.6 MB, under its 64 MiB) with a 600 s limit:
+#
+#     bash benchmarks/offline_bundle.sh unpack .bundle && PYTHONPATH=/tmp/site bash benchmarks/gpu_check.sh
 set -u
 cd "$(dirname "$0")/.."
 folder="${OUT:-benchmarks}"
