@@ -3,15 +3,14 @@
 For a sequence, the inputs' share of every gate, W_gx x<t> + b_g, is one matrix product over all
 steps (done by the caller); what remains is the time loop over a<t-1> -> a<t>. The loops here
 run it forward and backward (by hand, so each step costs only its matrix product with W_ga), are
-replayed from CUDA graphs on a GPU and scripted with TorchScript elsewhere, and sit inside
-autograd Functions: ``RNNScan``, ``LSTMScan``, ``GRUScan``. The weight gradient
-dW_ga = sum_t dz<t>^T a<t-1> is one product after the loop.
-``keep`` (T, B, 1) marks the real steps of padded sequences; padded steps pass the state on.
+replayed from CUDA graphs on a GPU, and sit inside autograd Functions: ``RNNScan``,
+``LSTMScan``, ``GRUScan``. The weight gradient dW_ga = sum_t dz<t>^T a<t-1> is one product after
+the loop. ``keep`` (T, B, 1) marks the real steps of padded sequences; padded steps pass the
+state on.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -24,25 +23,16 @@ from deepnotes.graphs import Replayed
 
 
 class _Loop:
-    """A time loop. On a GPU it is replayed from CUDA graphs (deepnotes.graphs: one launch for
-    the T steps' kernels, captured per shape). Elsewhere it is scripted with TorchScript on
-    first use (it needs no C++ compiler), or runs as plain Python where scripting fails
-    (TorchScript is deprecated; on a CPU at hidden size 256 the two run at the same speed)."""
+    """A time loop: on a GPU replayed from CUDA graphs (deepnotes.graphs: one launch for the T
+    steps' kernels, captured per shape), elsewhere run as it is. (TorchScript compiled it here
+    before torch deprecated it: on a CPU the plain loops train the CLI's recurrent models in the
+    same time, and at hidden size 256 the loops themselves run at the same speed.)"""
 
     def __init__(self, fn):
-        self.python, self.fn, self.replayed = fn, None, Replayed(fn, limit=4)
+        self.python, self.replayed = fn, Replayed(fn, limit=4)
 
     def __call__(self, *args):
-        if args[0].is_cuda:
-            return self.replayed(*args)
-        if self.fn is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    self.fn = torch.jit.script(self.python)
-                except Exception:  # no TorchScript, or it cannot read this function
-                    self.fn = self.python
-        return self.fn(*args)
+        return self.replayed(*args) if args[0].is_cuda else self.python(*args)
 
 
 def _real(d: Tensor, keep: Optional[Tensor], t: int) -> Tensor:

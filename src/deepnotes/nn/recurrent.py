@@ -25,9 +25,7 @@ the kernel reads them without a copy. ``"cell"`` runs the cells' equations: W_gx
 every t in one matrix product, then a time loop inside an autograd function that back-propagates
 through time by hand and forms the weight gradient dW_ga = sum_t dz<t>^T a<t-1> in one product
 after the loop (deepnotes.nn.bptt). It has no double backward. On a GPU the loops are replayed
-from CUDA graphs, captured the second time a shape comes; elsewhere they are compiled with
-TorchScript (plain Python where scripting fails), which costs about half a second per loop on
-first use, once per process.
+from CUDA graphs, captured the second time a shape comes.
 ``"steps"`` runs each cell's own ``forward`` one time step at a time in plain tensor ops, with
 padding masked as above and lengths left unchecked: the slowest path, and the one torch.export
 can trace (the ONNX export unrolls it over a fixed T_x).
