@@ -182,3 +182,18 @@ def test_each_benchmark_runs_as_the_script_its_docs_show(script):
                           capture_output=True, text=True, timeout=120, cwd=ROOT.parent)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage:")
+
+
+@pytest.mark.slow  # runs recurrent layers and word2vec for a few seconds
+def test_the_cuda_graphs_benchmark_runs_dry_on_the_cpu(tmp_path):
+    """benchmarks/cuda_graphs.py is for a GPU session; its dry run here catches a broken script
+    before device time is spent on it."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "benchmarks.cuda_graphs", "--device", "cpu",
+                           "--repeats", "1", "--words", "20000"], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("CPU (dry run)") and len(lines) == 6
+    assert all("speed-up" in line for line in lines[2:])
