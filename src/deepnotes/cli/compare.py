@@ -11,8 +11,7 @@ EPOCHS = 5  # enough for the curves to part; `deepnotes train` defaults to more
 
 
 def add_parser(sub) -> None:
-    from deepnotes.cli.train import BATCH_HELP, DATA_HELP, add_image_options
-    from deepnotes.models import list_models
+    from deepnotes.cli.train import BATCH_HELP, add_image_options, add_model_and_data_options
     from deepnotes.optim import DEFAULT_LRS, SCHEDULES
     from deepnotes.runs.config import DEFAULTS as D
     from deepnotes.runs.rules import ORDER
@@ -26,10 +25,7 @@ def add_parser(sub) -> None:
         "RUN/rmsprop+eps=0, ...), loss_curves.png (training loss per step, dev accuracy per "
         "epoch) and comparison.csv / comparison.json (final dev accuracy, F1, loss, time).",
         argument_default=None)
-    p.add_argument("--model", help=f"network: {', '.join(list_models())} "
-                   "(default: lenet5 for images, mlp for tables)")
-    p.add_argument("--data", help=f"{DATA_HELP} (default: {D['data']})")
-    p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
+    add_model_and_data_options(p, label_column=False)
     add_image_options(p)
     p.add_argument("--epochs", type=int, help=f"passes over the training set ({EPOCHS})")
     p.add_argument("--batch-size", type=int, help=BATCH_HELP)

@@ -10,8 +10,7 @@ OPTIONS = ["model", "data", "data_dir", "label_column", "epochs", "batch_size", 
 
 
 def add_parser(sub) -> None:
-    from deepnotes.cli.train import BATCH_HELP, DATA_HELP, add_image_options
-    from deepnotes.models import list_models
+    from deepnotes.cli.train import BATCH_HELP, add_image_options, add_model_and_data_options
     from deepnotes.optim import SCHEDULES, list_optimizers
     from deepnotes.runs.config import DEFAULTS as D
     from deepnotes.runs.learning_curve import BASELINES, BUDGETS, DEFAULT_SIZES
@@ -40,11 +39,7 @@ def add_parser(sub) -> None:
                    help="what every size gets alike: the mini-batch updates of --epochs passes "
                    "over the largest size (a smaller m trains more epochs), or --epochs passes "
                    "(a smaller m gets fewer updates) (updates)")
-    p.add_argument("--model", help=f"network: {', '.join(list_models())} "
-                   "(default: lenet5 for images, mlp for tables)")
-    p.add_argument("--data", help=f"{DATA_HELP} (default: {D['data']})")
-    p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
-    p.add_argument("--label-column", help="label column of a CSV (default: 'label', else the last)")
+    add_model_and_data_options(p)
     add_image_options(p)
     p.add_argument("--epochs", type=int, help="passes over the largest size's examples, or "
                    f"over every size's with --budget epochs ({D['epochs']})")

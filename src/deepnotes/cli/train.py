@@ -16,7 +16,6 @@ DATA_HELP = ("digits, breast-cancer, fashion-mnist, mnist, dates (or dates:N), a
 
 
 def add_parser(sub) -> None:
-    from deepnotes.models import list_models
     from deepnotes.optim import DEFAULT_LRS, SCHEDULES, list_optimizers
     from deepnotes.runs.config import DEFAULTS as D
     from deepnotes.train.recipes import list_recipes
@@ -29,11 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--recipe", help=f"a named set of defaults for the other options: "
                    f"{', '.join(list_recipes())} (fast: fastnet, augmentation, big batches, "
                    "bfloat16 where the hardware has it; see the README); explicit options win")
-    p.add_argument("--model", help=f"network: {', '.join(list_models())} "
-                   "(default: lenet5 for images, mlp for tables)")
-    p.add_argument("--data", help=f"{DATA_HELP} (default: {D['data']})")
-    p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
-    p.add_argument("--label-column", help="label column of a CSV (default: 'label', else the last)")
+    add_model_and_data_options(p)
     p.add_argument("--targets", type=_names, metavar="A,B,C",
                    help="multi-task: the label columns of a CSV table, each 0, 1 or empty "
                    "(missing); one sigmoid output per task, loss over the labels present")
@@ -121,6 +116,20 @@ def add_parser(sub) -> None:
                    help="with --resume: accept options that differ from the run's (with a warning)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
+
+
+def add_model_and_data_options(p, label_column: bool = True) -> None:
+    """--model, --data, --data-dir and (for commands that read a CSV's labels) --label-column."""
+    from deepnotes.models import list_models
+    from deepnotes.runs.config import DEFAULTS as D
+
+    p.add_argument("--model", help=f"network: {', '.join(list_models())} "
+                   "(default: lenet5 for images, mlp for tables)")
+    p.add_argument("--data", help=f"{DATA_HELP} (default: {D['data']})")
+    p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
+    if label_column:
+        p.add_argument("--label-column",
+                       help="label column of a CSV (default: 'label', else the last)")
 
 
 def add_image_options(p, cache_dir: bool = True) -> None:

@@ -20,8 +20,7 @@ NEEDS_OPTUNA = "deepnotes tune needs Optuna: pip install 'deepnotes[tune]'"
 
 
 def add_parser(sub) -> None:
-    from deepnotes.cli.train import BATCH_HELP, DATA_HELP
-    from deepnotes.models import list_models
+    from deepnotes.cli.train import BATCH_HELP, add_model_and_data_options
     from deepnotes.optim import SCHEDULES, list_optimizers
     from deepnotes.runs.config import DEFAULTS as D
 
@@ -31,10 +30,7 @@ def add_parser(sub) -> None:
         "a log scale), coarse to fine, on Optuna. Each trial is a full run folder under "
         "OUT/NAME/trials/; rerun the command with the same --name to continue a tune, or start "
         "it in several processes to share the trials.", argument_default=None)
-    p.add_argument("--model", help=f"network: {', '.join(list_models())} "
-                   "(default: lenet5 for images, mlp for tables)")
-    p.add_argument("--data", help=f"{DATA_HELP} (default: {D['data']})")
-    p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
+    add_model_and_data_options(p, label_column=False)
     p.add_argument("--optimizer", help=f"{', '.join(list_optimizers())} ({D['optimizer']})")
     p.add_argument("--epochs", type=int, help=f"epochs per trial ({D['epochs']})")
     p.add_argument("--batch-size", type=int, help=BATCH_HELP)
