@@ -15,7 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from deepnotes.cli import main
+# Without a GPU, word2vec's Triton kernels run in Triton's interpreter, on CPU tensors; it reads
+# this when triton is imported (by deepnotes.embeddings, just below), so it is set first
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from deepnotes.cli import main  # noqa: E402  # after TRITON_INTERPRET
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:

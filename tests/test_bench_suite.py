@@ -197,3 +197,23 @@ def test_the_cuda_graphs_benchmark_runs_dry_on_the_cpu(tmp_path):
     lines = done.stdout.splitlines()
     assert lines[0].startswith("CPU (dry run)") and len(lines) == 6
     assert all("speed-up" in line for line in lines[2:])
+
+
+@pytest.mark.slow  # trains word2vec in Triton's interpreter for a few seconds
+def test_the_word2vec_benchmarks_triton_row_runs_dry_on_the_cpu(tmp_path):
+    """The GPU row's code path (its compile warm-up, then the timed run and gensim's analogy
+    test) on a tiny corpus, with the kernels in Triton's interpreter."""
+    from deepnotes.embeddings import kernels
+
+    if not (kernels.available() and kernels.interpreting()):
+        pytest.skip("needs Triton's interpreter (TRITON_INTERPRET=1, set by conftest)")
+    sys.path.insert(0, str(ROOT))
+    try:
+        w2v = importlib.import_module("benchmarks.word2vec")
+    finally:
+        sys.path.remove(str(ROOT))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(" ".join(f"w{(7 * i) % 11}" for i in range(300)))
+    settings = types.SimpleNamespace(epochs=1, workers=1)
+    wps, acc, vocab = w2v.run_deepnotes(str(corpus), 0, settings, implementation="triton")
+    assert wps > 0 and vocab == 11 and acc == 0.0  # no analogy question has these words

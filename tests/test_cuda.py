@@ -182,8 +182,7 @@ def test_word2vec_minibatch_path_on_the_gpu_separates_two_topics():
     groups = [[f"a{i}" for i in range(10)], [f"b{i}" for i in range(10)]]
     sents = [[rng.choice(groups[k % 2]) for _ in range(8)] for k in range(1500)]
     m = Word2Vec(sents, sg=1, min_count=1, vector_size=20, window=3, epochs=5, sample=0,
-                 device="cuda")
-    assert m.implementation == "minibatch"
+                 device="cuda", implementation="minibatch")
     x = torch.nn.functional.normalize(m.wv.vectors.float().cpu(), dim=1)
     ia = torch.tensor([m.wv.key_to_index[w] for w in groups[0]])
     ib = torch.tensor([m.wv.key_to_index[w] for w in groups[1]])
@@ -211,7 +210,7 @@ def test_word2vec_steps_replayed_from_cuda_graphs_train_as_the_steps_themselves(
     rng = random.Random(0)
     sents = [[f"w{rng.randrange(30)}" for _ in range(12)] for _ in range(800)]
     options = dict(sg=sg, min_count=1, vector_size=16, window=2, epochs=3, seed=3,
-                   batch_centres=64, device="cuda")
+                   batch_centres=64, device="cuda", implementation="minibatch")
     replayed = Word2Vec(sents, **options).wv.vectors.float().cpu()
     assert made and any(entry is not None for entry in made[-1].graphs.values())
     monkeypatch.setattr(graphs, "ENABLED", False)

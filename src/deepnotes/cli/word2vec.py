@@ -66,9 +66,11 @@ def _train_parser(commands) -> None:
     p.add_argument("--workers", type=int, default=None, help="CPU threads (all)")
     p.add_argument("--seed", type=int, default=1, help="seed (1)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (cpu)")
-    p.add_argument("--implementation", default="auto", choices=("auto", "hogwild", "minibatch"),
-                   help="hogwild: compiled word2vec.c loop on CPU threads; minibatch: torch, any "
-                        "device; auto: hogwild on the CPU (auto)")
+    p.add_argument("--implementation", default="auto",
+                   choices=("auto", "hogwild", "triton", "minibatch"),
+                   help="hogwild: compiled word2vec.c loop on CPU threads; triton: one kernel a "
+                        "chunk on a CUDA GPU; minibatch: torch, any device; auto: hogwild on "
+                        "the CPU, triton on a GPU (auto)")
     p.add_argument("--per-pair-negatives", action="store_true",
                    help="skip-gram: new negatives for every (context, centre) pair, exactly as "
                         "word2vec.c (slower); default: shared by a centre's pairs")

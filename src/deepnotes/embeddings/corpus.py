@@ -223,11 +223,19 @@ class NoiseSampler:
     def __init__(self, counts, power: float = 0.75):
         self.prob, self.alias = alias_table(noise_distribution(counts, power))
 
+    def to(self, device) -> NoiseSampler:
+        """This sampler with its tables on ``device`` (it then draws there)."""
+        moved = NoiseSampler.__new__(NoiseSampler)
+        moved.prob, moved.alias = self.prob.to(device), self.alias.to(device)
+        return moved
+
     def sample(self, shape, generator: torch.Generator) -> torch.Tensor:
-        """Word ids of the given shape, i.i.d. from P_n (int64)."""
-        n = self.prob.numel()
-        column = torch.randint(0, n, shape, generator=generator)
-        take = torch.rand(shape, generator=generator, dtype=torch.float64) < self.prob[column]
+        """Word ids of the given shape, i.i.d. from P_n (int64), on the tables' device (where
+        ``generator`` must be)."""
+        n, dev = self.prob.numel(), self.prob.device
+        column = torch.randint(0, n, shape, generator=generator, device=dev)
+        take = torch.rand(shape, generator=generator, dtype=torch.float64,
+                          device=dev) < self.prob[column]
         return torch.where(take, column, self.alias[column])
 
 

@@ -17,10 +17,12 @@ for the centre, 0 for a negative) and learning rate eta, one step is the gradien
 For CBOW the update of h is added to every context vector unscaled, like word2vec.c and gensim
 (the exact gradient of the mean would divide it by the number of contexts).
 
-Two implementations train it. On the CPU, when Numba is installed (the ``fast`` extra:
+Three implementations train it. On the CPU, when Numba is installed (the ``fast`` extra:
 ``pip install "deepnotes[fast]"``; ``implementation="hogwild"``, the default there), ``hogwild.py``
-runs word2vec.c's word-by-word loop compiled, on lock-free threads. Elsewhere (a GPU, or no
-Numba) the mini-batch path below runs in torch.
+runs word2vec.c's word-by-word loop compiled, on lock-free threads. On a GPU with Triton (torch's
+CUDA wheels bring it; ``implementation="triton"``, the default there), ``kernels.py`` runs a chunk
+of the corpus as one kernel, one program per centre word. Elsewhere (no Numba, no Triton, or
+asked for) the mini-batch path below runs in torch.
 
 Mini-batches (HogBatch, Ji et al. 2016): all (centre, context) pairs of a chunk of the corpus are
 built with tensor ops (subsampling mask, a random window b in [1, window] per centre, shifted index
@@ -41,7 +43,7 @@ import time
 import torch
 
 from deepnotes.device import resolve_device
-from deepnotes.embeddings import hogwild
+from deepnotes.embeddings import hogwild, kernels
 from deepnotes.embeddings.corpus import (
     CorpusVocabulary,
     EncodedCorpus,
@@ -183,8 +185,9 @@ class Word2Vec:
 
     ``sentences``: an iterable (re-iterable) of token lists; ``corpus_file``: a text file, one
     sentence per line (long lines cut into 10,000-word chunks), streamed. ``workers``: training
-    threads (None: all cores). ``implementation``: "hogwild" (CPU, Numba), "minibatch" (torch,
-    any device) or "auto" (hogwild on the CPU when Numba is installed). Deterministic for a
+    threads (None: all cores). ``implementation``: "hogwild" (CPU, Numba), "triton" (a CUDA
+    GPU, Triton), "minibatch" (torch, any device) or "auto" (hogwild on the CPU when Numba is
+    installed, triton on a GPU when Triton is). Deterministic for a
     ``seed`` with one worker (the mini-batch path in practice with more too); Hogwild threads
     race by design. ``shared_negatives`` (hogwild skip-gram): one draw of K negatives per centre,
     shared by its pairs (see ``hogwild``). ``hs=1``: hierarchical softmax over a Huffman tree
@@ -288,6 +291,8 @@ class Word2Vec:
     def _train_epochs(self, bar) -> None:
         if self.implementation == "hogwild":
             self._train_hogwild(bar)
+        elif self.implementation == "triton":
+            self._train_triton(bar)
         else:
             self._train_minibatch(bar)
 
@@ -346,6 +351,36 @@ class Word2Vec:
                     bar.update(round((epoch * c.raw_words + hi * per_id) - bar.n))
             self._epoch_done(epoch, start)
 
+    def _train_triton(self, bar) -> None:
+        """One kernel a chunk (``kernels.train_chunk``); the corpus, the tables and the random
+        numbers stay on the device."""
+        c, vocab = self.corpus, self.vocab
+        assert c is not None and vocab is not None  # train checked: build_vocab set both
+        dev = self.w_in.device
+        g = torch.Generator(device=dev).manual_seed(self.seed)
+        keep = keep_probability(vocab.counts, self.sample, vocab.total_words).to(dev)
+        noise = NoiseSampler(vocab.counts).to(dev)
+        ids, sentence = c.ids.to(dev), c.sentence.to(dev)
+        n = ids.shape[0]
+        per_id = c.raw_words / max(n, 1)
+        total = self.epochs * c.raw_words
+        for epoch in range(self.epochs):
+            start = time.perf_counter()
+            for lo in range(0, n, CHUNK_WORDS):
+                hi = min(lo + CHUNK_WORDS, n)
+                done = epoch * c.raw_words
+                lrs = (learning_rate(self.alpha, self.min_alpha, done + lo * per_id, total),
+                       learning_rate(self.alpha, self.min_alpha, done + hi * per_id, total),
+                       self.min_alpha)
+                kernels.train_chunk(self.sg, self.w_in, self.w_out, ids[lo:hi],
+                                    sentence[lo:hi], keep, noise, g, self.window,
+                                    self.negative, lrs)
+                if bar is not None:
+                    bar.update(round((done + hi * per_id) - bar.n))
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)  # the epoch's words/s counts the kernels' time
+            self._epoch_done(epoch, start)
+
     def _epoch_done(self, epoch: int, start: float) -> None:
         """One log line an epoch (what a log file gets instead of a progress bar)."""
         assert self.corpus is not None
@@ -377,19 +412,27 @@ class Word2Vec:
                  ROW_CAP[self.sg])
 
 
-IMPLEMENTATIONS = ("auto", "hogwild", "minibatch")
+IMPLEMENTATIONS = ("auto", "hogwild", "triton", "minibatch")
 
 
 def _implementation(name: str, device_type: str) -> str:
-    """auto -> hogwild on the CPU with Numba installed, else minibatch; hogwild needs both."""
+    """auto -> hogwild on the CPU with Numba installed, triton on a CUDA GPU with Triton, else
+    minibatch; hogwild needs the CPU and Numba, triton a CUDA GPU (or, for tests, the CPU with
+    TRITON_INTERPRET=1, which runs its kernels in Triton's interpreter) and Triton."""
     if name not in IMPLEMENTATIONS:
         raise DeepnotesError(f"implementation must be one of {', '.join(IMPLEMENTATIONS)}, "
                              f"got {name!r}")
-    cpu = device_type == "cpu"
+    cpu, cuda = device_type == "cpu", device_type == "cuda"
     if name == "hogwild" and not (cpu and hogwild.available()):
         raise DeepnotesError("implementation 'hogwild' needs the CPU and Numba "
                              "(pip install 'deepnotes[fast]'); use 'minibatch'")
+    triton_here = kernels.available() and (cuda or cpu and kernels.interpreting())
+    if name == "triton" and not triton_here:
+        raise DeepnotesError("implementation 'triton' needs a CUDA GPU and Triton (torch's "
+                             "CUDA wheels include it); use 'minibatch'")
     if name == "auto":
-        return "hogwild" if cpu and hogwild.available() else "minibatch"
+        if cpu and hogwild.available():
+            return "hogwild"
+        return "triton" if cuda and kernels.available() else "minibatch"
     return name
 
