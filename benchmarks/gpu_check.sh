@@ -5,12 +5,14 @@
 #   1. the moonshot: --recipe fast to 0.94 Fashion-MNIST test accuracy (goal: under 10 s, and 5x
 #      a plain loop);
 #   2. the CUDA tests (pytest -m cuda: training on the GPU, mixed precision, torch.compile, fused
-#      optimizers, recurrent layers, the word2vec mini-batch path, NCCL);
+#      optimizers, recurrent layers, word2vec's Triton kernels and mini-batch path, NCCL);
 #   3. the other GPU benchmarks against their peers in the same run: LeNet-5 and ResNet-18 on
 #      Fashion-MNIST, time to accuracy vs a plain PyTorch loop on the GPU; the optimizer step vs
 #      torch's fused kernels; LSTM/GRU vs cuDNN; word2vec words/s vs gensim on the CPU;
-#   4. what CUDA graph replay buys (the notes' cells, word2vec), against graphs off;
-#   5. the README tour's slow commands, timed as written (its table's "one GPU" column), in
+#   4. what CUDA graph replay buys (the notes' cells, word2vec's mini-batch path), against
+#      graphs off;
+#   5. where the fast recipe's seconds go (its first steps, a profiled epoch, variants' epochs);
+#   6. the README tour's slow commands, timed as written (its table's "one GPU" column), in
 #      whatever time is left of 9.5 minutes.
 # Results: $OUT/gpu_results.md when $OUT is set, else benchmarks/gpu_results.md; the benchmarks'
 # progress lines go to gpu_log.txt beside it.
@@ -61,6 +63,7 @@ stage "Fashion-MNIST: LeNet-5 and ResNet-18 vs a plain loop" 110 $bench --only f
 stage "Optimizer step and recurrent layers" 50 $bench --only optimizer_step rnn_layers
 stage "word2vec on the GPU vs gensim on the CPU" 90 $bench --only word2vec
 stage "CUDA graphs on and off" 90 python -m benchmarks.cuda_graphs
+stage "Where the fast recipe's seconds go" 90 python benchmarks/fast_recipe_profile.py
 left=$(( 570 - ($(date +%s) - start) ))
 stage "The tour's slow commands" $(( left > 30 ? left : 30 )) python benchmarks/tour_times.py
 echo "gpu_check: $(( $(date +%s) - start )) s in all; results in $results"

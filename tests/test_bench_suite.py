@@ -217,3 +217,23 @@ def test_the_word2vec_benchmarks_triton_row_runs_dry_on_the_cpu(tmp_path):
     settings = types.SimpleNamespace(epochs=1, workers=1)
     wps, acc, vocab = w2v.run_deepnotes(str(corpus), 0, settings, implementation="triton")
     assert wps > 0 and vocab == 11 and acc == 0.0  # no analogy question has these words
+
+
+@pytest.mark.slow  # trains fastnet on 1,100 random 28x28 images for a few epochs
+def test_the_fast_recipe_profile_runs_dry_on_the_cpu(tmp_path):
+    """benchmarks/fast_recipe_profile.py is for a GPU session; its dry run here, on random IDX
+    files of Fashion-MNIST's format, catches a broken script before device time is spent."""
+    import subprocess
+
+    from test_data_readers import write_idx_set
+
+    write_idx_set(tmp_path / "idx", n_train=1500, n_test=100)
+    done = subprocess.run([sys.executable, "benchmarks/fast_recipe_profile.py", "--device", "cpu",
+                           "--data-dir", str(tmp_path / "idx"), "--steps", "2", "--epochs", "2",
+                           "--train-size", "1100", "--variants", "recipe", "NCHW"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("CPU (dry run)") and lines[1].startswith("first 2 steps")
+    assert any(line.startswith("one steady epoch under the profiler") for line in lines)
+    assert [line.split()[0] for line in lines[-2:]] == ["recipe", "NCHW"]
