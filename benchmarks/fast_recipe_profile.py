@@ -10,7 +10,8 @@ process on fresh copies of the recipe's run (same data, model and optimizer as `
    kernels (a GPU busy a small part of the time waits on Python: CUDA graphs would pay; a busy
    one needs fewer or faster kernels), and the kernels that take the most;
 3. three epochs of each variant (the recipe; cudnn.benchmark; NCHW instead of NHWC; batch 1024;
-   torch.compile), seconds an epoch. The variants' accuracy is not measured here: a variant
+   the network's forward and backward replayed from CUDA graphs; torch.compile), seconds an
+   epoch. The variants' accuracy is not measured here: a variant
    worth having is then run to 0.94 with benchmarks/fast_recipe.py's options.
 
     python benchmarks/fast_recipe_profile.py                 # on a GPU, about a minute
@@ -36,6 +37,7 @@ VARIANTS = {
     "cudnn.benchmark": {"cudnn_benchmark": True},
     "NCHW": {"channels_last": False},
     "batch 1024": {"batch_size": 1024},
+    "CUDA graphs": {"cuda_graphs": True},
     "torch.compile": {"compile": True},
 }
 
@@ -58,11 +60,12 @@ def session_for(device: str, data: str, **changes):
     return session
 
 
-def trainer_for(session, epochs: int) -> Trainer:
+def trainer_for(session, epochs: int, cuda_graphs: bool = False) -> Trainer:
     c = session.config
     return Trainer(session.model, session.optimizer, epochs=epochs, schedule=c.schedule,
                    device=session.device, progress=False, precision=c.amp_precision,
-                   channels_last=c.channels_last, compile=c.compile, task=c.task)
+                   channels_last=c.channels_last, compile=c.compile, task=c.task,
+                   cuda_graphs=cuda_graphs)
 
 
 def sync(device: torch.device) -> None:
@@ -131,10 +134,11 @@ def variant_epochs(device: str, data: str, name: str, epochs: int) -> None:
     """Seconds of each of ``epochs`` epochs of the variant, evaluation not timed."""
     changes = dict(VARIANTS[name])
     benchmark = changes.pop("cudnn_benchmark", False)
+    graphs = changes.pop("cuda_graphs", False)
     torch.backends.cudnn.benchmark = benchmark
     try:
         session = session_for(device, data, **changes)
-        trainer = trainer_for(session, epochs)
+        trainer = trainer_for(session, epochs, graphs)
         train = batches(session.config, session.dataset, session.splits.train, session.device,
                         train=True)
         seconds = []

@@ -277,6 +277,38 @@ def test_a_training_step_on_the_gpu_never_waits_for_it():
     assert loss.device.type == "cuda" and int(counted) == 32 and 0 <= int(correct) <= 32
 
 
+def test_training_steps_replayed_from_cuda_graphs_train_as_the_steps_themselves():
+    """The fast recipe's network, bf16 and NHWC as the recipe runs it, trained for a few steps
+    (a short batch among them) with cuda_graphs on and off: the same weights and running
+    averages (up to the order of cuDNN's reductions), and the full batches were replayed."""
+    import copy
+
+    from deepnotes.graphs import GraphedNetwork
+    from deepnotes.models import create_model
+    from deepnotes.optim import create_optimizer
+    from deepnotes.train import Trainer
+
+    torch.manual_seed(0)
+    model = create_model("fastnet", num_classes=10, in_channels=1, widths=(16, 32, 32))
+    trainers = []
+    for graphs_on in (True, False):
+        m = copy.deepcopy(model)
+        trainers.append(Trainer(m, create_optimizer("momentum", m.parameters(), lr=0.01), epochs=1,
+                                device="cuda", progress=False, precision="bf16",
+                                channels_last=True, cuda_graphs=graphs_on))
+    graphed, plain = trainers
+    assert isinstance(graphed.net, GraphedNetwork) and not isinstance(plain.net, GraphedNetwork)
+    g = torch.Generator(device="cuda").manual_seed(1)
+    for n in (64, 64, 64, 40, 64, 64):
+        x = torch.randn(n, 1, 28, 28, device="cuda", generator=g)
+        y = torch.randint(0, 10, (n,), device="cuda", generator=g)
+        for trainer in trainers:
+            trainer.train_step(x, y)
+    assert graphed.net.failed is None and graphed.net.key is not None
+    for a, b in zip(graphed.model.state_dict().values(), plain.model.state_dict().values()):
+        close(a.float().cpu(), b.float().cpu(), rtol=2e-2, atol=2e-3)
+
+
 def test_the_distributed_helpers_run_on_nccl(tmp_path):
     """NCCL, the backend of GPU ranks, in a one-rank group (one GPU cannot hold two NCCL ranks):
     the sums, the broadcast and the barrier of distributed.py, and DDP's gradient equals the

@@ -114,6 +114,7 @@ def simulated_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     monkeypatch.setattr(torch.cuda, "CUDAGraph", _FakeGraph)
     monkeypatch.setattr(torch.cuda, "graph", _fake_capture)
+    monkeypatch.setattr(torch.cuda.graphs, "graph_pool_handle", lambda: None)
 
 
 def test_the_simulator_replays_new_inputs_and_leaves_outside_tensors_alone(simulated_gpu):
@@ -182,3 +183,51 @@ def test_word2vec_steps_replayed_train_the_same_tables(simulated_gpu, monkeypatc
     monkeypatch.setattr(graphs, "ENABLED", False)
     plain = Word2Vec(sents, **options).wv.vectors
     assert torch.allclose(torch.as_tensor(replayed), torch.as_tensor(plain), atol=1e-6)
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_a_graphed_network_trains_as_the_network_itself(simulated_gpu, amp):
+    """Steps of SGD with momentum on a batch-norm network, one with its forward and backward
+    replayed from (simulated) graphs, one run as it is: the same weights and running averages
+    after every step, a short batch in between run as it is, eval mode as it is; in float32
+    and under bfloat16 autocast without its cache (as the Trainer runs it)."""
+    from torch import nn
+
+    def network():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(4 * 6 * 6, 3))
+
+    plain, model = network(), network()
+    graphed = graphs.GraphedNetwork(model)
+    replays = []
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in (plain, model)]
+    g = torch.Generator().manual_seed(1)
+    for n in (8, 8, 5, 8, 8):
+        x, y = torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 3, (n,), generator=g)
+        if graphed.forward is not None and n == 8:
+            replays.append(n)
+        for net, opt in zip((plain, graphed), optimizers):
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", torch.bfloat16, enabled=amp, cache_enabled=False):
+                loss = torch.nn.functional.cross_entropy(net(x), y)
+            loss.backward()
+            opt.step()
+        for a, b in zip([*plain.parameters(), *plain.buffers()],
+                        [*model.parameters(), *model.buffers()]):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    assert graphed.failed is None and graphed.key[0] == (8, 1, 8, 8) and replays == [8, 8, 8]
+    plain.eval(), model.eval()
+    torch.testing.assert_close(graphed(x), plain(x))
+
+
+def test_a_graphed_network_refuses_autocast_with_its_cache_and_runs_as_it_is(simulated_gpu):
+    from torch import nn
+
+    net = nn.Linear(4, 2)
+    graphed = graphs.GraphedNetwork(net)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = graphed(torch.randn(3, 4))
+    assert graphed.failed == "autocast with its cache on" and graphed.forward is None
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(graphed(torch.ones(2, 4)), net(torch.ones(2, 4)))  # as it is from now on

@@ -17,6 +17,9 @@ place, such as word2vec's tables): those are not copied, the graph is captured o
 address is part of the signature; its warm-up runs on copies of them, so that capturing changes
 nothing. It returns None, a tensor or a tuple of tensors (one tensor may appear twice: it is
 copied once).
+
+:class:`GraphedNetwork` does the same for a network's training step: its forward and backward
+for one batch shape, as two graphs, around which the loss and the optimizer run as they are.
 """
 
 from __future__ import annotations
@@ -117,3 +120,48 @@ def _copies(outputs):
         if isinstance(t, Tensor) and id(t) not in made:
             made[id(t)] = t.clone()
     return tuple(made[id(t)] if isinstance(t, Tensor) else t for t in outputs)
+
+
+class GraphedNetwork:
+    """``net(x)`` in training mode with its forward and backward replayed from two CUDA graphs
+    (torch.cuda.make_graphed_callables), for the batch shape of the first call; the loss, the
+    optimizer and other shapes (an epoch's last short batch), eval mode, extra arguments and
+    other devices run as they are. Capture's warm-up runs the network three times on the first
+    batch: the buffers it changes (batch norm's running averages) are put back, so a step
+    replayed computes what the step run as it is would. Under autocast the weights' casts are
+    recomputed every call (``cache_enabled=False``, which capture needs); ``failed`` says why
+    capture was refused, if it was (the network then always runs as it is)."""
+
+    def __init__(self, net: torch.nn.Module):
+        self.net = net
+        self.key: tuple | None = None
+        self.forward: Callable | None = None
+        self.failed: str | None = None if ENABLED else "DEEPNOTES_CUDA_GRAPHS=0"
+
+    def __call__(self, x, *rest, **options):
+        if rest or options or not self.net.training or not torch.is_grad_enabled() \
+                or self.failed or not isinstance(x, Tensor) or not _on_one_gpu([x]):
+            return self.net(x, *rest, **options)
+        key = (tuple(x.shape), x.stride(), x.dtype, x.device)
+        if self.forward is None:
+            self._capture(x, key)
+        if self.forward is None or key != self.key:
+            return self.net(x)
+        return self.forward(x)
+
+    def _capture(self, x: Tensor, key: tuple) -> None:
+        if torch.is_autocast_enabled(x.device.type) and torch.is_autocast_cache_enabled():
+            self.failed = "autocast with its cache on"
+            return
+        kept = {name: b.clone() for name, b in self.net.named_buffers()}
+        try:
+            torch.cuda.make_graphed_callables(self.net, (x.detach().clone(),))
+        except (RuntimeError, AssertionError) as exc:
+            self.failed = f"capture failed: {exc}"
+            return
+        finally:
+            with torch.no_grad():
+                for name, b in self.net.named_buffers():
+                    b.copy_(kept[name])
+        self.forward = self.net.__dict__.pop("forward")  # the graphed one; the class's is back
+        self.key = key

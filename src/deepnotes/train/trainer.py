@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from deepnotes.data.dataset import IGNORE
 from deepnotes.data.loader import Batches
 from deepnotes.errors import DeepnotesError, LossDiverged
+from deepnotes.graphs import GraphedNetwork
 from deepnotes.optim import learning_rate
 from deepnotes.train import checkpoint, distributed, throughput
 from deepnotes.train.evaluate import evaluate
@@ -51,6 +52,8 @@ class Trainer:
     after each epoch (the history row with ``rate``: the task's units a second, all ranks'),
     ``on_checkpoint()`` after each checkpoint is committed. ``task`` gives the logits, loss and
     predictions of a batch (:mod:`deepnotes.train.tasks`; default: single-label classification).
+    ``cuda_graphs``: on one CUDA GPU (no DDP, no compile), replay the network's forward and
+    backward of full batches from CUDA graphs (:class:`deepnotes.graphs.GraphedNetwork`).
     """
 
     def __init__(self, model, optimizer, *, epochs: int, schedule: str = "onecycle",
@@ -59,7 +62,7 @@ class Trainer:
                  precision: str = "32", channels_last: bool = False, compile: bool = False,
                  task: Task | None = None, monitor: str | None = "dev_loss",
                  early_stop: int | None = None, min_delta: float = 0.0,
-                 classes: list[str] | None = None):
+                 classes: list[str] | None = None, cuda_graphs: bool = False):
         if epochs < 1:
             raise DeepnotesError(f"--epochs {epochs}: expected at least 1")
         if monitor is not None and monitor not in MONITORS:
@@ -81,6 +84,10 @@ class Trainer:
         if compile:
             check_compiler(torch.device(device))
             self.net = torch.compile(self.net)
+        elif cuda_graphs and torch.device(device).type == "cuda" and not distributed.active():
+            self.net = GraphedNetwork(self.model)
+        # capture needs autocast's cache of cast weights off (it lasts one step here anyway)
+        self.cast_cache = not isinstance(self.net, GraphedNetwork)
         self.epochs, self.schedule = epochs, schedule
         self.device = torch.device(device)
         self.run_dir = Path(run_dir) if run_dir else None
@@ -193,7 +200,7 @@ class Trainer:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, self.amp or torch.float32,
-                            enabled=self.amp is not None):
+                            enabled=self.amp is not None, cache_enabled=self.cast_cache):
             z, y = self.task.forward(self.net, x, y)
             loss = self.task.loss(z, y)
         value = loss.detach() if lazy else self._read_loss(loss)
