@@ -88,7 +88,8 @@ def _skip_gram(w_in, w_out, ids, sent, reach, negs, lr0, slope, lr_min, first, m
 def _cbow(w_in, w_out, ids, sent, reach, negs, lr0, slope, lr_min, first, m, d,
           WINDOW: tl.constexpr, K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_W: tl.constexpr,
           BLOCK_D: tl.constexpr):
-    """Program i: h from centre i's window (all contexts at once), one update, h's to each."""
+    """Program i: h from centre i's whole window at once, one update, its change of h added to
+    each context."""
     i = first + tl.program_id(0)
     lr = tl.maximum(lr0 - slope * i, lr_min)
     kk, dd = tl.arange(0, BLOCK_K), tl.arange(0, BLOCK_D)
@@ -109,8 +110,8 @@ def _cbow(w_in, w_out, ids, sent, reach, negs, lr0, slope, lr_min, first, m, d,
     u = tl.load(uptr, mask=umask, other=0.0)
     e = tl.where(live, (label - tl.sigmoid(tl.sum(u * h[None, :], axis=1))) * lr, 0.0)
     e = e * tl.minimum(n, 1.0)  # a centre without contexts changes nothing
-    tl.atomic_add(xptr, tl.broadcast_to(tl.sum(e[:, None] * u, axis=0)[None, :], xptr.shape),
-                  mask=xmask)
+    dh = tl.sum(e[:, None] * u, axis=0)
+    tl.atomic_add(xptr, dh[None, :] + tl.zeros([BLOCK_W, BLOCK_D], dtype=tl.float32), mask=xmask)
     tl.atomic_add(uptr, e[:, None] * h[None, :], mask=umask)
 
 
