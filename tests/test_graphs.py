@@ -231,3 +231,19 @@ def test_a_graphed_network_refuses_autocast_with_its_cache_and_runs_as_it_is(sim
     assert graphed.failed == "autocast with its cache on" and graphed.forward is None
     assert out.dtype == torch.bfloat16
     assert torch.equal(graphed(torch.ones(2, 4)), net(torch.ones(2, 4)))  # as it is from now on
+
+
+def test_a_graphed_network_whose_capture_fails_runs_as_it_is(simulated_gpu, monkeypatch):
+    from torch import nn
+
+    def refuse(net, sample_args):
+        net.forward = lambda x: x * 0  # as torch does before a later failure could strike
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", refuse)
+    net = nn.Linear(4, 2)
+    graphed = graphs.GraphedNetwork(net)
+    x = torch.randn(3, 4)
+    assert torch.equal(graphed(x), nn.Linear.forward(net, x))
+    assert graphed.failed.startswith("capture failed: operation not permitted")
+    assert "forward" not in net.__dict__ and torch.equal(net(x), graphed(x))

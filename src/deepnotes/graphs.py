@@ -157,6 +157,7 @@ class GraphedNetwork:
         try:
             torch.cuda.make_graphed_callables(self.net, (x.detach().clone(),))
         except (RuntimeError, AssertionError) as exc:
+            self.net.__dict__.pop("forward", None)  # had it been replaced, the class's is back
             self.failed = f"capture failed: {exc}"
             return
         finally:
