@@ -152,6 +152,51 @@ def test_the_cli_offers_every_implementation():
     assert tuple(action.choices) == IMPLEMENTATIONS
 
 
+COMPILE = """
+import sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from deepnotes.embeddings import kernels
+
+sg = int(sys.argv[1])
+fn = kernels._compiled(sg)
+types = {"w_in": "*fp32", "w_out": "*fp32", "ids": "*i32", "sent": "*i32", "reach": "*i32",
+         "negs": "*i32", "lr0": "fp32", "slope": "fp32", "lr_min": "fp32", "first": "i32",
+         "m": "i32", "d": "i32"}
+blocks = {"WINDOW": 5, "K": 5, "BLOCK_K": 8, "BLOCK_D": 128, "BLOCK_W": 16}
+names = fn.arg_names
+assert set(names) == set(types) | ({*blocks} - ({"BLOCK_W"} if sg else set())), names
+source = ASTSource(fn=fn, signature={n: types.get(n, "constexpr") for n in names},
+                   constexprs={(names.index(n),): v for n, v in blocks.items() if n in names})
+compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32),
+                          options={"num_warps": kernels.warps(128)})
+ptx = compiled.asm["ptx"]
+assert ".target sm_90" in ptx and "atom.global" in ptx and compiled.asm["cubin"]
+print("compiled", len(compiled.asm["cubin"]), "bytes of cubin")
+"""
+
+
+@needs_triton
+@pytest.mark.slow  # a process of its own: Triton's compiler and ptxas, a few seconds a kernel
+@pytest.mark.parametrize("sg", [1, 0])
+def test_the_kernels_compile_for_a_hopper_gpu_here(sg, tmp_path):
+    """The interpreter runs Python, so it does not see what only the compiler refuses (types,
+    shapes of blocks); Triton compiles without a GPU: each kernel, with the argument types
+    ``launch`` passes, to PTX and a cubin for sm_90 (an H100 or H200). In a process without
+    TRITON_INTERPRET (Triton reads it on import) and with a cache of its own."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", COMPILE, str(sg)], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("compiled ")
+
+
 # ---------------------------------------------------------------- on a GPU
 @pytest.mark.cuda
 @pytest.mark.parametrize("sg", [1, 0])
