@@ -1,4 +1,4 @@
-"""--precision, --channels-last and --compile: same results as float32 within tolerance, clear
+"""--precision, --channels-last, --compile and --cuda-graphs: same results as float32 within tolerance, clear
 refusals where a mode cannot run."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from conftest import close
 from deepnotes.errors import DeepnotesError
-from deepnotes.train.precision import autocast_dtype, check_compiler
+from deepnotes.train.precision import autocast_dtype, check_compiler, check_cuda_graphs
 
 DIGITS = ["train", "--data", "digits", "--quiet", "--seed", "1"]
 HAS_COMPILER = any(shutil.which(c) for c in ("g++", "c++", "clang++"))
@@ -80,6 +80,20 @@ def test_compile_without_a_compiler_is_one_line(cli, tmp_path, monkeypatch):
     rc, _, err = cli(*DIGITS, "--compile", "--out", tmp_path)
     assert rc == 2 and "--compile on the CPU needs a C++ compiler" in err
     assert err.count("\n") == 1
+
+
+def test_cuda_graphs_are_refused_where_they_cannot_run_in_one_line(cli, tmp_path):
+    cuda = torch.device("cuda")
+    check_cuda_graphs(False, True, torch.device("cpu"), 4)  # not asked for: nothing to check
+    check_cuda_graphs(True, False, cuda)
+    with pytest.raises(DeepnotesError, match="choose one"):
+        check_cuda_graphs(True, True, cuda)
+    with pytest.raises(DeepnotesError, match="one process, and this run has 2"):
+        check_cuda_graphs(True, False, cuda, 2)
+    rc, _, err = cli(*DIGITS, "--cuda-graphs", "--device", "cpu", "--out", tmp_path)
+    assert rc == 2 and err == "error: --cuda-graphs needs a CUDA GPU (this run is " \
+        "on cpu); train without it\n"
+    assert not any(tmp_path.iterdir())  # refused before the run folder
 
 
 @pytest.mark.slow

@@ -97,6 +97,9 @@ def add_parser(sub) -> None:
     p.add_argument("--compile", action="store_const", const=True,
                    help="torch.compile the network (needs a C++ compiler on CPUs; the first "
                    "steps are slow while it compiles)")
+    p.add_argument("--cuda-graphs", action="store_const", const=True,
+                   help="replay the network's forward and backward of full batches from CUDA "
+                   "graphs (one CUDA GPU; not with --compile or --nproc)")
     p.add_argument("--bf16", action="store_const", const=True,
                    help="the same as --precision bf16")
     p.add_argument("--nproc", type=int, metavar="N",

@@ -93,6 +93,7 @@ class RunConfig:
     precision: str | None = None  # "32", "bf16" or "16"; None: "bf16" when bf16 is set
     channels_last: bool = False
     compile: bool = False
+    cuda_graphs: bool = False  # replay the network's forward and backward (one CUDA GPU)
     train_dev: float = 0.0  # share of the training pool held out as the train-dev split
     recipe: str | None = None  # the named defaults the run started from (train.recipes)
     image_size: int | None = None  # image folders: n_H = n_W (the model's own size, else 64)
@@ -194,7 +195,7 @@ LATE_FIELDS = ("splits", "features", "label_name", "train_examples", "transfer",
 DEFAULTS = {name: getattr(RunConfig(), name) for name in RunConfig.options()}
 # added after the first release: a config.json without them gets the default
 OPTIONAL_KEYS = ("beta", "weight_decay", "max_len", "errors", "seq_len", "min_count", "targets",
-                 "precision", "channels_last", "compile", "train_dev", "recipe", "image_size",
+                 "precision", "channels_last", "compile", "cuda_graphs", "train_dev", "recipe", "image_size",
                  "data_cache", "cache_dir", "data_order", "monitor", "early_stop",
                  "min_delta", "tensorboard", "eps", "eps_inside_sqrt", "bias_correction",
                  "rnn_cell", "multitask_loss", "channels")
@@ -256,7 +257,7 @@ CONFIG = {  # field -> checker: every option, then the data's
                                 "a comma list of crop, resized-crop, flip, or none")),
     "device": matching(r"\s*(auto|cpu|mps|cuda(:\d+)?)\s*", "auto, cpu, cuda, cuda:N or mps"),
     "bf16": boolean, "precision": optional(one_of(*PRECISIONS)),
-    "channels_last": boolean, "compile": boolean,
+    "channels_last": boolean, "compile": boolean, "cuda_graphs": boolean,
     "train_dev": number(0, 1, below=True), "recipe": optional(known("recipe", list_recipes)),
     "image_size": optional(integer(1, WIDTH)), "channels": optional(one_of(1, 3)),
     "data_cache": one_of(*CACHE_CHOICES),

@@ -27,7 +27,7 @@ from deepnotes.runs.build import DEFAULT_MODELS, batches, build_data, build_mode
 from deepnotes.runs.config import FORMAT, FORMAT_VERSION, RunConfig, write_json
 from deepnotes.runs.folder import provenance
 from deepnotes.train import Trainer, TrainingInterrupted, distributed
-from deepnotes.train.precision import autocast_dtype, check_compiler
+from deepnotes.train.precision import autocast_dtype, check_compiler, check_cuda_graphs
 from deepnotes.train.state import TrainState
 from deepnotes.train.tasks import PER
 
@@ -63,6 +63,7 @@ def prepare(config: RunConfig, progress: bool = True, fresh: bool = True) -> Ses
     autocast_dtype(config.amp_precision, device)  # --precision 16 off CUDA fails here
     if config.compile:
         check_compiler(device)
+    check_cuda_graphs(config.cuda_graphs, config.compile, device, distributed.shard()[1])
     check_schedule(config.schedule)  # an unknown schedule fails here, early
     if config.tensorboard:
         tensorboard.writer_class()  # and so does --tensorboard without its package
@@ -175,7 +176,7 @@ def fit(session: Session, run_dir: Path, *, progress: bool = True, resuming: boo
                       precision=config.amp_precision, channels_last=config.channels_last,
                       compile=config.compile, task=config.task, monitor=config.monitor,
                       early_stop=config.early_stop, min_delta=config.min_delta,
-                      classes=config.classes)
+                      classes=config.classes, cuda_graphs=config.cuda_graphs)
     if resuming:
         trainer.resume()
         if more_epochs:

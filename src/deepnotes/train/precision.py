@@ -1,4 +1,5 @@
-"""--precision and --compile: what each asks of the device, checked before any work.
+"""--precision, --compile and --cuda-graphs: what each asks of the device, checked before any
+work.
 
 ``32`` trains in float32; ``bf16`` autocasts the forward pass to bfloat16 (CPUs with AVX512-BF16
 or AMX, and GPUs); ``16`` to float16, on CUDA only, where torch scales the loss so that small
@@ -32,3 +33,21 @@ def check_compiler(device: torch.device) -> None:
     if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
         raise DeepnotesError("--compile on the CPU needs a C++ compiler (g++ or clang++); "
                              "install one or train without --compile")
+
+
+def check_cuda_graphs(cuda_graphs: bool, compile: bool, device: torch.device,
+                      processes: int = 1) -> None:
+    """--cuda-graphs replays a network captured on one CUDA GPU: refuse it elsewhere, beside
+    --compile (which does its own graphs, or none) and under DDP (one graph a rank would need its
+    gradient hooks in the capture), in one line."""
+    if not cuda_graphs:
+        return
+    if device.type != "cuda":
+        raise DeepnotesError(f"--cuda-graphs needs a CUDA GPU (this run is on {device.type}); "
+                             "train without it")
+    if compile:
+        raise DeepnotesError("--cuda-graphs and --compile: choose one (torch.compile manages "
+                             "its own graphs)")
+    if processes > 1:
+        raise DeepnotesError(f"--cuda-graphs runs in one process, and this run has {processes} "
+                             "(--nproc or torchrun); train without it")
