@@ -38,6 +38,15 @@ def test_compiled_training_on_the_gpu(cli, tmp_path):
     assert json.loads((tmp_path / "c" / "metrics.json").read_text())["test"]["accuracy"] > 0.8
 
 
+def test_training_with_cuda_graphs_through_the_cli_matches_training_without(cli, tmp_path):
+    for name, extra in (("plain", []), ("graphs", ["--cuda-graphs"])):
+        rc, _, err = cli(*DIGITS, "--device", "cuda", "--out", tmp_path, "--name", name, *extra)
+        assert rc == 0, err
+    assert json.loads((tmp_path / "graphs/config.json").read_text())["cuda_graphs"] is True
+    a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("plain", "graphs"))
+    assert b["test"]["loss"] == pytest.approx(a["test"]["loss"], abs=0.02)
+
+
 @pytest.mark.parametrize("name", ["sgd", "momentum", "rmsprop", "adam"])
 def test_fused_optimizers_on_the_gpu_follow_the_reference(name):
     from deepnotes.optim import create_optimizer
