@@ -1,5 +1,5 @@
-"""--precision, --channels-last, --compile and --cuda-graphs: same results as float32 within tolerance, clear
-refusals where a mode cannot run."""
+"""--precision, --channels-last, --compile and --cuda-graphs: same results as float32 within
+tolerance, clear refusals where a mode cannot run."""
 
 from __future__ import annotations
 

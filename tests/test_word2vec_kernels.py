@@ -160,7 +160,7 @@ from triton.compiler import ASTSource
 from deepnotes.embeddings import kernels
 
 sg = int(sys.argv[1])
-fn = kernels._compiled(sg)
+fn = kernels._skip_gram if sg else kernels._cbow
 types = {"w_in": "*fp32", "w_out": "*fp32", "ids": "*i32", "sent": "*i32", "reach": "*i32",
          "negs": "*i32", "lr0": "fp32", "slope": "fp32", "lr_min": "fp32", "first": "i32",
          "m": "i32", "d": "i32"}

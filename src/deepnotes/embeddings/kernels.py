@@ -28,7 +28,6 @@ Triton comes with torch's CUDA wheels; without it ``available()`` is False.
 
 from __future__ import annotations
 
-import functools
 import os
 
 import torch
@@ -41,6 +40,11 @@ try:
 except ImportError:  # a CPU-only torch has no Triton: word2vec trains on the other paths
     triton = None  # type: ignore[assignment]  # optional module: None stands for "missing"
 
+
+def _jit(fn):
+    """triton.jit where Triton is installed (compiled, or interpreted under TRITON_INTERPRET=1,
+    which Triton reads on import); without Triton the functions are never called."""
+    return fn if triton is None else triton.jit(fn)
 
 
 def warps(block_d: int) -> int:
@@ -59,18 +63,28 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+@_jit
+def _targets(w_out, ids, negs, i, d, K: tl.constexpr, BLOCK_K: tl.constexpr,
+             BLOCK_D: tl.constexpr):
+    """Centre i's targets t_0 = c, t_k = n_k: pointers to their rows u_t (a BLOCK_K x BLOCK_D
+    block), whether each counts (not past K, not a negative equal to c) and their labels."""
+    kk, dd = tl.arange(0, BLOCK_K), tl.arange(0, BLOCK_D)
+    centre = tl.load(ids + i).to(tl.int64)
+    neg = tl.load(negs + i * K + kk - 1, mask=(kk >= 1) & (kk <= K), other=0).to(tl.int64)
+    live = (kk == 0) | ((kk <= K) & (neg != centre))
+    uptr = w_out + tl.where(kk == 0, centre, neg)[:, None] * d + dd[None, :]
+    return uptr, live, (kk == 0).to(tl.float32)
+
+
+@_jit
 def _skip_gram(w_in, w_out, ids, sent, reach, negs, lr0, slope, lr_min, first, m, d,
                WINDOW: tl.constexpr, K: tl.constexpr, BLOCK_K: tl.constexpr,
                BLOCK_D: tl.constexpr):
     """Program i: centre i's contexts in turn, each against the K + 1 targets."""
     i = first + tl.program_id(0)
     lr = tl.maximum(lr0 - slope * i, lr_min)
-    kk, dd = tl.arange(0, BLOCK_K), tl.arange(0, BLOCK_D)
-    centre = tl.load(ids + i).to(tl.int64)
-    neg = tl.load(negs + i * K + kk - 1, mask=(kk >= 1) & (kk <= K), other=0).to(tl.int64)
-    live = (kk == 0) | ((kk <= K) & (neg != centre))
-    uptr = w_out + tl.where(kk == 0, centre, neg)[:, None] * d + dd[None, :]
-    label = (kk == 0).to(tl.float32)
+    uptr, live, label = _targets(w_out, ids, negs, i, d, K, BLOCK_K, BLOCK_D)
+    dd = tl.arange(0, BLOCK_D)
     b, s = tl.load(reach + i), tl.load(sent + i)
     for o in range(-WINDOW, WINDOW + 1):
         j = tl.minimum(tl.maximum(i + o, 0), m - 1)
@@ -85,6 +99,7 @@ def _skip_gram(w_in, w_out, ids, sent, reach, negs, lr0, slope, lr_min, first, m
         tl.atomic_add(uptr, e[:, None] * x[None, :], mask=umask)
 
 
+@_jit
 def _cbow(w_in, w_out, ids, sent, reach, negs, lr0, slope, lr_min, first, m, d,
           WINDOW: tl.constexpr, K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_W: tl.constexpr,
           BLOCK_D: tl.constexpr):
@@ -92,12 +107,8 @@ def _cbow(w_in, w_out, ids, sent, reach, negs, lr0, slope, lr_min, first, m, d,
     each context."""
     i = first + tl.program_id(0)
     lr = tl.maximum(lr0 - slope * i, lr_min)
-    kk, dd = tl.arange(0, BLOCK_K), tl.arange(0, BLOCK_D)
-    centre = tl.load(ids + i).to(tl.int64)
-    neg = tl.load(negs + i * K + kk - 1, mask=(kk >= 1) & (kk <= K), other=0).to(tl.int64)
-    live = (kk == 0) | ((kk <= K) & (neg != centre))
-    uptr = w_out + tl.where(kk == 0, centre, neg)[:, None] * d + dd[None, :]
-    label = (kk == 0).to(tl.float32)
+    uptr, live, label = _targets(w_out, ids, negs, i, d, K, BLOCK_K, BLOCK_D)
+    dd = tl.arange(0, BLOCK_D)
     b, s = tl.load(reach + i), tl.load(sent + i)
     o = tl.arange(0, BLOCK_W) - WINDOW
     j = tl.minimum(tl.maximum(i + o, 0), m - 1)
@@ -115,12 +126,6 @@ def _cbow(w_in, w_out, ids, sent, reach, negs, lr0, slope, lr_min, first, m, d,
     tl.atomic_add(uptr, e[:, None] * h[None, :], mask=umask)
 
 
-@functools.cache
-def _compiled(sg: bool):
-    """The kernel, compiled for the GPU (or, with TRITON_INTERPRET=1, for the interpreter)."""
-    return triton.jit(_skip_gram if sg else _cbow)
-
-
 def launch(sg, w_in, w_out, ids, sent, reach, negs, lr0: float, lr1: float, lr_min: float,
            window: int, first: int = 0, count: int | None = None) -> None:
     """Update the tables in place for the m centres of ``ids`` (kept word ids, int32),
@@ -134,9 +139,9 @@ def launch(sg, w_in, w_out, ids, sent, reach, negs, lr0: float, lr1: float, lr_m
     blocks = dict(K=k, BLOCK_K=triton.next_power_of_2(k + 1), BLOCK_D=triton.next_power_of_2(d))
     if not sg:
         blocks["BLOCK_W"] = triton.next_power_of_2(2 * window + 1)
-    _compiled(bool(sg))[(count,)](w_in, w_out, ids, sent, reach, negs, lr0, (lr0 - lr1) / m,
-                                  lr_min, first, m, d, WINDOW=window, **blocks,
-                                  num_warps=warps(blocks["BLOCK_D"]))
+    kernel = _skip_gram if sg else _cbow
+    kernel[(count,)](w_in, w_out, ids, sent, reach, negs, lr0, (lr0 - lr1) / m, lr_min, first, m,
+                     d, WINDOW=window, **blocks, num_warps=warps(blocks["BLOCK_D"]))
 
 
 def train_chunk(sg, w_in, w_out, ids, sent, keep, noise: NoiseSampler, g: torch.Generator,

@@ -195,7 +195,8 @@ LATE_FIELDS = ("splits", "features", "label_name", "train_examples", "transfer",
 DEFAULTS = {name: getattr(RunConfig(), name) for name in RunConfig.options()}
 # added after the first release: a config.json without them gets the default
 OPTIONAL_KEYS = ("beta", "weight_decay", "max_len", "errors", "seq_len", "min_count", "targets",
-                 "precision", "channels_last", "compile", "cuda_graphs", "train_dev", "recipe", "image_size",
+                 "precision", "channels_last", "compile", "cuda_graphs", "train_dev", "recipe",
+                 "image_size",
                  "data_cache", "cache_dir", "data_order", "monitor", "early_stop",
                  "min_delta", "tensorboard", "eps", "eps_inside_sqrt", "bias_correction",
                  "rnn_cell", "multitask_loss", "channels")
