@@ -97,6 +97,18 @@ def test_cuda_graphs_are_refused_where_they_cannot_run_in_one_line(cli, tmp_path
 
 
 @pytest.mark.slow
+def test_a_run_made_with_cuda_graphs_resumes_on_the_cpu_without_them(cli, tmp_path):
+    """Its config.json says cuda_graphs (as a GPU run's does): --resume here trains on."""
+    rc, _, err = cli(*DIGITS, "--epochs", "1", "--out", tmp_path, "--name", "g")
+    assert rc == 0, err
+    path = tmp_path / "g" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "cuda_graphs": True}))
+    rc, _, err = cli("train", "--resume", tmp_path / "g", "--more-epochs", "1", "--quiet")
+    assert rc == 0, err
+    assert len((tmp_path / "g" / "history.csv").read_text().splitlines()) == 1 + 2
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_training_matches_eager(cli, tmp_path):
     for name, extra in (("eager", []), ("compiled", ["--compile"])):

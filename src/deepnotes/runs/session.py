@@ -63,7 +63,8 @@ def prepare(config: RunConfig, progress: bool = True, fresh: bool = True) -> Ses
     autocast_dtype(config.amp_precision, device)  # --precision 16 off CUDA fails here
     if config.compile:
         check_compiler(device)
-    check_cuda_graphs(config.cuda_graphs, config.compile, device, distributed.shard()[1])
+    if fresh:  # a resumed run (perhaps moved to a CPU) trains on without them where they can't
+        check_cuda_graphs(config.cuda_graphs, config.compile, device, distributed.shard()[1])
     check_schedule(config.schedule)  # an unknown schedule fails here, early
     if config.tensorboard:
         tensorboard.writer_class()  # and so does --tensorboard without its package
