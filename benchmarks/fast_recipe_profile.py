@@ -26,6 +26,7 @@ import time
 
 import torch
 
+from deepnotes.errors import DeepnotesError
 from deepnotes.runs.build import batches
 from deepnotes.runs.config import RunConfig
 from deepnotes.runs.session import prepare
@@ -42,30 +43,24 @@ VARIANTS = {
 }
 
 
-TRAIN_SIZE = None  # --train-size: the first N training images only (a dry run's short epochs)
-
-
-DATA_DIR = None  # --data-dir: where the IDX files are (default: where deepnotes looks)
-
-
-def session_for(device: str, data: str, **changes):
-    """A fresh run of the recipe (``changes``: RunConfig fields), its data on the device."""
-    options = {**recipe_options("fast", torch.device(device)), "data": data, "device": device,
-               "recipe": "fast", "data_dir": DATA_DIR, **changes}
+def fresh_run(args, epochs: int, **changes):
+    """(session, trainer, training batches) of a fresh run of the recipe (``changes``: RunConfig
+    fields), its data on the device; with --train-size, its first images only."""
+    device = args.device
+    options = {**recipe_options("fast", torch.device(device)), "data": args.data,
+               "device": device, "recipe": "fast", "data_dir": args.data_dir, **changes}
     session = prepare(RunConfig(**options), progress=False)
-    if TRAIN_SIZE is not None:
-        session.splits.train = session.splits.train[:TRAIN_SIZE]
+    if args.train_size is not None:
+        session.splits.train = session.splits.train[:args.train_size]
     session.dataset.x = session.dataset.x.to(session.device)
     session.dataset.y = session.dataset.y.to(session.device)
-    return session
-
-
-def trainer_for(session, epochs: int, cuda_graphs: bool = False) -> Trainer:
     c = session.config
-    return Trainer(session.model, session.optimizer, epochs=epochs, schedule=c.schedule,
-                   device=session.device, progress=False, precision=c.amp_precision,
-                   channels_last=c.channels_last, compile=c.compile, task=c.task,
-                   cuda_graphs=cuda_graphs)
+    trainer = Trainer(session.model, session.optimizer, epochs=epochs, schedule=c.schedule,
+                      device=session.device, progress=False, precision=c.amp_precision,
+                      channels_last=c.channels_last, compile=c.compile, task=c.task,
+                      cuda_graphs=c.cuda_graphs)
+    return session, trainer, batches(c, session.dataset, session.splits.train, session.device,
+                                     train=True)
 
 
 def sync(device: torch.device) -> None:
@@ -73,15 +68,12 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def first_steps(device: str, data: str, steps: int) -> None:
-    """Seconds of each of the first ``steps`` steps of a fresh run, each waited for."""
-    session = session_for(device, data)
-    trainer = trainer_for(session, 1)
-    train = batches(session.config, session.dataset, session.splits.train, session.device,
-                    train=True)
+def first_steps(args) -> None:
+    """Seconds of each of the first ``--steps`` steps of a fresh run, each waited for."""
+    session, trainer, train = fresh_run(args, 1)
     seconds, start = [], time.perf_counter()
     for i, (x, y) in enumerate(train.epoch(0)):
-        if i == steps:
+        if i == args.steps:
             break
         trainer.train_step(x, y)
         sync(session.device)
@@ -101,12 +93,9 @@ def device_seconds(events) -> float:
     return total / 1e6
 
 
-def profile_epoch(device: str, data: str, top: int) -> None:
+def profile_epoch(args) -> None:
     """One epoch after a warm-up epoch, under torch.profiler: wall vs kernel seconds."""
-    session = session_for(device, data)
-    trainer = trainer_for(session, 2)
-    train = batches(session.config, session.dataset, session.splits.train, session.device,
-                    train=True)
+    session, trainer, train = fresh_run(args, 2)
     trainer._train_epoch(train, len(train))  # warm-up: cuDNN's first calls, the allocator
     trainer.state.epoch, trainer.state.step = 1, 0
     activities = [torch.profiler.ProfilerActivity.CPU]
@@ -125,24 +114,23 @@ def profile_epoch(device: str, data: str, top: int) -> None:
           f"{1e3 * wall / len(train):.2f} ms a step")
     key = "self_device_time_total" if session.device.type == "cuda" else "self_cpu_time_total"
     try:
-        print(events.table(sort_by=key, row_limit=top))
+        print(events.table(sort_by=key, row_limit=args.top))
     except (AttributeError, KeyError):  # an older torch's column name
-        print(events.table(sort_by="self_cuda_time_total", row_limit=top))
+        print(events.table(sort_by="self_cuda_time_total", row_limit=args.top))
 
 
-def variant_epochs(device: str, data: str, name: str, epochs: int) -> None:
-    """Seconds of each of ``epochs`` epochs of the variant, evaluation not timed."""
+def variant_epochs(args, name: str) -> None:
+    """Seconds of each of ``--epochs`` epochs of the variant, evaluation not timed."""
     changes = dict(VARIANTS[name])
-    benchmark = changes.pop("cudnn_benchmark", False)
-    graphs = changes.pop("cuda_graphs", False)
-    torch.backends.cudnn.benchmark = benchmark
+    torch.backends.cudnn.benchmark = changes.pop("cudnn_benchmark", False)
     try:
-        session = session_for(device, data, **changes)
-        trainer = trainer_for(session, epochs, graphs)
-        train = batches(session.config, session.dataset, session.splits.train, session.device,
-                        train=True)
+        try:
+            session, trainer, train = fresh_run(args, args.epochs, **changes)
+        except DeepnotesError as exc:  # CUDA graphs on a CPU, say
+            print(f"{name:16s} refused: {exc}", flush=True)
+            return
         seconds = []
-        for epoch in range(epochs):
+        for epoch in range(args.epochs):
             trainer.state.epoch, trainer.state.step = epoch, 0
             sync(session.device)
             start = time.perf_counter()
@@ -168,18 +156,16 @@ def main() -> None:
     parser.add_argument("--data-dir", help="the IDX files' folder (where deepnotes looks)")
     parser.add_argument("--train-size", type=int, help="train on the first N images only")
     args = parser.parse_args()
-    global TRAIN_SIZE, DATA_DIR
-    TRAIN_SIZE, DATA_DIR = args.train_size, args.data_dir
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("fast_recipe_profile: no CUDA GPU here; nothing to measure")
         return
     name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "CPU (dry run)"
     print(f"{name}, torch {torch.__version__}, data {args.data}", flush=True)
-    first_steps(args.device, args.data, args.steps)
+    first_steps(args)
     if not args.no_profile:
-        profile_epoch(args.device, args.data, args.top)
+        profile_epoch(args)
     for variant in args.variants:
-        variant_epochs(args.device, args.data, variant, args.epochs)
+        variant_epochs(args, variant)
 
 
 if __name__ == "__main__":

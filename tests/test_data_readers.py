@@ -516,7 +516,7 @@ def test_load_csv_label_column_by_name(tmp_path):
     assert data.y.dtype == torch.int64 and data.y.tolist() == [2, 1, 0]
     assert data.kind == "table" and data.in_channels == 2
     assert tables.read_header(path) == ["age", "label", "height"]
-    assert tables.feature_names(path) == ["age", "height"]
+    assert tables.columns(path) == (["age", "height"], "label")
 
 
 def test_load_csv_last_column_and_explicit(tmp_path):
@@ -529,7 +529,7 @@ def test_load_csv_last_column_and_explicit(tmp_path):
     data = tables.load_csv(str(numbers), label_column="a")
     assert data.classes == ["1", "4", "7"]
     assert data.x.tolist() == [[2.5, 3.0], [5.0, 6.0], [8.0, 9.0]]
-    assert tables.feature_names(numbers, label_column="b") == ["a", "c"]
+    assert tables.columns(numbers, label_column="b") == (["a", "c"], "b")
 
 
 @pytest.mark.parametrize(

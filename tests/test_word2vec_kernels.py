@@ -119,9 +119,9 @@ def test_word2vec_on_the_triton_path_is_seeded_and_trains_in_place():
 
 def test_noise_sampler_on_a_device_draws_from_the_same_distribution():
     counts = [50, 20, 10, 5, 1]
-    noise = NoiseSampler(counts)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    draws = noise.to(device).sample((200_000,), torch.Generator(device).manual_seed(0))
+    draws = NoiseSampler(counts, device=device).sample((200_000,),
+                                                       torch.Generator(device).manual_seed(0))
     assert draws.device.type == device
     draws = draws.cpu()
     freq = torch.bincount(draws, minlength=5).double() / draws.numel()

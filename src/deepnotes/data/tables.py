@@ -35,11 +35,6 @@ def read_header(path: str | os.PathLike) -> list[str]:
     return [cell.strip() for cell in header]
 
 
-def feature_names(path: str | os.PathLike, label_column: str | None = None) -> list[str]:
-    """The feature column names, in the order of the columns of ``load_csv(path).x``."""
-    return columns(path, label_column)[0]
-
-
 def columns(path: str | os.PathLike, label_column: str | None = None) -> tuple[list[str], str]:
     """(the feature column names in the order of ``load_csv(path).x``, the label column's name:
     ``label_column``, else ``label``, else the last column)."""

@@ -220,14 +220,10 @@ def alias_table(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class NoiseSampler:
     """Draws negative samples from P_n in O(1) per draw by the alias method (``alias_table``)."""
 
-    def __init__(self, counts, power: float = 0.75):
-        self.prob, self.alias = alias_table(noise_distribution(counts, power))
-
-    def to(self, device) -> NoiseSampler:
-        """This sampler with its tables on ``device`` (it then draws there)."""
-        moved = NoiseSampler.__new__(NoiseSampler)
-        moved.prob, moved.alias = self.prob.to(device), self.alias.to(device)
-        return moved
+    def __init__(self, counts, power: float = 0.75, device="cpu"):
+        """``device``: where the tables are kept and the draws made."""
+        prob, alias = alias_table(noise_distribution(counts, power))
+        self.prob, self.alias = prob.to(device), alias.to(device)
 
     def sample(self, shape, generator: torch.Generator) -> torch.Tensor:
         """Word ids of the given shape, i.i.d. from P_n (int64), on the tables' device (where

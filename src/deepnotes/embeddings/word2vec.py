@@ -336,20 +336,10 @@ class Word2Vec:
         if self.batch_centres is None:
             top = noise_distribution(vocab.counts).max().item()
             self.batch_centres = centres_per_step(self.sg, vocab.counts, keep, top)
-        n = c.ids.shape[0]
-        per_id = c.raw_words / max(n, 1)  # raw words (dropped ones included) per kept id
         total = self.epochs * c.raw_words
         step = Replayed(sg_step if self.sg else cbow_step, in_place=(0, 1))  # the tables
-        for epoch in range(self.epochs):
-            start = time.perf_counter()
-            for lo in range(0, n, CHUNK_WORDS):
-                hi = min(lo + CHUNK_WORDS, n)
-                done = epoch * c.raw_words + lo * per_id
-                self._train_chunk(step, c.ids[lo:hi], c.sentence[lo:hi], keep, noise, g,
-                                  done, (hi - lo) * per_id, total)
-                if bar is not None:
-                    bar.update(round((epoch * c.raw_words + hi * per_id) - bar.n))
-            self._epoch_done(epoch, start)
+        self._over_chunks(bar, lambda lo, hi, done, words: self._train_chunk(
+            step, c.ids[lo:hi], c.sentence[lo:hi], keep, noise, g, done, words, total))
 
     def _train_triton(self, bar) -> None:
         """One kernel a chunk (``kernels.train_chunk``); the corpus, the tables and the random
@@ -359,26 +349,35 @@ class Word2Vec:
         dev = self.w_in.device
         g = torch.Generator(device=dev).manual_seed(self.seed)
         keep = keep_probability(vocab.counts, self.sample, vocab.total_words).to(dev)
-        noise = NoiseSampler(vocab.counts).to(dev)
+        noise = NoiseSampler(vocab.counts, device=dev)
         ids, sentence = c.ids.to(dev), c.sentence.to(dev)
-        n = ids.shape[0]
-        per_id = c.raw_words / max(n, 1)
         total = self.epochs * c.raw_words
+
+        def eta(done: float) -> float:
+            return learning_rate(self.alpha, self.min_alpha, done, total)
+
+        self._over_chunks(bar, lambda lo, hi, done, words: kernels.train_chunk(
+            self.sg, self.w_in, self.w_out, ids[lo:hi], sentence[lo:hi], keep, noise, g,
+            self.window, self.negative, (eta(done), eta(done + words), self.min_alpha)))
+
+    def _over_chunks(self, bar, train_chunk) -> None:
+        """``epochs`` passes over the encoded corpus, ``CHUNK_WORDS`` ids at a time:
+        ``train_chunk(lo, hi, done, words)`` for ids lo..hi-1, with the raw words (dropped ones
+        included, the unit of the learning rate's decay) done before the chunk and in it; then
+        the progress bar, and each epoch's log line once the device has finished it."""
+        c = self.corpus
+        assert c is not None  # train checked
+        n = c.ids.shape[0]
+        per_id = c.raw_words / max(n, 1)  # raw words per kept id
         for epoch in range(self.epochs):
             start = time.perf_counter()
             for lo in range(0, n, CHUNK_WORDS):
                 hi = min(lo + CHUNK_WORDS, n)
-                done = epoch * c.raw_words
-                lrs = (learning_rate(self.alpha, self.min_alpha, done + lo * per_id, total),
-                       learning_rate(self.alpha, self.min_alpha, done + hi * per_id, total),
-                       self.min_alpha)
-                kernels.train_chunk(self.sg, self.w_in, self.w_out, ids[lo:hi],
-                                    sentence[lo:hi], keep, noise, g, self.window,
-                                    self.negative, lrs)
+                train_chunk(lo, hi, epoch * c.raw_words + lo * per_id, (hi - lo) * per_id)
                 if bar is not None:
-                    bar.update(round((done + hi * per_id) - bar.n))
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)  # the epoch's words/s counts the kernels' time
+                    bar.update(round((epoch * c.raw_words + hi * per_id) - bar.n))
+            if self.w_in.is_cuda:
+                torch.cuda.synchronize(self.w_in.device)  # the epoch's words/s: kernels included
             self._epoch_done(epoch, start)
 
     def _epoch_done(self, epoch: int, start: float) -> None:

@@ -214,7 +214,8 @@ class _Recurrent(nn.Module):
         return None if low == T else lengths
 
     def _fused(self, x: Tensor, hx: list[Tensor], lengths: Optional[Tensor]):
-        """torch's kernel with our parameters mapped onto its layout; packed when lengths vary."""
+        """torch's kernel on the cells' own parameters (stored in its layout); packed when
+        lengths vary."""
         weights = self._torch_weights()
         mode = self._cells[0].torch_mode
         assert mode is not None  # self.fused

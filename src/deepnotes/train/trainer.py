@@ -86,8 +86,6 @@ class Trainer:
             self.net = torch.compile(self.net)
         elif cuda_graphs and torch.device(device).type == "cuda" and not distributed.active():
             self.net = GraphedNetwork(self.model)
-        # capture needs autocast's cache of cast weights off (it lasts one step here anyway)
-        self.cast_cache = not isinstance(self.net, GraphedNetwork)
         self.epochs, self.schedule = epochs, schedule
         self.device = torch.device(device)
         self.run_dir = Path(run_dir) if run_dir else None
@@ -199,8 +197,10 @@ class Trainer:
         GPU need not wait for the CPU to read them, and updates without looking at the loss."""
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        # capture needs autocast's cache of cast weights off (it lasts one step here anyway)
+        graphed = isinstance(self.net, GraphedNetwork)
         with torch.autocast(self.device.type, self.amp or torch.float32,
-                            enabled=self.amp is not None, cache_enabled=self.cast_cache):
+                            enabled=self.amp is not None, cache_enabled=not graphed):
             z, y = self.task.forward(self.net, x, y)
             loss = self.task.loss(z, y)
         value = loss.detach() if lazy else self._read_loss(loss)
