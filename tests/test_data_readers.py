@@ -88,6 +88,14 @@ def test_read_idx_truncated_payload(tmp_path):
     assert "\n" not in message
 
 
+def test_read_idx_huge_dims_do_not_wrap(tmp_path):
+    # 2^31 * 2^31 * 4 = 2^64 wraps to 0 in int64; the size must be computed exactly
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(struct.pack(">BBBBIII", 0, 0, 8, 3, 2**31, 2**31, 4))
+    with pytest.raises(DeepnotesError, match=f"expected {2**64} bytes, found 0"):
+        idx.read_idx(path)
+
+
 def test_read_idx_payload_too_long(tmp_path):
     path = tmp_path / "x-idx1-ubyte"
     path.write_bytes(idx_bytes(np.zeros(4, dtype=np.uint8)) + b"extra")
@@ -178,6 +186,15 @@ def test_load_idx_dataset_label_count_mismatch(tmp_path):
         idx.load_idx_dataset("mnist", data_dir=tmp_path / "d")
     message = str(e.value)
     assert "t10k-labels-idx1-ubyte: 3 labels but t10k-images-idx3-ubyte.gz has 4 images" in message
+
+
+def test_load_idx_dataset_zero_images(tmp_path):
+    write_idx_set(tmp_path / "d")
+    write_idx(tmp_path / "d" / "train-images-idx3-ubyte.gz", np.zeros((0, 28, 28)))
+    write_idx(tmp_path / "d" / "train-labels-idx1-ubyte", np.zeros(0))
+    with pytest.raises(DeepnotesError, match="train-images-idx3-ubyte.gz: the IDX header counts "
+                                             "0 images; expected at least 1"):
+        idx.load_idx_dataset("mnist", data_dir=tmp_path / "d")
 
 
 def test_load_idx_dataset_label_out_of_range(tmp_path):

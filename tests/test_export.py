@@ -63,6 +63,23 @@ def test_onnx_runtime_gives_the_models_probabilities(tmp_path, name, kind, shape
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.slow  # exports take seconds
+def test_a_multitask_run_exports_a_sigmoid_for_each_task(tmp_path):
+    torch.manual_seed(0)
+    tasks = ["cat", "dog", "car", "sky"]
+    config = config_of("mlp", "table", [7], 4)
+    config.classes = config.targets = tasks
+    model = create_model("mlp", num_classes=4, in_channels=7).eval()
+    out = export_onnx(model, config, tmp_path / "m.onnx")
+    x = torch.randn(6, 7, generator=torch.Generator().manual_seed(3))
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x.numpy()})[0]
+    with torch.inference_mode():  # the oracle: each task's yes probability on its own
+        logits = model(Normalizer.from_dict(config.normalize)(x))
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-logits.numpy())), atol=1e-5)
+    assert np.abs(got.sum(1) - 1).max() > 0.05  # not a softmax across the tasks
+
+
 @pytest.mark.slow  # trains and exports through the CLI
 def test_an_exported_run_predicts_what_deepnotes_predict_says(cli, tmp_path):
     rc, _, err = cli("train", "--data", "digits", "--epochs", 2, "--quiet", "--out", tmp_path,

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import http.client
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -77,7 +78,7 @@ def read_idx(path: str | os.PathLike) -> torch.Tensor:
     path = Path(path)
     data = _read_bytes(path)
     shape, offset = _parse_header(data, path)
-    expected = int(np.prod(shape, dtype=np.int64))
+    expected = math.prod(shape)  # Python ints: a header's dims cannot wrap around
     found = len(data) - offset
     if found < expected:
         raise DeepnotesError(
@@ -171,6 +172,8 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torc
         raise DeepnotesError(
             f"{labels_path}: IDX labels have shape {tuple(labels.shape)}; expected (n,)"
         )
+    if len(images) == 0:
+        raise DeepnotesError(f"{images_path}: the IDX header counts 0 images; expected at least 1")
     if len(labels) != len(images):
         raise DeepnotesError(
             f"{labels_path}: {len(labels)} labels but {images_path.name} has {len(images)} "

@@ -4,7 +4,8 @@ The graph takes what a deployment has and gives what it wants: images as uint8 (
 at the run's input size (features as float32 (N, n_x) for a table, token ids as int64 (N, T_x)
 for text, padded with 0 to the run's T_x), any batch size N; inside, the run's normalisation
 x_norm = (x * scale - mu) / sigma, the network, and softmax, so the output is each class's
-probability (N, K). Exported with ``torch.onnx.export(dynamo=True)``, then checked:
+probability (N, K); for a multi-task run (``--targets``), a sigmoid for each of its m yes/no
+tasks instead, sigma(z_j) = P(task j is yes), (N, m), which need not add up to 1. Exported with ``torch.onnx.export(dynamo=True)``, then checked:
 ``onnx.checker.check_model(full_check=True)``, and ONNX Runtime on a batch of inputs must give
 the top classes and, within 1e-4, the probabilities that the model gives in PyTorch. A text
 classifier's recurrent layers are exported on their "steps" path (each cell's forward unrolled
@@ -42,14 +43,17 @@ log = logging.getLogger(__name__)
 
 
 class Deployed(nn.Module):
-    """Raw input -> class probabilities: the run's normalisation, the network, softmax."""
+    """Raw input -> probabilities: the run's normalisation, the network, then softmax over the
+    classes, or with ``multitask`` a sigmoid for each task."""
 
-    def __init__(self, model: nn.Module, normalize: dict):
+    def __init__(self, model: nn.Module, normalize: dict, multitask: bool = False):
         super().__init__()
         self.model, self.normalizer = model, Normalizer.from_dict(normalize)
+        self.multitask = multitask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(self.normalizer(x)).float(), dim=-1)
+        z = self.model(self.normalizer(x)).float()
+        return torch.sigmoid(z) if self.multitask else torch.softmax(z, dim=-1)
 
 
 def example_input(config: RunConfig, batch: int = 2, seed: int = 0) -> torch.Tensor:
@@ -83,12 +87,14 @@ def export_onnx(model: nn.Module, config: RunConfig, out: Path) -> Path:
         raise DeepnotesError(f"export: a {config.kind} run cannot be exported yet (image, table "
                              "and text classifiers can)")
     onnx, ort = _libraries()
-    deployed = Deployed(model.eval(), config.normalize).eval()
+    multitask = bool(config.targets)
+    deployed = Deployed(model.eval(), config.normalize, multitask).eval()
     x = example_input(config)
     dims = {0: torch.export.Dim("batch", min=1)}
     tmp = out.with_name(f".{out.name}.{os.getpid()}.export.tmp")  # atomic.sweep's pattern
     try:
-        _export(Deployed(traceable(model), config.normalize).eval(), x, dims, tmp, config.model)
+        _export(Deployed(traceable(model), config.normalize, multitask).eval(), x, dims, tmp,
+                config.model)
         onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
         check_against_runtime(deployed, ort, tmp, config)
         atomic.write_bytes(out, tmp.read_bytes())  # only a checked graph reaches ``out``
