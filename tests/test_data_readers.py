@@ -577,6 +577,9 @@ def test_load_csv_last_column_and_explicit(tmp_path):
         ),
         ("a,b,label\n1,2,cat\n3,4,cat\n", None, "need at least 2 classes in column 'label'.*'cat'"),
         ("a,b,label\n1,2,cat\n3,4,  \n", None, "data.csv line 3: empty label"),
+        ("a,b,label\n1,2,0\n3,4,1\n5,6,NaN\n", None,
+         "data.csv line 4: label 'NaN' marks a missing value, not a class"),
+        ("a,b,label\n1,2,cat\n3,4, ? \n", None, "data.csv line 3: label '\\?' marks a missing"),
     ],
 )
 def test_load_csv_errors(tmp_path, text, label_column, pattern):

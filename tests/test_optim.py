@@ -462,6 +462,10 @@ def test_each_rule_trains_and_resumes_bit_exactly_from_the_cli(cli, tmp_path, na
     (["--optimizer", "sgd", "--beta", "0.9"], "sgd has no beta"),
     (["--weight-decay", "-1"], "--weight-decay -1.0"),
     (["--weight-decay", "inf"], "--weight-decay inf"),
+    (["--eps", "-1"], "--eps -1.0"),
+    (["--early-stop", "0"], "--early-stop 0"),
+    (["--min-delta", "-1"], "--min-delta -1.0"),
+    (["--min-delta", "nan"], "--min-delta nan"),
     (["--schedule", "inverse:abc"], "inverse:abc"),
     (["--schedule", "warmup:2"], "below 1"),
 ])

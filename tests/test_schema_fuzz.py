@@ -221,6 +221,17 @@ def test_one_line_messages_name_file_field_and_expectation():
         run_config.check_config(mutated(CONFIG, "schedule", "onecycl"), "r/config.json")
 
 
+def test_a_config_that_breaks_the_rules_is_never_written(tmp_path):
+    config = run_config.RunConfig.from_dict(json.loads(json.dumps(CONFIG)))
+    config.write(tmp_path / "config.json")  # a valid one is, and reads back the same
+    assert run_config.read_config(tmp_path).to_dict() == config.to_dict()
+    before = (tmp_path / "config.json").read_bytes()
+    config.early_stop = 0
+    with pytest.raises(DeepnotesError, match=r"config.json: field 'early_stop'"):
+        config.write(tmp_path / "config.json")
+    assert (tmp_path / "config.json").read_bytes() == before
+
+
 def assert_verdict(check, obj, path: str, field: str, refused: bool) -> None:
     """``check`` accepts ``obj``, or refuses it in one line naming ``path`` and ``field``."""
     if not refused:

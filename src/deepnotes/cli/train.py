@@ -240,15 +240,17 @@ def check_numbers(options: dict) -> None:
     from deepnotes.errors import check_range
     from deepnotes.optim import check_lr
 
-    for key in ("epochs", "batch_size", "max_len", "seq_len", "min_count", "image_size"):
+    for key in ("epochs", "batch_size", "max_len", "seq_len", "min_count", "image_size",
+                "early_stop"):
         if options.get(key) is not None:
             check_range(f"--{key.replace('_', '-')}", options[key], 1, integer=True)
     if options.get("lr") is not None:
         check_lr(options["lr"])
     if options.get("beta") is not None:
         check_range("--beta", options["beta"], 0, 1, high_open=True)
-    if options.get("weight_decay") is not None:
-        check_range("--weight-decay", options["weight_decay"], 0)
+    for key in ("weight_decay", "min_delta", "eps"):
+        if options.get(key) is not None:
+            check_range(f"--{key.replace('_', '-')}", options[key], 0)
     if options.get("train_dev") is not None:
         check_range("--train-dev", options["train_dev"], 0, 1, high_open=True,
                     hint="a share, e.g. 0.05")

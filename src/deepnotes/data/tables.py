@@ -193,6 +193,9 @@ def _read_rows(path: Path, width: int, label: int) -> tuple[list[list[str]], lis
     for row, line in zip(rows, lines, strict=True):
         if not row[label].strip():
             raise DeepnotesError(f"{path} line {line}: empty label")
+        if _is_missing(row[label]):
+            raise DeepnotesError(f"{path} line {line}: label {row[label].strip()!r} marks a "
+                                 "missing value, not a class; drop the row or give its class")
     return ([row[:label] + row[label + 1 :] for row in rows], [row[label].strip() for row in rows],
             lines)
 
@@ -252,6 +255,12 @@ def _raise_first_bad_cell(
                 raise DeepnotesError(
                     f"{path} line {line}, column {name!r}: {cell!r} is not a number"
                 ) from None
+
+
+def _is_missing(cell: str) -> bool:
+    """``?`` (the course's unknown value) or a spelling of NaN, as pandas writes it."""
+    cell = cell.strip()
+    return cell in MISSING_CELLS or cell.lower() in ("nan", "+nan", "-nan")
 
 
 def _sorted_classes(labels: set[str]) -> list[str]:

@@ -186,7 +186,9 @@ class RunConfig:
                    extras={k: v for k, v in d.items() if k not in known_fields})
 
     def write(self, path: Path) -> None:
-        write_json(path, self.to_dict())
+        """config.json, checked first by the rules :func:`read_config` applies: what one
+        command writes, the next can read."""
+        write_json(path, check_config(self.to_dict(), path))
 
 
 OPTION_COUNT = [f.name for f in dataclasses.fields(RunConfig)].index("classes")
