@@ -105,7 +105,8 @@ def rows(quick: bool = False, device: str = "cpu") -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=20, help="epochs of each run (20, the default)")
-    ap.add_argument("--repeats", type=int, default=6, help="runs of each kind, alternating in ABBA order (6)")
+    ap.add_argument("--repeats", type=int, default=6,
+                    help="runs of each kind, alternating in ABBA order (6)")
     args = ap.parse_args()
     r = measure(args.epochs, args.repeats)
     print(f"deepnotes train, {args.epochs} epochs, {args.repeats} runs each")

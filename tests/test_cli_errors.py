@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from conftest import run_cli, run_cli_quietly
+from deepnotes.runs.folder import DERIVED_AT_THE_END
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible here")
 
@@ -560,3 +561,13 @@ def test_nan_loss_after_resume_leaves_the_config_as_it_was(resumed_into_nan):
     run, before, (rc, _, _) = resumed_into_nan
     assert rc == 2
     assert (run / "config.json").read_bytes() == before["config.json"]
+
+
+def test_nan_loss_after_resume_keeps_the_finished_runs_results(resumed_into_nan):
+    run, before, (rc, _, _) = resumed_into_nan
+    assert rc == 2
+    after = snapshot(run)
+    kept = [name for name in DERIVED_AT_THE_END if name in before]
+    assert "metrics.json" in kept  # the scores of the run as it was, which is what is on disk
+    for name in kept:
+        assert after.get(name) == before[name], name

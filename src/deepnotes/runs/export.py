@@ -5,9 +5,10 @@ at the run's input size (features as float32 (N, n_x) for a table, token ids as 
 for text, padded with 0 to the run's T_x), any batch size N; inside, the run's normalisation
 x_norm = (x * scale - mu) / sigma, the network, and softmax, so the output is each class's
 probability (N, K); for a multi-task run (``--targets``), a sigmoid for each of its m yes/no
-tasks instead, sigma(z_j) = P(task j is yes), (N, m), which need not add up to 1. Exported with ``torch.onnx.export(dynamo=True)``, then checked:
-``onnx.checker.check_model(full_check=True)``, and ONNX Runtime on a batch of inputs must give
-the top classes and, within 1e-4, the probabilities that the model gives in PyTorch. A text
+tasks instead, sigma(z_j) = P(task j is yes), (N, m), which need not add up to 1. Exported
+with ``torch.onnx.export(dynamo=True)``, then checked: ``onnx.checker.check_model(full_check=
+True)``, and ONNX Runtime on a batch of inputs must give the top classes and, within 1e-4, the
+probabilities that the model gives in PyTorch. A text
 classifier's recurrent layers are exported on their "steps" path (each cell's forward unrolled
 over the T_x steps, padding masked), the one torch.export can trace; it computes what the
 trained layers compute. Needs ``pip install 'deepnotes[onnx]'`` (onnx, onnxscript,

@@ -101,10 +101,13 @@ def _continue(session: Session, run_dir: Path, run: folder.RunFolder | None, cha
     config, on_checkpoint = session.config, None
     if run is not None:
         committed = committed_state(run_dir)
-        if committed is None or committed.epoch < config.epochs or more_epochs:
-            folder.forget_final_results(run)  # they will describe the new end
-        if changed or more_epochs:  # the new options are the run's once a checkpoint has them
-            def on_checkpoint():
+        stale = committed is None or committed.epoch < config.epochs or bool(more_epochs)
+        rewrite = changed or bool(more_epochs)
+
+        def on_checkpoint():  # once a new checkpoint commits, the run is no longer the old one
+            if stale:
+                folder.forget_final_results(run)  # they will describe the new end
+            if rewrite:  # the new options are the run's once a checkpoint has them
                 config.write(run_dir / "config.json")
         (run_dir / STOPPED).unlink(missing_ok=True)  # it trains on: the old stop is history
     return fit(session, run_dir, progress=progress, resuming=True, more_epochs=more_epochs,
