@@ -189,7 +189,7 @@ def test_skip_bad_trains_and_warns_with_the_count(capsys, tmp_path):
     assert rc == 0, err
     assert "Traceback" not in out + err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert any("skipped 2" in line for line in warnings), warnings
+    assert any("skipped the 2 unreadable image files" in line for line in warnings), warnings
     assert (runs / "skip" / "model.safetensors").is_file()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import struct
 import urllib.error
 from pathlib import Path
@@ -435,7 +436,22 @@ def make_bad_folder(root: Path) -> list[Path]:
     return [big, empty, fake, cut]
 
 
-def test_bad_files_listed(tmp_path, monkeypatch):
+@pytest.fixture
+def image_warnings():
+    """The warnings the image reader logs (caught on its own logger: the CLI's tests stop the
+    package's records from reaching the root)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    level = images.log.level
+    images.log.addHandler(handler)
+    images.log.setLevel(logging.WARNING)
+    yield records
+    images.log.removeHandler(handler)
+    images.log.setLevel(level)
+
+
+def test_bad_files_listed(tmp_path, monkeypatch, image_warnings):
     monkeypatch.setattr(images, "MAX_PIXELS", 1000)
     root = tmp_path / "data"
     bad = make_bad_folder(root)
@@ -445,17 +461,23 @@ def test_bad_files_listed(tmp_path, monkeypatch):
     assert "4 unreadable image files" in message
     assert str(bad[0]) in message and "above the limit of 1000" in message
     assert str(bad[1]) in message
-    assert "and 1 more" in message
+    assert "and 1 more (all listed above)" in message
     assert "--skip-bad trains without them" in message
     assert "\n" not in message
+    listed = [r.getMessage() for r in image_warnings]
+    for path in bad:  # every one, the fourth too, before the error
+        assert sum(f"unreadable image {path} (" in line for line in listed) == 1, listed
 
 
-def test_skip_bad_records_paths(tmp_path, monkeypatch):
+def test_skip_bad_records_paths(tmp_path, monkeypatch, image_warnings):
     monkeypatch.setattr(images, "MAX_PIXELS", 1000)
     root = tmp_path / "data"
     bad = make_bad_folder(root)
     data = images.load_image_folder(root, size=4, skip_bad=True)
     assert sorted(data.skipped) == sorted(str(p) for p in bad)
+    listed = " ".join(r.getMessage() for r in image_warnings)
+    assert all(f"unreadable image {path} (" in listed for path in bad), listed
+    assert "skipped the 4 unreadable image files listed above" in listed
     assert data.x.shape == (2, 3, 4, 4)
     assert data.y.tolist() == [0, 1]
 

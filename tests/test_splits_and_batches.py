@@ -150,7 +150,7 @@ def test_a_small_table_trains_well_with_the_default_batch_size(tmp_path, cli):
     path.write_text("\n".join(lines) + "\n")
     rc, _, err = cli("train", "--data", path, "--out", tmp_path, "--name", "iris")
     assert rc == 0, err
-    assert "batch size 16 for 120 training examples" in err
+    assert "batch size 16 for 120 training examples, 7 steps an epoch" in err
     config = json.loads((tmp_path / "iris" / "config.json").read_text())
     metrics = json.loads((tmp_path / "iris" / "metrics.json").read_text())
     assert config["batch_size"] == 16

@@ -8,14 +8,14 @@ SPLITS = ("train", "train_dev", "dev", "test")
 
 
 def add_parser(sub) -> None:
-    from deepnotes.cli.train import add_channels_option
+    from deepnotes.cli.train import DATA_DIR_HELP, add_channels_option
 
     p = sub.add_parser("evaluate", help="metrics of a trained run on a data split",
                        description="Evaluate a run folder's model: accuracy, loss, precision, "
                        "recall and F1 (macro, micro, weighted, per class), confusion matrix.")
     p.add_argument("run", metavar="RUN", help="run folder written by deepnotes train")
     p.add_argument("--data", help="another data spec with the same classes (default: the run's)")
-    p.add_argument("--data-dir", help="folder holding IDX files for --data")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--split", default="test", choices=SPLITS,
                    help="which split (test; train_dev if the run held one out)")
     add_channels_option(p, "the run's --channels, else the data's own")

@@ -16,7 +16,13 @@ OPTIONS = ["model", "data", "data_dir", "skip_bad", "label_column", "epochs", "b
 
 
 def add_parser(sub) -> None:
-    from deepnotes.cli.train import BATCH_HELP, DATA_HELP, add_channels_option, add_image_options
+    from deepnotes.cli.train import (
+        BATCH_HELP,
+        DATA_DIR_HELP,
+        DATA_HELP,
+        add_channels_option,
+        add_image_options,
+    )
     from deepnotes.models import list_models
     from deepnotes.runs.config import DEFAULTS as D
 
@@ -41,7 +47,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="with every group frozen, run the "
                    "frozen layers each step instead of training the head on cached features")
     p.add_argument("--cache-dir", help="folder of the feature cache (OUT/.feature-cache)")
-    p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     add_image_options(p, cache_dir=False)  # --cache-dir is the feature cache's here
     add_channels_option(p, "1 if every image is grey, else 3; the source run's n_C must match")
     p.add_argument("--label-column", help="label column of a CSV (default: 'label', else the last)")
@@ -52,7 +58,7 @@ def add_parser(sub) -> None:
     p.add_argument("--optimizer", help=f"update rule ({D['optimizer']})")
     p.add_argument("--lr", type=float, help="peak learning rate alpha of the head (the "
                    "optimizer's default)")
-    p.add_argument("--beta", type=float, help="beta of momentum and rmsprop, beta1 of adam")
+    p.add_argument("--beta", type=float, help="beta of momentum and rmsprop, beta1 of adam (0.9)")
     p.add_argument("--weight-decay", type=float, metavar="LAMBDA", help="L2: dW += LAMBDA W (0)")
     p.add_argument("--schedule", help=f"learning-rate decay ({D['schedule']})")
     p.add_argument("--augment", help="image augmentation, a comma list of crop, resized-crop, "

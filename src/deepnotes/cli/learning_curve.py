@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
         "ones), and evaluate every size on the same dev set. Error = 1 - accuracy: a train error "
         "far above human error is avoidable bias (more data will not fix it); a dev error far "
         "above train error is variance, and a gap still closing at the largest m says that more "
-        "data would help. Writes a run folder per size (RUN/m-143, ...), learning_curve.csv / "
+        "data would help. Writes a run folder per size (RUN/m-144, ...), learning_curve.csv / "
         ".json and learning_curve.png.",
         argument_default=None)
     p.add_argument("--sizes", default=DEFAULT_SIZES, metavar="S,S,...",

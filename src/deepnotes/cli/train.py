@@ -13,6 +13,9 @@ BATCH_HELP = ("mini-batch size (64; for fewer than 256 training examples the lar
 DATA_HELP = ("digits, breast-cancer, fashion-mnist, mnist, dates (or dates:N), a folder with one "
              "sub-folder per class, a .csv file (a table, or text,label), a .txt (character "
              "language model), a .conll (tagger) or a .tsv of pairs (encoder-decoder)")
+DATA_DIR_HELP = ("folder holding the IDX files of fashion-mnist / mnist (default: "
+                 "/usr/share/datasets/fashion-mnist for fashion-mnist if there, else "
+                 "$DEEPNOTES_DATA/NAME, else ~/.cache/deepnotes/NAME)")
 
 
 def add_parser(sub) -> None:
@@ -129,7 +132,7 @@ def add_model_and_data_options(p, label_column: bool = True) -> None:
     p.add_argument("--model", help=f"network: {', '.join(list_models())} "
                    "(default: lenet5 for images, mlp for tables)")
     p.add_argument("--data", help=f"{DATA_HELP} (default: {D['data']})")
-    p.add_argument("--data-dir", help="folder holding the IDX files of fashion-mnist / mnist")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     if label_column:
         p.add_argument("--label-column",
                        help="label column of a CSV (default: 'label', else the last)")

@@ -97,16 +97,20 @@ def _from_cache(root: Path, files: list[Path], labels: list[int], classes: list[
 
 
 def _refuse_bad(root: Path, bad: list[tuple[Path, str]], skip_bad: bool) -> None:
-    """Unreadable files stop the run unless ``skip_bad``, which warns once with their count."""
+    """Unreadable files stop the run unless ``skip_bad``, which warns with their count. Every
+    one is named: in the error line (up to :data:`SHOW_BAD`), else a warning line each first."""
+    if len(bad) > SHOW_BAD or (bad and skip_bad):
+        for path, why in bad:
+            log.warning("unreadable image %s (%s)", path, why)
     if bad and not skip_bad:
         shown = "; ".join(f"{p} ({why})" for p, why in bad[:SHOW_BAD])
-        more = f" and {len(bad) - SHOW_BAD} more" if len(bad) > SHOW_BAD else ""
+        more = f" and {len(bad) - SHOW_BAD} more (all listed above)" if len(bad) > SHOW_BAD else ""
         raise DeepnotesError(
             f"{root}: {len(bad)} unreadable image files: {shown}{more}; fix or remove them "
             "(--skip-bad trains without them)"
         )
     if bad:
-        log.warning("%s: skipped %d unreadable image files", root, len(bad))
+        log.warning("%s: skipped the %d unreadable image files listed above", root, len(bad))
 
 
 def load_image(path: str | os.PathLike, size: int, channels: int) -> torch.Tensor:

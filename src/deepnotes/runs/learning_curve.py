@@ -15,7 +15,7 @@ the pool's per-channel mean and std (no labels), so the sizes differ only in lab
 Each size keeps its best epoch by the dev loss, as ``deepnotes train`` does, and its errors are
 that epoch's.
 Each size gets a complete run folder, ``RUN/m-<m>/``, whose config.json keeps m
-(``train_examples``), so ``deepnotes evaluate RUN/m-143 --split train`` rebuilds its subset;
+(``train_examples``), so ``deepnotes evaluate RUN/m-144 --split train`` rebuilds its subset;
 ``RUN`` gets ``learning_curve.csv``, ``learning_curve.json`` and ``learning_curve.png``.
 
 ``budget``: ``"updates"`` (the default) gives every size as many mini-batch updates as --epochs

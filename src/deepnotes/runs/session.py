@@ -121,8 +121,8 @@ def batch_size(m: int, processes: int = 1) -> int:
         size //= 2
     size = max(processes, size - size % processes)
     if size != BATCH_SIZE:
-        log.info("batch size %d for %d training examples (--batch-size to choose another)",
-                 size, m)
+        log.info("batch size %d for %d training examples, %d steps an epoch (--batch-size "
+                 "to choose another)", size, m, max(1, m // size))
     return size
 
 
