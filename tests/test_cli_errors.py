@@ -9,6 +9,7 @@ trains does so for one or two epochs on breast-cancer, digits or a folder of 8x8
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -435,11 +436,27 @@ def test_evaluate_of_a_folder_that_is_not_a_run(capsys, tmp_path):
     refused(call(capsys, "evaluate", tmp_path), str(tmp_path), "config.json")
 
 
-def test_evaluate_with_a_corrupt_model_checkpoint(capsys, tmp_path, cancer_run):
+@pytest.mark.parametrize("damaged", ["model.safetensors", "state.safetensors"])
+def test_evaluate_reads_the_kept_weights_from_the_file_that_is_whole(capsys, tmp_path,
+                                                                     cancer_run, damaged):
+    """The kept weights are in both files (the checkpoint's best.* or model.*, and
+    model.safetensors): with one damaged, evaluate scores the run as before, and says so."""
+    rc, intact, err = call(capsys, "evaluate", cancer_run, "--json")
+    assert rc == 0, err
     run = copy_run(cancer_run, tmp_path)
-    weights = run / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])
-    refused(call(capsys, "evaluate", run), "corrupt checkpoint", str(weights))
+    (run / damaged).write_bytes((run / damaged).read_bytes()[:100])
+    rc, out, err = call(capsys, "evaluate", run, "--json")
+    assert rc == 0 and "Traceback" not in err, err
+    assert json.loads(out) == json.loads(intact)
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert any(f"corrupt checkpoint {run / damaged}" in line for line in warnings), err
+
+
+def test_evaluate_with_both_weight_files_corrupt(capsys, tmp_path, cancer_run):
+    run = copy_run(cancer_run, tmp_path)
+    for name in ("model.safetensors", "state.safetensors"):
+        (run / name).write_bytes((run / name).read_bytes()[:100])
+    refused(call(capsys, "evaluate", run), "corrupt checkpoint", str(run / "model.safetensors"))
 
 
 def test_evaluate_bad_split_is_one_line(capsys, cancer_run):

@@ -84,19 +84,38 @@ def committed_state(run_dir: Path) -> TrainState | None:
     return TrainState.from_dict(_state_of(_metadata(path), path))
 
 
+class CorruptCheckpoint(DeepnotesError):
+    """A checkpoint file that cannot be read: truncated, overwritten, not safetensors."""
+
+
 def committed_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     """The run's trained weights: ``model.safetensors``, or the committed checkpoint's weights
-    when a kill left model.safetensors behind the checkpoint (``--resume`` repairs the file)."""
-    path, state = run_dir / "model.safetensors", committed_state(run_dir)
-    current = state is None or (path.is_file() and _metadata(path).get(ID_KEY)
-                                == state.checkpoint)
-    if current:
-        return _read_finite(path)
-    log.warning("%s is behind the run's last checkpoint (it was interrupted while saving); "
-                "using the checkpoint's weights; deepnotes train --resume %s repairs the folder",
-                path, run_dir)
-    weights = kept_weights(_read(run_dir / "state.safetensors")[0])
-    check_finite(weights, str(run_dir / "state.safetensors"))
+    when a kill left model.safetensors behind the checkpoint, or when it is corrupt
+    (``--resume`` repairs the file). Where the checkpoint itself is corrupt, model.safetensors
+    still gives the kept weights, with a warning; where both are, the error names the model's."""
+    path, record = run_dir / "model.safetensors", run_dir / "state.safetensors"
+    try:
+        state = committed_state(run_dir)
+    except DeepnotesError as exc:  # the commit record is damaged; the weights may not be
+        if not path.is_file():
+            raise
+        weights = _read_finite(path)
+        log.warning("%s; using %s, the kept weights (the run cannot be resumed from this "
+                    "checkpoint)", exc, path)
+        return weights
+    try:
+        if state is None or (path.is_file() and _metadata(path).get(ID_KEY) == state.checkpoint):
+            return _read_finite(path)
+        why = (f"{path} is behind the run's last checkpoint (it was interrupted while "
+               "saving)")
+    except CorruptCheckpoint as exc:
+        if state is None:
+            raise
+        why = str(exc)
+    log.warning("%s; using the checkpoint's weights; deepnotes train --resume %s repairs the "
+                "folder", why, run_dir)
+    weights = kept_weights(_read(record)[0])
+    check_finite(weights, str(record))
     return weights
 
 
@@ -181,7 +200,8 @@ def _read(path: Path) -> tuple[dict, dict]:
     try:
         tensors = st_load(path.read_bytes())
     except (SafetensorError, ValueError, OSError) as exc:
-        raise DeepnotesError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        raise CorruptCheckpoint(f"corrupt checkpoint {path}: {str(exc).splitlines()[0]}") \
+            from None
     return tensors, _metadata(path)
 
 
@@ -193,19 +213,20 @@ def _metadata(path: Path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
     except (SafetensorError, ValueError, OSError) as exc:
-        raise DeepnotesError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        raise CorruptCheckpoint(f"corrupt checkpoint {path}: {str(exc).splitlines()[0]}") \
+            from None
 
 
 def _state_of(meta: dict, path: Path, optimizer: torch.optim.Optimizer | None = None) -> dict:
     """The trainer state in a checkpoint's metadata, checked field by field (and against the
     ``optimizer`` it is to be loaded into) by :func:`deepnotes.train.schema.check_state`."""
     if STATE_KEY not in meta:
-        raise DeepnotesError(f"corrupt checkpoint {path}: no trainer state")
+        raise CorruptCheckpoint(f"corrupt checkpoint {path}: no trainer state")
     try:
         state = json.loads(meta[STATE_KEY])
     except (ValueError, RecursionError) as exc:
-        raise DeepnotesError(f"corrupt checkpoint {path}: trainer state is not JSON ({exc})") \
-            from None
+        raise CorruptCheckpoint(f"corrupt checkpoint {path}: trainer state is not JSON "
+                                f"({exc})") from None
     check_state(state, path, optimizer)
     return state
 
