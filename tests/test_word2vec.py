@@ -279,6 +279,20 @@ def test_invalid_utf8_is_replaced_and_counted_once(tmp_path):
         sents = list(C.iter_file(path))
     assert sents[0] == ["good", "words", "\ufffd\ufffd", "here"]
     assert len(warnings) == 1 and "3 invalid UTF-8 byte" in warnings[0]
+    assert "(the first at line 1, byte offset 11)" in warnings[0]
+
+
+@pytest.mark.parametrize("block", [16, 7, 1 << 20])
+def test_the_first_invalid_byte_is_located_across_blocks(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(C, "BLOCK_BYTES", block)
+    path = tmp_path / "bad.txt"
+    text = b"aa bb\n" * 10 + b"cc \xff dd\n" + b"ee \xfe\n"
+    path.write_bytes(text)
+    with warnings_of("deepnotes.embeddings.corpus") as warnings:
+        list(C.iter_file(path))
+    assert len(warnings) == 1 and "2 invalid UTF-8 byte" in warnings[0]
+    offset = text.index(b"\xff")
+    assert f"(the first at line 11, byte offset {offset})" in warnings[0]
 
 
 # ---------------------------------------------------------------- training
@@ -327,9 +341,11 @@ def test_untrained_weights_follow_word2vec_initialisation():
 
 # ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(sentences=[]), "corpus is empty"),
-    (dict(sentences=[[], []]), "corpus is empty"),
-    (dict(sentences=[["a", "b"], ["c"]], min_count=2), "no word reaches min_count=2"),
+    (dict(sentences=[]), "the sentences: the corpus is empty"),
+    (dict(sentences=[[], []]), "the sentences: the corpus is empty"),
+    (dict(sentences=[["a", "b"], ["c"]], min_count=2),
+     r"the sentences: vocabulary empty after min_count=2 \(0 of 3 word types kept; the most "
+     r"frequent occurs 1 time\(s\)\)"),
     (dict(sentences=[["a"]], vector_size=0), "vector_size=0: expected at least 1"),
     (dict(sentences=[["a"]], vector_size=-3), "vector_size"),
     (dict(sentences=[["a"]], sg=2), "sg must be"),
@@ -375,8 +391,9 @@ def test_pyproject_says_numba_is_optional_and_the_test_extra_installs_it():
 def test_empty_file_is_an_empty_corpus(tmp_path):
     path = tmp_path / "empty.txt"
     path.write_text("\n\n")
-    with pytest.raises(DeepnotesError, match="corpus is empty"):
+    with pytest.raises(DeepnotesError, match="corpus is empty") as e:
         Word2Vec(corpus_file=str(path))
+    assert str(e.value).startswith(f"corpus_file {str(path)!r}: ")
 
 
 def test_fold_is_the_adjoint_of_the_sliding_windows():

@@ -104,3 +104,22 @@ def test_bad_input_is_one_line(cli, tmp_path, corpus, vectors, args, needle):
     assert rc == 2, (out, err)
     assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "o.bin").exists()
+
+
+@pytest.mark.parametrize("command", [["similar", "VEC", "cat"],
+                                     ["analogy", "VEC", "cat", "dog", "cat"],
+                                     ["evaluate", "VEC", "QUESTIONS"]])
+def test_a_word_that_is_not_utf8_is_refused_with_its_line_or_read_with_errors(cli, tmp_path,
+                                                                              command):
+    vec = tmp_path / "latin1.txt"
+    vec.write_bytes(b"3 2\ncat 1.0 0.0\ndog 0.9 0.1\nna\xefve 0.0 1.0\n")
+    questions = tmp_path / "q.txt"
+    questions.write_text(": animals\ncat dog cat dog\n")
+    args = [{"VEC": vec, "QUESTIONS": questions}.get(a, a) for a in command]
+    rc, out, err = cli("word2vec", *args)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"{vec} line 4" in err and "--errors replace" in err
+    rc, out, err = cli("word2vec", *args, "--errors", "replace")
+    assert rc == 0, err
+    if command[0] == "similar":
+        assert out.splitlines()[0].startswith("dog\t")

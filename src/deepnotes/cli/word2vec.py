@@ -26,21 +26,30 @@ def add_parser(sub) -> None:
     _train_parser(commands)
     similar = commands.add_parser("similar", help="the words closest to WORD (cosine)")
     similar.add_argument("vectors", metavar="VECTORS")
+    _errors_option(similar)
     similar.add_argument("word", metavar="WORD")
     similar.add_argument("--topn", type=int, default=10, help="how many (10)")
     similar.set_defaults(handler=run_similar)
     analogy = commands.add_parser("analogy", help="A is to B as C is to ? (3CosAdd)")
     analogy.add_argument("vectors", metavar="VECTORS")
+    _errors_option(analogy)
     analogy.add_argument("words", metavar="WORD", nargs=3, help="A B C")
     analogy.add_argument("--topn", type=int, default=5, help="how many answers (5)")
     analogy.set_defaults(handler=run_analogy)
     evaluate = commands.add_parser("evaluate", help="analogy accuracy on a questions-words file")
     evaluate.add_argument("vectors", metavar="VECTORS")
+    _errors_option(evaluate)
     evaluate.add_argument("questions", metavar="QUESTIONS",
                           help="questions-words format (': section' lines, then 'a b c d')")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.set_defaults(handler=run_evaluate)
     w2v.set_defaults(handler=lambda args: w2v.print_help() or 0)
+
+
+def _errors_option(p) -> None:
+    p.add_argument("--errors", default="strict", choices=("strict", "replace", "ignore"),
+                   help="a C-format file's words that are not UTF-8: stop with the line or "
+                        "offset, replace the bad bytes with U+FFFD, or drop them (strict)")
 
 
 def _train_parser(commands) -> None:
@@ -136,14 +145,14 @@ def save_vectors(wv, path: str) -> None:
         wv.save(path)
 
 
-def load_vectors(path: str):
+def load_vectors(path: str, errors: str = "strict"):
     from deepnotes.embeddings import KeyedVectors
 
     if not Path(path).exists():
         raise DeepnotesError(f"{path}: no such vectors file")
     suffix = Path(path).suffix.lower()
     if suffix in (".bin", ".txt"):
-        return KeyedVectors.load_word2vec_format(path, binary=suffix == ".bin")
+        return KeyedVectors.load_word2vec_format(path, binary=suffix == ".bin", errors=errors)
     return KeyedVectors.load(path)
 
 
@@ -153,7 +162,7 @@ def _check_topn(topn: int) -> None:
 
 def run_similar(args) -> int:
     _check_topn(args.topn)
-    wv = load_vectors(args.vectors)
+    wv = load_vectors(args.vectors, args.errors)
     for word, cosine in wv.most_similar(positive=[args.word], topn=args.topn):
         print(f"{word}\t{cosine:.4f}")
     return 0
@@ -162,14 +171,14 @@ def run_similar(args) -> int:
 def run_analogy(args) -> int:
     _check_topn(args.topn)
     a, b, c = args.words
-    wv = load_vectors(args.vectors)
+    wv = load_vectors(args.vectors, args.errors)
     for word, cosine in wv.most_similar(positive=[b, c], negative=[a], topn=args.topn):
         print(f"{word}\t{cosine:.4f}")
     return 0
 
 
 def run_evaluate(args) -> int:
-    wv = load_vectors(args.vectors)
+    wv = load_vectors(args.vectors, args.errors)
     result = wv.evaluate_word_analogies(args.questions)
     if args.json:
         print(json.dumps(result, indent=1))

@@ -64,8 +64,10 @@ def _split_words(text: bytes, sentence: list[str], out: list[list[str]]) -> None
 def iter_file(path, warn: bool = True) -> Iterator[list[str]]:
     """Sentences of a text file, streamed in ``BLOCK_BYTES`` blocks (one per line, long lines cut
     into ``MAX_SENTENCE``-word chunks). Invalid UTF-8 is replaced by U+FFFD; the number of replaced
-    bytes is logged once as a warning at the end (``warn=False``: not, for a second pass)."""
+    bytes, with the line and byte offset of the first, is logged once as a warning at the end
+    (``warn=False``: not, for a second pass)."""
     _replaced[0] = 0
+    first, done, lines = None, 0, 0  # the first bad byte's (line, offset); bytes, lines before
     try:
         f = open(path, "rb")  # noqa: SIM115 (closed by the with below; only open() is caught)
     except OSError as e:
@@ -82,15 +84,29 @@ def iter_file(path, warn: bool = True) -> Iterator[list[str]]:
                 cut = max(buf.rfind(b" "), buf.rfind(b"\n"), buf.rfind(b"\t"), buf.rfind(b"\r"))
                 buf, carry = (buf[: cut + 1], buf[cut + 1 :]) if cut >= 0 else (b"", buf)
             out: list[list[str]] = []
+            before = _replaced[0]
             _split_words(buf, sentence, out)
+            if first is None and _replaced[0] > before:
+                first = _first_bad_byte(buf, done, lines)
+            done, lines = done + len(buf), lines + buf.count(b"\n")
             yield from out
             if not block:
                 break
     if sentence:
         yield sentence
-    if _replaced[0] and warn:
-        log.warning("corpus_file %r: %d invalid UTF-8 byte(s) replaced by U+FFFD",
-                    str(path), _replaced[0])
+    if _replaced[0] and warn and first is not None:
+        log.warning("corpus_file %r: %d invalid UTF-8 byte(s) replaced by U+FFFD (the first at "
+                    "line %d, byte offset %d)", str(path), _replaced[0], *first)
+
+
+def _first_bad_byte(buf: bytes, done: int, lines: int) -> tuple[int, int]:
+    """(line, byte offset in the file) of the first invalid UTF-8 byte of ``buf``, a block that
+    starts at byte ``done`` after ``lines`` newlines."""
+    try:
+        buf.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return lines + buf.count(b"\n", 0, exc.start) + 1, done + exc.start
+    return lines + 1, done  # not reached: the caller saw a replacement in ``buf``
 
 
 def iter_sentences(sentences: Iterable[list[str]] | None, corpus_file,
@@ -134,19 +150,22 @@ class CorpusVocabulary:
         return len(self.index_to_key)
 
 
-def build_vocabulary(sentences: Iterable[list[str]], min_count: int) -> CorpusVocabulary:
-    """Count words; keep those with count >= ``min_count``, sorted by count descending."""
+def build_vocabulary(sentences: Iterable[list[str]], min_count: int,
+                     source: str = "the corpus") -> CorpusVocabulary:
+    """Count words; keep those with count >= ``min_count``, sorted by count descending.
+    ``source`` names the corpus in errors (its file)."""
     counter: Counter = Counter()
     for s in sentences:
         counter.update(s)
     total = sum(counter.values())
     if total == 0:
-        raise DeepnotesError("corpus is empty: no words to train on")
+        raise DeepnotesError(f"{source}: the corpus is empty, no words to train on")
     kept = sorted((kv for kv in counter.items() if kv[1] >= min_count), key=lambda kv: -kv[1])
     if not kept:
         top = max(counter.values())
-        raise DeepnotesError(f"no word reaches min_count={min_count} (the most frequent word "
-                             f"occurs {top} time(s)); lower min_count")
+        raise DeepnotesError(f"{source}: vocabulary empty after min_count={min_count} (0 of "
+                             f"{len(counter)} word types kept; the most frequent occurs {top} "
+                             "time(s)); lower min_count")
     return CorpusVocabulary([w for w, _ in kept], [c for _, c in kept], total)
 
 

@@ -105,7 +105,8 @@ def _decode(path: Path, raw: bytes, where: str, errors: str) -> str:
         return raw.decode("utf-8", errors=errors)
     except UnicodeDecodeError as exc:
         raise DeepnotesError(f"{path} {where}: the word is not valid UTF-8 ({exc.reason}); "
-                             "pass errors='replace' or 'ignore' to read it anyway") from None
+                             "read it anyway with errors='replace' or 'ignore' (deepnotes "
+                             "word2vec: --errors replace)") from None
 
 
 def _parse_text_line(path: Path, line: str, line_no: int, dim: int) -> tuple[str, np.ndarray]:

@@ -250,7 +250,9 @@ class Word2Vec:
             raise DeepnotesError("build_vocab needs sentences or corpus_file")
         if sentences is not None and iter(sentences) is sentences:
             raise DeepnotesError("sentences must be re-iterable (a list, not a generator)")
-        self.vocab = build_vocabulary(iter_sentences(sentences, corpus_file), self.min_count)
+        self.vocab = build_vocabulary(iter_sentences(sentences, corpus_file), self.min_count,
+                                      "the sentences" if corpus_file is None else
+                                      f"corpus_file {str(corpus_file)!r}")
         self.corpus = encode(iter_sentences(sentences, corpus_file, warn=False), self.vocab)
         g = torch.Generator().manual_seed(self.seed)
         n, d = len(self.vocab), self.vector_size
