@@ -133,6 +133,10 @@ def test_a_folder_killed_before_its_first_checkpoint_can_be_started_again(table,
     rc, _, err = run_cli_quietly("train", "--resume", out / "r", "--quiet")
     assert rc == 2
     assert "--overwrite" in one_error_line(err)
+    rc, _, err = train(table, out, "--name", "r")  # the same command again: not --resume
+    assert rc == 2
+    line = one_error_line(err)
+    assert "before its first checkpoint; --overwrite" in line and "--resume" not in line
     rc, _, err = train(table, out, "--name", "r", "--overwrite")
     assert rc == 0, err
     assert (out / "r" / "metrics.json").is_file()

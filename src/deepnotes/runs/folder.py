@@ -103,6 +103,9 @@ def create(out: str | Path, name: str | None, default_name: str, overwrite: bool
     try:
         os.mkdir(path)
     except FileExistsError:
+        if is_ours(path) and not has_checkpoint(path):  # nothing there to resume
+            raise DeepnotesError(f"--name {name}: {path} exists, but stopped before its first "
+                                 "checkpoint; --overwrite to start it again") from None
         raise DeepnotesError(f"--name {name}: {path} exists; use --resume {path} to continue it "
                              "or --overwrite to replace it") from None
     atomic.commit_point("run folder made")
