@@ -260,9 +260,36 @@ def test_cli_unknown_model(capsys):
     assert "'lenet'" in line and all(name in line for name in list_models())
 
 
-def test_cli_too_small_input(capsys):
-    line = refused(capsys, "lenet5", "--input", "1x4x4")
-    assert "conv.0" in line and "too small for f=5" in line
+@pytest.mark.parametrize("name, text, needle", [
+    ("lenet5", "1x4x4", "--model lenet5 reads 32 pixels a side; pick another size, or a model "
+                        "with adaptive pooling (none reads so few pixels)"),
+    ("lenet5", "1x32x40", "--model lenet5 reads 32 pixels a side"),
+    ("lenet5", "1x8x8", "that reads it (fastnet)"),
+    ("resnet18", "3x2x2", "--model resnet18 reads at least 32 pixels a side"),
+    ("resnet18", "3x40x40", None), ("googlenet", "3x96x64", None)])
+def test_cli_input_the_model_cannot_read(capsys, name, text, needle):
+    """What ``train --image-size`` refuses (:func:`deepnotes.models.check_side`), and no more;
+    the models suggested instead read the size and are not the one refused."""
+    if needle is None:
+        assert run_cli(capsys, "summary", name, "--input", text)[0] == 0
+        return
+    line = refused(capsys, name, "--input", text)
+    assert line.startswith(f"error: --input {text}: ") and needle in line
+
+
+def test_check_side_suggests_only_models_that_read_the_size():
+    from deepnotes.errors import DeepnotesError
+    from deepnotes.models import check_side, model_class
+
+    with pytest.raises(DeepnotesError) as e:
+        check_side("resnet18", 16, "--image-size 16")
+    suggested = e.value.args[0].split("(")[-1].rstrip(")").split(", ")
+    assert suggested == ["fastnet"]
+    for name in ("fastnet", "resnet18", "vgg11", "googlenet", "alexnet"):
+        side = model_class(name).min_input_size
+        check_side(name, side, "x")  # its least size reads
+        with pytest.raises(DeepnotesError, match=f"reads at least {side} pixels"):
+            check_side(name, side - 1, "x")
 
 
 def test_cli_bad_num_classes(capsys):

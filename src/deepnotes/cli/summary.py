@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from deepnotes.models import create_model, model_class
+    from deepnotes.models import check_side, create_model, model_class
     from deepnotes.models.summary import format_table, notation, summarize, totals
 
     cls = model_class(args.model)
@@ -33,6 +33,8 @@ def run(args) -> int:
         raise DeepnotesError(f"summary {args.model}: a sequence model; summary covers the image "
                              "and table models (layer shapes as n_H x n_W x n_C)")
     shape = input_shape(args.model, cls, args.input)
+    for side in sorted(set(shape[1:])):  # n_H and n_W of an image model's input
+        check_side(args.model, side, f"--input {args.input}")
     model = create_model(args.model, num_classes=args.num_classes, in_channels=shape[0])
     rows = summarize(model, shape)
     total = totals(rows, model)

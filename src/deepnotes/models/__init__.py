@@ -52,6 +52,9 @@ MODELS: dict[str, tuple[type[Network], dict[str, Any]]] = {
 }
 
 
+ADAPTIVE = ("fastnet", "resnet18", "vgg11", "googlenet", "alexnet")  # one of each family
+
+
 def list_models() -> list[str]:
     return sorted(MODELS)
 
@@ -61,6 +64,21 @@ def model_class(name: str) -> type[Network]:
     if name not in MODELS:
         raise DeepnotesError(unknown_name("model", name, list_models()))
     return MODELS[name][0]
+
+
+def check_side(name: str, side: int, option: str) -> None:
+    """Refuse images of ``side`` pixels a side for model ``name`` unless it reads them: its own
+    ``input_size``, or ``min_input_size`` and up where its pooling before the head is adaptive.
+    ``option`` is how the user gave the size (``--image-size 4``)."""
+    cls = model_class(name)
+    if side == cls.input_size or (cls.min_input_size is not None and side >= cls.min_input_size):
+        return
+    least = f"at least {cls.min_input_size}" if cls.min_input_size else f"{cls.input_size}"
+    others = [m for m in ADAPTIVE if m != name and side >= MODELS[m][0].min_input_size]
+    instead = (f"a model with adaptive pooling that reads it ({', '.join(others)})" if others
+               else "a model with adaptive pooling (none reads so few pixels)")
+    raise DeepnotesError(f"{option}: --model {name} reads {least} pixels a side; pick another "
+                         f"size, or {instead}")
 
 
 def create_model(name: str, num_classes: int = 10, in_channels: int = 1, **kwargs) -> Network:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from deepnotes.data import Batches, Dataset, Normalizer, augment, load_dataset, stratified_split
 from deepnotes.data.splits import Splits, hold_out_train_dev
 from deepnotes.errors import DeepnotesError
-from deepnotes.models import Network, create_model, model_class
+from deepnotes.models import Network, check_side, create_model, model_class
 from deepnotes.runs.config import RunConfig
 from deepnotes.train import distributed
 
@@ -44,11 +44,7 @@ def image_size(config: RunConfig) -> int | None:
     cls, size = model_class(name), config.image_size
     if size is None or size == cls.input_size:
         return cls.input_size
-    if cls.min_input_size is None or size < cls.min_input_size:
-        least = f"at least {cls.min_input_size}" if cls.min_input_size else f"{cls.input_size}"
-        raise DeepnotesError(f"--image-size {size}: --model {name} reads {least} pixels a side; "
-                             "pick another size, or a model with adaptive pooling (fastnet, "
-                             "resnet18, vgg11, googlenet, alexnet)")
+    check_side(name, size, f"--image-size {size}")
     return size
 
 
