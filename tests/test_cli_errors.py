@@ -271,7 +271,11 @@ def test_model_that_does_not_fit_the_data(capsys, tmp_path, model, data, suggest
     (["--epochs", "0"], "--epochs 0"),
     (["--device", "tpu"], "--device"),
     (["--gpus", "x,y"], "--gpus"),
-], ids=["batch-0", "lr-0", "lr-neg", "lr-nan", "epochs-0", "tpu", "gpus"])
+    (["--batch-size", "3000000000"], "--batch-size 3000000000: expected an integer from 1 to"),
+    (["--image-size", "100000", "--model", "resnet18"], "--image-size 100000"),
+    (["--nproc", "1", "--torchrun", '"x'], "--torchrun '\"x': No closing quotation"),
+], ids=["batch-0", "lr-0", "lr-neg", "lr-nan", "epochs-0", "tpu", "gpus", "batch-huge",
+        "side-huge", "torchrun-quote"])
 def test_impossible_numbers_and_devices(capsys, tmp_path, args, needle):
     runs = tmp_path / "runs"
     refused(call(capsys, *train(runs, "--data", "breast-cancer", "--epochs", 1, *args)), needle,
@@ -588,3 +592,27 @@ def test_nan_loss_after_resume_keeps_the_finished_runs_results(resumed_into_nan)
     assert "metrics.json" in kept  # the scores of the run as it was, which is what is on disk
     for name in kept:
         assert after.get(name) == before[name], name
+
+
+@pytest.mark.parametrize("error, shown", [
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate "
+                  "memory: you tried to allocate 33599999999664 bytes."), True),
+    (MemoryError(), True),
+    (RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"), True),
+    (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), False)])
+def test_running_out_of_memory_is_one_line_and_other_bugs_are_not_hidden(capsys, monkeypatch,
+                                                                       error, shown):
+    from deepnotes.cli import summary
+
+    def fails(args):
+        raise error
+
+    monkeypatch.setattr(summary, "run", fails)
+    if not shown:  # a bug stays a traceback, for its report
+        with pytest.raises(RuntimeError, match="mat1"):
+            call(capsys, "summary", "lenet5")
+        return
+    rc, out, err = call(capsys, "summary", "lenet5")
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: out of memory (") and "--batch-size" in err
+

@@ -1,7 +1,8 @@
 """The ``deepnotes`` command: one module per subcommand, each thin (parse, call the library, print).
 
-Errors a user can act on (:class:`DeepnotesError`, bad arguments, OS errors such as a full disk)
-are printed as one line on stderr with exit status 2; an interrupt exits with 130.
+Errors a user can act on (:class:`DeepnotesError`, bad arguments, OS errors such as a full disk,
+running out of memory) are printed as one line on stderr with exit status 2; an interrupt exits
+with 130.
 """
 
 from __future__ import annotations
@@ -76,6 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as exc:
+        if not out_of_memory(exc):
+            raise
+        first = (str(exc).strip().splitlines() or ["no details"])[0][:200]
+        print(f"error: out of memory ({first}); try a smaller --batch-size, --image-size or "
+              "model", file=sys.stderr)
+        return 2
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says an allocation failed: Python's MemoryError, torch's CPU allocator
+    or a CUDA out-of-memory error."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "can't allocate memory" in text or \
+        "out of memory" in text.lower()
 
 
 class _Formatter(logging.Formatter):

@@ -7,6 +7,8 @@ import shlex
 from pathlib import Path
 
 from deepnotes.data import Batches
+from deepnotes.data.images import MAX_SIDE
+from deepnotes.train.schema import COUNT
 
 BATCH_HELP = ("mini-batch size (64; for fewer than 256 training examples the largest power of "
               "two that makes 4 batches an epoch, at least 8)")
@@ -185,11 +187,22 @@ def run(args) -> int:
         if args.name is not None:
             folder.check_name(args.name)
         return distributed.launch(_without_launch_options(args.argv), args.nproc,
-                                  shlex.split(args.torchrun))
+                                  torchrun_args(args.torchrun))
     try:
         return _run(args)
     finally:
         distributed.teardown()
+
+
+def torchrun_args(text: str) -> list[str]:
+    """--torchrun's string split as a shell would; unbalanced quotes refused in one line."""
+    from deepnotes.errors import DeepnotesError
+
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise DeepnotesError(f"--torchrun {text!r}: {exc} (expected torchrun's options, quoted "
+                             "as in a shell)") from None
 
 
 def _without_launch_options(argv: list[str]) -> list[str]:
@@ -246,7 +259,8 @@ def check_numbers(options: dict) -> None:
     for key in ("epochs", "batch_size", "max_len", "seq_len", "min_count", "image_size",
                 "early_stop"):
         if options.get(key) is not None:
-            check_range(f"--{key.replace('_', '-')}", options[key], 1, integer=True)
+            check_range(f"--{key.replace('_', '-')}", options[key], 1,
+                        MAX_SIDE if key == "image_size" else COUNT, integer=True)
     if options.get("lr") is not None:
         check_lr(options["lr"])
     if options.get("beta") is not None:

@@ -37,6 +37,7 @@ MAX_PIXELS = 89_478_485  # Pillow's default decompression-bomb limit (about 0.25
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 WIDE_GREY_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 SHOW_BAD = 3  # how many bad paths an error message names
+MAX_SIDE = 4096  # the largest n_H = n_W images are resized to (a batch of 64 RGB: 3 GiB)
 CACHE_CHOICES = ("auto", "on", "off")
 CACHE_ABOVE = 1 << 30  # --data-cache auto: folders above 1 GiB decoded are read from the cache
 
@@ -149,7 +150,7 @@ def _check_channels(channels: int | None) -> None:
 
 
 def _check_size(size: int) -> int:
-    check_range("size", size, 1, integer=True, hint="n_H = n_W, in pixels")
+    check_range("size", size, 1, MAX_SIDE, integer=True, hint="n_H = n_W, in pixels")
     return operator.index(size)
 
 

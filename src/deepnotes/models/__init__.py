@@ -66,12 +66,20 @@ def model_class(name: str) -> type[Network]:
     return MODELS[name][0]
 
 
-def check_side(name: str, side: int, option: str) -> None:
-    """Refuse images of ``side`` pixels a side for model ``name`` unless it reads them: its own
-    ``input_size``, or ``min_input_size`` and up where its pooling before the head is adaptive.
-    ``option`` is how the user gave the size (``--image-size 4``)."""
+def reads_side(name: str, side: int) -> bool:
+    """Whether model ``name`` reads images of ``side`` pixels a side: its own ``input_size``,
+    or ``min_input_size`` and up where its pooling before the head is adaptive."""
     cls = model_class(name)
-    if side == cls.input_size or (cls.min_input_size is not None and side >= cls.min_input_size):
+    return side == cls.input_size or (cls.min_input_size is not None
+                                      and side >= cls.min_input_size)
+
+
+def check_side(name: str, side: int, option: str) -> None:
+    """Refuse images of ``side`` pixels a side for model ``name`` unless it reads them
+    (:func:`reads_side`), suggesting models that do. ``option`` is how the user gave the size
+    (``--image-size 4``)."""
+    cls = model_class(name)
+    if reads_side(name, side):
         return
     least = f"at least {cls.min_input_size}" if cls.min_input_size else f"{cls.input_size}"
     others = [m for m in ADAPTIVE if m != name and side >= MODELS[m][0].min_input_size]

@@ -21,12 +21,12 @@ from pathlib import Path
 
 from deepnotes import atomic
 from deepnotes.data import NAMED, Batches, augment
-from deepnotes.data.images import CACHE_CHOICES
+from deepnotes.data.images import CACHE_CHOICES, MAX_SIDE
 from deepnotes.data.loader import ORDERS
 from deepnotes.data.splits import check_fractions
 from deepnotes.data.text import ERRORS
 from deepnotes.errors import DeepnotesError
-from deepnotes.models import list_models, model_class
+from deepnotes.models import list_models, model_class, reads_side
 from deepnotes.models.sequence import RNN_CELLS
 from deepnotes.optim import BETA_NAMES, check_schedule, list_optimizers
 from deepnotes.train.history import MONITORS
@@ -262,7 +262,7 @@ CONFIG = {  # field -> checker: every option, then the data's
     "bf16": boolean, "precision": optional(one_of(*PRECISIONS)),
     "channels_last": boolean, "compile": boolean, "cuda_graphs": boolean,
     "train_dev": number(0, 1, below=True), "recipe": optional(known("recipe", list_recipes)),
-    "image_size": optional(integer(1, WIDTH)), "channels": optional(one_of(1, 3)),
+    "image_size": optional(integer(1, MAX_SIDE)), "channels": optional(one_of(1, 3)),
     "data_cache": one_of(*CACHE_CHOICES),
     "cache_dir": optional(string), "data_order": one_of("auto", *ORDERS),
     "monitor": one_of(*MONITORS), "early_stop": optional(integer(1, COUNT)),
@@ -302,6 +302,11 @@ def _config_fits(c: dict) -> str | None:
     if shape != expected:
         return (f"fields 'input_shape' and 'in_channels': {c['model']} on {kind} data with "
                 f"in_channels {n} expects input_shape {expected}, found {shape}")
+    if kind == "image" and not reads_side(c["model"], side):
+        return (f"fields 'image_size' and 'model': {c['model']} cannot read images of {side} "
+                "pixels a side")
+    if len(set(c["classes"])) != len(c["classes"]) or "" in c["classes"]:
+        return "field 'classes': expected distinct, non-empty class names"
     width = n if kind in ("image", "table") else 0  # token ids are not normalised
     for key in ("mean", "std"):
         if len(c["normalize"][key]) != width:
