@@ -223,9 +223,31 @@ def test_replaced_bytes_and_cut_sequences_are_counted_in_one_warning(cli, tmp_pa
 def test_generate_and_translate_refuse_bad_numbers(cli, tmp_path, text_file):
     run, _, _ = trained(cli, tmp_path, "lm", "--data", text_file, "--model", "charlm",
                         "--epochs", 1, "--seq-len", 16)
-    for args, needle in ((["--temperature", 0], "--temperature"), (["--length", 0], "--length")):
+    for args, needle in ((["--temperature", 0], "--temperature"), (["--length", 0], "--length"),
+                         (["--seed", -1], "--seed -1"), (["--seed", 2**64], "--seed")):
         rc, _, err = cli("generate", run, *args)
         assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1
+    # a temperature near 0 is greedy decoding: the same text whatever the seed
+    outs = [cli("generate", run, "--temperature", "1e-300", "--seed", seed, "--length", 20)
+            for seed in (0, 1)]
+    assert all(rc == 0 for rc, _, _ in outs) and outs[0][1] == outs[1][1], outs
+    vocab = run / "vocab.json"
+    good = json.loads(vocab.read_text())
+    for damaged in ({**good, "input": good["input"][:3]}, [1, 2], {**good, "output": [1, 2]}):
+        vocab.write_text(json.dumps(damaged))
+        rc, _, err = cli("generate", run)
+        assert rc == 2 and f"{vocab}: expected" in err and "Traceback" not in err, err
+
+
+def test_a_beam_wider_than_the_vocabulary_decodes():
+    from deepnotes.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("seq2seq", num_classes=8, in_channels=12)
+    x = torch.tensor([[3, 4, 5]])
+    ids = model.beam(x, 6, 50)  # each beam grows by all 8 tokens (topk of 50 would fail)
+    assert 1 <= len(ids) <= 6 and all(0 <= i < 8 for i in ids)
+    assert model.beam(x, 6, 50) == ids
 
 
 def test_min_count_sends_rare_words_to_unk(cli, tmp_path, reviews):

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deepnotes.errors import DeepnotesError
+from deepnotes.errors import DeepnotesError, check_range
+from deepnotes.train.schema import COUNT
+
+MAX_SEED = 2**63 - 1  # what torch.Generator.manual_seed takes
 
 
 def add_parser(sub) -> None:
@@ -45,13 +48,26 @@ def load_sequence_run(run: str, kind: str, command: str, device: str):
         need = {"lm": "a character language model (--model charlm on a .txt file)",
                 "pairs": "an encoder-decoder (--model seq2seq on dates or a .tsv)"}[kind]
         raise DeepnotesError(f"{run}: a run on {config.kind} data; {command} needs {need}")
-    path = Path(run) / "vocab.json"
+    inputs, outputs = read_vocab(Path(run) / "vocab.json", config.in_channels, config.classes)
+    model = load_trained(run, config).to(resolve_device(device)).eval()
+    return config, model, inputs, outputs
+
+
+def read_vocab(path: Path, size: int, classes: list[str]) -> tuple[list[str], list[str]]:
+    """vocab.json's input tokens (``size`` of them: the embedding's rows) and output tokens
+    (the run's classes), checked: a damaged file is refused in one line."""
     try:
         vocab = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise DeepnotesError(f"{path}: cannot read the run's vocabulary ({exc})") from None
-    model = load_trained(run, config).to(resolve_device(device)).eval()
-    return config, model, vocab["input"], vocab["output"]
+    inputs = vocab.get("input") if isinstance(vocab, dict) else None
+    outputs = vocab.get("output") if isinstance(vocab, dict) else None
+    if not (isinstance(inputs, list) and len(inputs) == size
+            and all(isinstance(t, str) for t in inputs) and outputs == classes):
+        raise DeepnotesError(f"{path}: expected {{\"input\": the run's {size} input tokens, "
+                             "\"output\": its classes in config.json}, as deepnotes train wrote "
+                             "it; the file was changed")
+    return inputs, outputs
 
 
 def encode(text: str, vocab: list[str]) -> list[int]:
@@ -67,6 +83,7 @@ def generate(args) -> int:
         raise DeepnotesError(f"--length {args.length}: expected at least 1")
     if not 0 < args.temperature < float("inf"):
         raise DeepnotesError(f"--temperature {args.temperature}: expected a number > 0")
+    check_range("--seed", args.seed, 0, MAX_SEED, integer=True)
     _, model, vocab, _ = load_sequence_run(args.run, "lm", "generate", args.device)
     prefix = encode(args.prefix or "\n", vocab)
     ids = model.generate(prefix, args.length, args.temperature,
@@ -80,8 +97,9 @@ def translate(args) -> int:
 
     from deepnotes.models.sequence import strip_output
 
-    if args.beam < 1:
-        raise DeepnotesError(f"--beam {args.beam}: expected at least 1")
+    check_range("--beam", args.beam, 1, integer=True)
+    if args.max_length is not None:
+        check_range("--max-length", args.max_length, 1, COUNT, integer=True)
     config, model, vocab, outputs = load_sequence_run(args.run, "pairs", "translate",
                                                       args.device)
     max_len = args.max_length or config.input_shape[-1] + 16

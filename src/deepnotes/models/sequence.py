@@ -134,7 +134,8 @@ class CharLM(Network):
         logits, state = self.step(torch.tensor([prefix], device=device))
         out = []
         for _ in range(length):
-            p = torch.softmax(logits[0, -1].float() / temperature, -1)
+            z = logits[0, -1].double()  # float64: a temperature of 1e-300 stays above 0
+            p = torch.softmax((z - z.max()) / temperature, -1)  # finite for any temperature > 0
             nxt = int(torch.multinomial(p.cpu(), 1, generator=generator))
             out.append(nxt)
             logits, state = self.step(torch.tensor([[nxt]], device=device), state)
@@ -262,7 +263,7 @@ class Seq2Seq(Network):
                 logits, st2 = self.decode_steps((keys, values, mask),
                                                 torch.tensor([[ids[-1]]], device=x.device), st)
                 logp = torch.log_softmax(logits[0, -1].float(), -1)
-                top = logp.topk(width)
+                top = logp.topk(min(width, logp.numel()))  # a beam wider than the vocabulary
                 for lp, i in zip(top.values.tolist(), top.indices.tolist()):
                     grown.append((score + lp, ids + [i], st2))
             grown.sort(key=lambda b: -b[0])
