@@ -293,4 +293,7 @@ def test_check_side_suggests_only_models_that_read_the_size():
 
 
 def test_cli_bad_num_classes(capsys):
-    assert "num_classes=1" in refused(capsys, "lenet5", "--num-classes", "1")
+    assert "--num-classes 1: expected an integer from 2" in refused(capsys, "lenet5",
+                                                                   "--num-classes", "1")
+    assert "--num-classes 99999999999" in refused(capsys, "lenet5", "--num-classes",
+                                                  "99999999999")

@@ -346,7 +346,8 @@ def test_untrained_weights_follow_word2vec_initialisation():
     (dict(sentences=[["a", "b"], ["c"]], min_count=2),
      r"the sentences: vocabulary empty after min_count=2 \(0 of 3 word types kept; the most "
      r"frequent occurs 1 time\(s\)\)"),
-    (dict(sentences=[["a"]], vector_size=0), "vector_size=0: expected at least 1"),
+    (dict(sentences=[["a"]], vector_size=0), "vector_size=0: expected an integer from 1 to 10000"),
+    (dict(sentences=[["a"]], window=10**6), "window=1000000: expected an integer from 1 to 10000"),
     (dict(sentences=[["a"]], vector_size=-3), "vector_size"),
     (dict(sentences=[["a"]], sg=2), "sg must be"),
     (dict(sentences=(s for s in [["a"]])), "re-iterable"),

@@ -87,11 +87,16 @@ def test_analogy_and_evaluate(cli, tmp_path, vectors):
     (["similar", "VECTORS", "kat"], "'kat'"),
     (["train", "EMPTY", "--out", "OUT.bin"], "empty"),
     (["train", "CORPUS", "--out", "OUT.bin", "--vector-size", "0"], "--vector-size 0"),
+    (["train", "CORPUS", "--out", "OUT.bin", "--vector-size", "10001"],
+     "--vector-size 10001: expected an integer from 1 to 10000"),
+    (["train", "CORPUS", "--out", "OUT.bin", "--window", "99999999"], "--window 99999999"),
+    (["train", "CORPUS", "--out", "OUT.bin", "--negative", "5000"], "--negative 5000"),
     (["train", "CORPUS", "--out", "OUT.bin", "--min-count", "100000"], "min_count"),
     (["similar", "MISSING.bin", "cat"], "no such"),
     (["similar", "TRUNCATED", "cat"], "line"),
-    (["train", "CORPUS", "--out", "OUT.bin", "--negative", "0"], "--negative 0: expected at "
-                                                                 "least 1 (0 needs --hs)"),
+    (["train", "CORPUS", "--out", "OUT.bin", "--negative", "0"], "--negative 0: expected an "
+                                                                 "integer from 1 to 1000 (0 "
+                                                                 "needs --hs)"),
 ])
 def test_bad_input_is_one_line(cli, tmp_path, corpus, vectors, args, needle):
     empty = tmp_path / "empty.txt"

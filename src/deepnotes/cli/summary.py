@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from deepnotes.errors import DeepnotesError
+from deepnotes.errors import DeepnotesError, check_range
+from deepnotes.train.schema import WIDTH
 
 
 def add_parser(sub) -> None:
@@ -29,6 +30,7 @@ def run(args) -> int:
     from deepnotes.models.summary import format_table, notation, summarize, totals
 
     cls = model_class(args.model)
+    check_range("--num-classes", args.num_classes, 2, WIDTH, integer=True)
     if getattr(cls, "sequence", False):
         raise DeepnotesError(f"summary {args.model}: a sequence model; summary covers the image "
                              "and table models (layer shapes as n_H x n_W x n_C)")

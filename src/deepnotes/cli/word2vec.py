@@ -88,12 +88,13 @@ def _train_parser(commands) -> None:
 
 
 def check_train_numbers(args) -> None:
-    from deepnotes.embeddings.word2vec import MAX_SEED
+    from deepnotes.embeddings.word2vec import LIMITS, MAX_SEED
 
-    check_range("--negative", args.negative, 0 if args.hs else 1, integer=True,
-                hint="" if args.hs else "0 needs --hs")
+    check_range("--negative", args.negative, 0 if args.hs else 1, LIMITS["negative"],
+                integer=True, hint="" if args.hs else "0 needs --hs")
     for name in ("vector_size", "window", "min_count", "epochs"):
-        check_range(f"--{name.replace('_', '-')}", getattr(args, name), 1, integer=True)
+        check_range(f"--{name.replace('_', '-')}", getattr(args, name), 1, LIMITS[name],
+                    integer=True)
     check_range("--sample", args.sample, 0.0, 1.0, high_open=True)
     check_range("--alpha", args.alpha, 0.0, 1.0, low_open=True, high_open=True)
     if args.workers is not None:

@@ -45,6 +45,7 @@ import torch
 from deepnotes.device import resolve_device
 from deepnotes.embeddings import hogwild, kernels
 from deepnotes.embeddings.corpus import (
+    MAX_SENTENCE,
     CorpusVocabulary,
     EncodedCorpus,
     NoiseSampler,
@@ -64,6 +65,9 @@ log = logging.getLogger(__name__)
 
 CHUNK_WORDS = 200_000
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes no more
+# the largest sizes taken: far above any real use, below what overflows the kernels' int32 indices
+LIMITS = {"vector_size": 10_000, "window": MAX_SENTENCE, "negative": 1_000,
+          "epochs": 2**31 - 1, "min_count": 2**31 - 1}
 # Centres per step. The row of a frequent word receives the summed (stale) updates of all its
 # occurrences in a step, so a step may hold at most about DUPLICATES[sg] occurrences of the most
 # frequent word (after subsampling, or in the noise): skip-gram, with 2b pairs per centre, diverges
@@ -206,8 +210,8 @@ class Word2Vec:
                  batch_centres: int | None = None, hs: int = 0):
         for name, value in (("vector_size", vector_size), ("window", window),
                             ("min_count", min_count), ("epochs", epochs)):
-            check_range(name, value, 1, integer=True)
-        check_range("negative", negative, 0, integer=True)
+            check_range(name, value, 1, LIMITS[name], integer=True)
+        check_range("negative", negative, 0, LIMITS["negative"], integer=True)
         if hs not in (0, 1):
             raise DeepnotesError(f"hs must be 1 (hierarchical softmax) or 0, got {hs!r}")
         if negative == 0 and not hs:
