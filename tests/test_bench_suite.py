@@ -171,6 +171,21 @@ def test_bench_without_a_checkout_says_so(monkeypatch, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "source checkout" in err
 
 
+def test_bench_names_and_device_are_checked_before_the_suite_starts(suite, monkeypatch, capsys):
+    from deepnotes.cli import bench
+
+    assert bench.suite_names(bench.checkout_root()) == list(suite[0].NAMES)
+    started = []
+    monkeypatch.setattr("subprocess.run", lambda *a, **k: started.append(a))
+    for argv, needle in ((["--only", "word2vec", "wordvec"], "--only: unknown benchmark "
+                          "'wordvec'; did you mean 'word2vec'?"),
+                         (["--device", "tpu"], "--device 'tpu'")):
+        assert cli_main(["bench", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
+    assert started == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("[a-z]*.py")))
 def test_each_benchmark_runs_as_the_script_its_docs_show(script):

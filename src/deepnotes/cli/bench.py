@@ -44,11 +44,33 @@ def suite_command(args) -> list[str]:
     return command
 
 
+def suite_names(root: Path) -> list[str]:
+    """``benchmarks.NAMES``, read from the source (importing the suite would import torch and
+    the peers before a bad name is refused)."""
+    import ast
+
+    tree = ast.parse((root / "benchmarks" / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "NAMES"
+                                                for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise DeepnotesError(f"{root / 'benchmarks' / '__init__.py'}: no NAMES tuple")
+
+
 def run(args) -> int:
     import subprocess
+
+    from deepnotes.device import resolve_device
+    from deepnotes.errors import unknown_name
 
     root = checkout_root()
     if not (root / "benchmarks" / "__main__.py").is_file():
         raise DeepnotesError(f"no benchmarks folder at {root / 'benchmarks'}: `deepnotes bench` "
                              "needs a source checkout (an installed wheel has no benchmarks)")
+    names = suite_names(root)
+    for name in args.only or ():
+        if name not in names:
+            raise DeepnotesError("--only: " + unknown_name("benchmark", name, names))
+    if args.device:
+        resolve_device(args.device)  # a device that exists, before minutes of peers
     return subprocess.run(suite_command(args), cwd=root).returncode
