@@ -463,6 +463,13 @@ def test_evaluate_with_both_weight_files_corrupt(capsys, tmp_path, cancer_run):
     refused(call(capsys, "evaluate", run), "corrupt checkpoint", str(run / "model.safetensors"))
 
 
+def test_export_into_a_folder_is_one_line_naming_it(capsys, tmp_path, cancer_run):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    refused(call(capsys, "export", cancer_run, "--out", folder), f"--out {folder}: a folder")
+    assert not any(folder.iterdir())
+
+
 def test_evaluate_bad_split_is_one_line(capsys, cancer_run):
     refused(call(capsys, "evaluate", cancer_run, "--split", "val"), "--split", "'val'")
 

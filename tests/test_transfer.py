@@ -237,7 +237,9 @@ def test_bad_input_is_one_line_and_leaves_nothing(cli, work, tmp_path):
         ([tmp_path / "mlp.safetensors"], "say which network it holds with --model"),
         ([tmp_path / "nothing"], "no such run folder or weights file"),
         ([work / "runs" / "a", "--model", "mlp"], "trains lenet5"),
-        ([work / "runs" / "a", "--lr-decay", "0.5"], "--lr-decay 0.5: expected a number >= 1"),
+        ([work / "runs" / "a", "--lr-decay", "0.5"], "--lr-decay 0.5: expected a finite number "
+                                                     "in [1, inf) (earlier layers learn"),
+        ([work / "runs" / "a", "--lr-decay", "inf"], "--lr-decay inf: expected a finite number"),
     ]
     for args, expected in cases:
         rc, out, err = cli("finetune", *args, "--data", work / "b", "--epochs", "1", "--out",

@@ -30,6 +30,9 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path(args.run) / "model.onnx"
     if not out.parent.is_dir():
         raise DeepnotesError(f"--out {out}: no folder {out.parent} to write it in")
+    if out.is_dir():
+        raise DeepnotesError(f"--out {out}: a folder; expected a file name such as "
+                             f"{out / 'model.onnx'}")
     model = load_trained(args.run, config)
     export_onnx(model, config, out)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): input {config.kind} "

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from deepnotes.data import Batches, Normalizer
-from deepnotes.errors import DeepnotesError
+from deepnotes.errors import DeepnotesError, check_range
 from deepnotes.feature_cache import HeadOnFeatures, cached_features
 from deepnotes.models.network import Network
 from deepnotes.models.weights import drop_optional, load_checked, read_state_dict
@@ -100,9 +100,7 @@ def prepare_finetune(source: str | Path, config: RunConfig, *, freeze_option="au
     check_freeze(n, groups)
     freeze(model, n)
     decay = lr_decay if lr_decay is not None else (2.6 if gradual else 1.0)
-    if not decay >= 1:
-        raise DeepnotesError(f"--lr-decay {lr_decay}: expected a number >= 1 (earlier layers "
-                             "learn more slowly)")
+    check_range("--lr-decay", decay, 1, hint="earlier layers learn more slowly")
     if gradual:
         for _, modules in groups[n:]:
             set_frozen(modules, True)  # thawed one an epoch, top first, by fit_finetune
