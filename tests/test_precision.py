@@ -12,7 +12,12 @@ from safetensors.torch import load_file
 
 from conftest import close
 from deepnotes.errors import DeepnotesError
-from deepnotes.train.precision import autocast_dtype, check_compiler, check_cuda_graphs
+from deepnotes.train.precision import (
+    autocast_dtype,
+    check_compiler,
+    check_cuda_graphs,
+    inference_dtype,
+)
 
 DIGITS = ["train", "--data", "digits", "--quiet", "--seed", "1"]
 HAS_COMPILER = any(shutil.which(c) for c in ("g++", "c++", "clang++"))
@@ -60,6 +65,23 @@ def test_float16_on_a_cpu_is_refused_before_any_folder(cli, tmp_path):
     assert rc == 2 and err.count("\n") == 1
     assert "--precision 16 needs a CUDA GPU" in err
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_a_float16_run_evaluates_on_a_cpu_in_float32(cli, tmp_path):
+    """A run trained with --precision 16 on a GPU (its config says so) is evaluated on a CPU in
+    float32, as a float32 run is: the same numbers."""
+    rc, _, err = cli(*DIGITS, "--epochs", 1, "--out", tmp_path, "--name", "gpu")
+    assert rc == 0, err
+    rc, before, err = cli("evaluate", tmp_path / "gpu", "--device", "cpu", "--json")
+    assert rc == 0, err
+    path = tmp_path / "gpu" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "precision": "16"}))
+    rc, after, err = cli("evaluate", tmp_path / "gpu", "--device", "cpu", "--json")
+    assert rc == 0, err
+    assert json.loads(after) == json.loads(before)
+    assert inference_dtype("16", torch.device("cpu")) is None
+    assert inference_dtype("16", torch.device("cuda")) is torch.float16
+    assert inference_dtype("bf16", torch.device("cpu")) is torch.bfloat16
 
 
 @pytest.mark.slow

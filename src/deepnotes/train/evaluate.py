@@ -6,7 +6,7 @@ import torch
 
 from deepnotes.data.dataset import IGNORE
 from deepnotes.data.loader import Batches
-from deepnotes.train.precision import autocast_dtype
+from deepnotes.train.precision import inference_dtype
 from deepnotes.train.tasks import Classification, Task
 
 
@@ -21,7 +21,7 @@ def evaluate(model, batches: Batches, task: Task | None = None,
     total, counts = torch.zeros((), dtype=torch.float64, device=batches.device), 0
     ys, preds = Collected(batches.num_examples), Collected(batches.num_examples)
     device = batches.device
-    amp = autocast_dtype(precision, device)
+    amp = inference_dtype(precision, device)
     for x, y in batches.epoch():
         with torch.autocast(device.type, amp or torch.float32, enabled=amp is not None):
             z, y = task.forward(model, x, y)

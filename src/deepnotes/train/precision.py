@@ -28,6 +28,15 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[precision]
 
 
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype to evaluate a run trained at ``precision`` on ``device``: as in
+    training, but a float16 run off CUDA in float32 (float16 needed CUDA for its loss scaling,
+    which evaluation does not do; float32 holds every float16 weight exactly)."""
+    if precision == "16" and device.type != "cuda":
+        return None
+    return autocast_dtype(precision, device)
+
+
 def check_compiler(device: torch.device) -> None:
     """torch.compile on the CPU generates C++: refuse early, in one line, without a compiler."""
     if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
