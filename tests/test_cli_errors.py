@@ -274,8 +274,12 @@ def test_model_that_does_not_fit_the_data(capsys, tmp_path, model, data, suggest
     (["--batch-size", "3000000000"], "--batch-size 3000000000: expected an integer from 1 to"),
     (["--image-size", "100000", "--model", "resnet18"], "--image-size 100000"),
     (["--nproc", "1", "--torchrun", '"x'], "--torchrun '\"x': No closing quotation"),
+    (["--image-size", "40"], "--image-size 40: resizes images, and --data breast-cancer holds "
+                             "table data"),
+    (["--image-size", "40", "--model", "charlm"], "--image-size 40: resizes images, and --model "
+                                                  "charlm reads lm data"),
 ], ids=["batch-0", "lr-0", "lr-neg", "lr-nan", "epochs-0", "tpu", "gpus", "batch-huge",
-        "side-huge", "torchrun-quote"])
+        "side-huge", "torchrun-quote", "side-of-a-table", "side-of-text"])
 def test_impossible_numbers_and_devices(capsys, tmp_path, args, needle):
     runs = tmp_path / "runs"
     refused(call(capsys, *train(runs, "--data", "breast-cancer", "--epochs", 1, *args)), needle,

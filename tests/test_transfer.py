@@ -249,3 +249,12 @@ def test_bad_input_is_one_line_and_leaves_nothing(cli, work, tmp_path):
         assert err.count("\n") == 1 and "Traceback" not in err
         assert not out_dir.exists() or not [p for p in out_dir.iterdir()
                                             if not p.name.startswith(".")]
+
+
+def test_finetune_into_an_existing_name_says_overwrite_not_resume(cli, work, tmp_path):
+    (tmp_path / "runs" / "taken").mkdir(parents=True)
+    rc, _, err = cli("finetune", work / "runs" / "a", "--data", work / "b", "--epochs", "1",
+                     "--out", tmp_path / "runs", "--name", "taken", "--quiet")
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "taken exists; --overwrite to replace it, or choose another name" in err
+    assert "--resume" not in err

@@ -89,7 +89,7 @@ def run(args) -> int:
     print(line)
     cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.out) / ".feature-cache"
     with folder.create(args.out, args.name, f"finetune-{config.model}-{config.data_name}",
-                       args.overwrite) as run:
+                       args.overwrite, resumable=False) as run:  # short: started again
         _, result = fit_finetune(session, run.path, cache=not args.no_cache, cache_dir=cache_dir,
                                  progress=args.progress, on_checkpoint=run.committed)
     print_table(result)

@@ -107,7 +107,8 @@ def _raise_undecodable(path: Path, raw: bytes, offset: int) -> None:
     line = raw.count(b"\n", 0, offset) + 1
     raise DeepnotesError(
         f"{path}: not UTF-8 text: byte 0x{raw[offset]:02x} at byte offset {offset} (line {line}) "
-        "cannot be decoded; save the file as UTF-8 or pass --errors replace"
+        "cannot be decoded; save the file as UTF-8, or train with --errors replace (the run "
+        "keeps it for evaluate and predict)"
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from deepnotes.data import Batches, Dataset, Normalizer, augment, load_dataset, stratified_split
 from deepnotes.data.splits import Splits, hold_out_train_dev
 from deepnotes.errors import DeepnotesError
@@ -26,6 +28,9 @@ def build_data(config: RunConfig, progress: bool = False) -> tuple[Dataset, Spli
                                seq_len=config.seq_len or 64, min_count=config.min_count or 1,
                                targets=config.targets, cache=config.data_cache,
                                cache_dir=config.cache_dir, channels=config.channels)
+    if config.image_size is not None and dataset.kind != "image":
+        raise DeepnotesError(f"--image-size {config.image_size}: resizes images, and --data "
+                             f"{config.data} holds {dataset.kind} data")
     try:
         splits = stratified_split(dataset.y, config.fractions, config.seed, dataset.test_indices)
     except DeepnotesError as exc:
@@ -40,12 +45,29 @@ def image_size(config: RunConfig) -> int | None:
     """n_H = n_W of the run's images: --image-size where the model reads it, else the model's
     own input size (lenet5's when none is chosen yet: the default for images); None: the
     data's own (64 for a folder)."""
-    name = config.model or "lenet5"
-    cls, size = model_class(name), config.image_size
+    name, size = config.model, config.image_size
+    if name is None:  # the data decides the model: lenet5 for images
+        if size is not None and not _holds_images(config.data):
+            return size  # or not images at all, which build_data refuses once it knows
+        name = DEFAULT_MODELS["image"]
+    cls = model_class(name)
+    if size is not None and "image" not in _kinds(cls):
+        raise DeepnotesError(f"--image-size {size}: resizes images, and --model {name} reads "
+                             f"{'/'.join(_kinds(cls))} data")
     if size is None or size == cls.input_size:
         return cls.input_size
     check_side(name, size, f"--image-size {size}")
     return size
+
+
+def _kinds(cls) -> tuple[str, ...]:
+    return (cls.input_kind,) if isinstance(cls.input_kind, str) else cls.input_kind
+
+
+def _holds_images(spec: str) -> bool:
+    """Whether --data ``spec`` is images, known before reading it: a named image set or a
+    folder."""
+    return spec.strip().lower() in ("digits", "fashion-mnist", "mnist") or Path(spec).is_dir()
 
 
 def check_model_fits(model_name: str, dataset: Dataset) -> None:

@@ -92,8 +92,10 @@ def check_name(name: str) -> str:
     return name
 
 
-def create(out: str | Path, name: str | None, default_name: str, overwrite: bool) -> RunFolder:
-    """A new, locked run folder in ``out``: ``name``, or ``default_name`` numbered if taken."""
+def create(out: str | Path, name: str | None, default_name: str, overwrite: bool,
+           resumable: bool = True) -> RunFolder:
+    """A new, locked run folder in ``out``: ``name``, or ``default_name`` numbered if taken.
+    ``resumable``: whether the command can go on with an existing one (--resume)."""
     root = _writable_root(out)
     if name is None:
         path = _claim_numbered(root, default_name)
@@ -103,6 +105,9 @@ def create(out: str | Path, name: str | None, default_name: str, overwrite: bool
     try:
         os.mkdir(path)
     except FileExistsError:
+        if not resumable:
+            raise DeepnotesError(f"--name {name}: {path} exists; --overwrite to replace it, or "
+                                 "choose another name") from None
         if is_ours(path) and not has_checkpoint(path):  # nothing there to resume
             raise DeepnotesError(f"--name {name}: {path} exists, but stopped before its first "
                                  "checkpoint; --overwrite to start it again") from None
