@@ -104,3 +104,27 @@ def test_summary_of_a_run_model_agrees_with_training_input(tiny_folder, tmp_path
     assert main(["summary", "resnet18", "--input", "1x32x32", "--num-classes", "2"]) == 0
     out = capsys.readouterr().out
     assert "32 x 32 x 1" in out and out.strip().splitlines()[-1].startswith("total")
+
+
+def _parsers(parser, path=("deepnotes",)):
+    """Every (command path, parser) of the CLI, subcommands of subcommands included."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_every_help_page_renders_and_documents_each_option():
+    from deepnotes.cli import build_parser
+
+    pages = list(_parsers(build_parser()))
+    assert len(pages) > 20  # every command and word2vec's own
+    for path, parser in pages:
+        text = parser.format_help()
+        assert "%%" not in text and "%(" not in text, (path, "unformatted %")
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, (path, action.option_strings, "no help text")

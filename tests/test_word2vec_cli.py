@@ -93,6 +93,7 @@ def test_analogy_and_evaluate(cli, tmp_path, vectors):
     (["train", "CORPUS", "--out", "OUT.bin", "--negative", "5000"], "--negative 5000"),
     (["train", "CORPUS", "--out", "OUT.bin", "--min-count", "100000"], "min_count"),
     (["similar", "MISSING.bin", "cat"], "no such"),
+    (["train", "FOLDER", "--out", "OUT.bin"], "is a folder; expected a text file (CORPUS)"),
     (["similar", "TRUNCATED", "cat"], "line"),
     (["train", "CORPUS", "--out", "OUT.bin", "--negative", "0"], "--negative 0: expected an "
                                                                  "integer from 1 to 1000 (0 "
@@ -104,7 +105,7 @@ def test_bad_input_is_one_line(cli, tmp_path, corpus, vectors, args, needle):
     truncated = tmp_path / "truncated.txt"
     truncated.write_text("3 4\ncat 0.1 0.2 0.3 0.4\ndog 0.1 0.2\n")
     names = {"VECTORS": vectors, "EMPTY": empty, "CORPUS": corpus, "OUT.bin": tmp_path / "o.bin",
-             "MISSING.bin": tmp_path / "missing.bin", "TRUNCATED": truncated}
+             "MISSING.bin": tmp_path / "missing.bin", "TRUNCATED": truncated, "FOLDER": tmp_path}
     rc, out, err = cli("word2vec", *[names.get(a, a) for a in args])
     assert rc == 2, (out, err)
     assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

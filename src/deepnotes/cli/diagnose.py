@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
         "diagnose", help="avoidable bias, variance, data mismatch: which gap to work on",
         description="From a run's errors (1 - accuracy): avoidable bias = train - human error, "
         "variance = train-dev - train, data mismatch = dev - train-dev, overfitting to dev = "
-        "test - dev, each with an approximate 95%% interval from the splits' sizes. Names the "
+        "test - dev, each with an approximate 95% interval from the splits' sizes. Names the "
         "largest gap, says when the ranking is within noise (and how many examples would "
         "settle it), and lists the course's actions for it that deepnotes offers.")
     p.add_argument("run", metavar="RUN", help="run folder written by deepnotes train")

@@ -101,7 +101,8 @@ def check_train_numbers(args) -> None:
         check_range("--workers", args.workers, 1, integer=True)
     check_range("--seed", args.seed, 0, MAX_SEED, integer=True)  # what torch's generator takes
     if not Path(args.corpus).is_file():
-        raise DeepnotesError(f"{args.corpus}: no such file")
+        what = "is a folder" if Path(args.corpus).is_dir() else "no such file"
+        raise DeepnotesError(f"{args.corpus}: {what}; expected a text file (CORPUS)")
 
 
 def check_out(out: str) -> None:
