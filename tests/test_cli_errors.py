@@ -278,8 +278,13 @@ def test_model_that_does_not_fit_the_data(capsys, tmp_path, model, data, suggest
                              "table data"),
     (["--image-size", "40", "--model", "charlm"], "--image-size 40: resizes images, and --model "
                                                   "charlm reads lm data"),
+    (["--bf16", "--precision", "32"], "--bf16 and --precision 32: give one"),
+    (["--label-column", "y"], "--label-column y: names a column of a CSV file, and --data "
+                              "breast-cancer is not one"),
+    (["--data-dir", "."], "--data-dir .: the folder of fashion-mnist's or mnist's IDX files"),
 ], ids=["batch-0", "lr-0", "lr-neg", "lr-nan", "epochs-0", "tpu", "gpus", "batch-huge",
-        "side-huge", "torchrun-quote", "side-of-a-table", "side-of-text"])
+        "side-huge", "torchrun-quote", "side-of-a-table", "side-of-text", "bf16-and-32",
+        "label-column-of-a-named-set", "data-dir-of-a-named-set"])
 def test_impossible_numbers_and_devices(capsys, tmp_path, args, needle):
     runs = tmp_path / "runs"
     refused(call(capsys, *train(runs, "--data", "breast-cancer", "--epochs", 1, *args)), needle,

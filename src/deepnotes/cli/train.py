@@ -248,7 +248,24 @@ def explicit_options(args, options: list[str]) -> dict:
     explicit = {name: getattr(args, name) for name in options
                 if getattr(args, name, None) is not None}
     check_numbers(explicit)
+    check_conflicts(explicit)
     return explicit
+
+
+def check_conflicts(options: dict) -> None:
+    """Refuse options that contradict each other, or that the data given cannot use."""
+    from deepnotes.errors import DeepnotesError
+
+    if options.get("bf16") and options.get("precision") not in (None, "bf16"):
+        raise DeepnotesError(f"--bf16 and --precision {options['precision']}: give one (--bf16 "
+                             "is --precision bf16)")
+    data = str(options.get("data", ""))
+    if "label_column" in options and data and not data.lower().endswith(".csv"):
+        raise DeepnotesError(f"--label-column {options['label_column']}: names a column of a "
+                             f"CSV file, and --data {data} is not one")
+    if "data_dir" in options and data and data.strip().lower() not in ("fashion-mnist", "mnist"):
+        raise DeepnotesError(f"--data-dir {options['data_dir']}: the folder of fashion-mnist's "
+                             f"or mnist's IDX files, and --data is {data}")
 
 
 def check_numbers(options: dict) -> None:
