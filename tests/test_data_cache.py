@@ -155,6 +155,8 @@ def test_unreadable_files_are_refused_or_skipped_as_in_memory(folder, tmp_path):
     memory = load_image_folder(folder, 8, cache="off", skip_bad=True)
     assert len(data.y) == 36 and torch.equal(data.x, memory.x) and torch.equal(data.y, memory.y)
     assert data.skipped == memory.skipped
+    assert data.sources == memory.sources and len(data.sources) == 36
+    assert not any(p.endswith("broken.png") for p in data.sources)
 
 
 @pytest.mark.parametrize("ranks", [1, 2])

@@ -475,6 +475,7 @@ def test_skip_bad_records_paths(tmp_path, monkeypatch, image_warnings):
     bad = make_bad_folder(root)
     data = images.load_image_folder(root, size=4, skip_bad=True)
     assert sorted(data.skipped) == sorted(str(p) for p in bad)
+    assert [Path(p).name for p in data.sources] == ["good.png", "good.png"]  # a/ and b/
     listed = " ".join(r.getMessage() for r in image_warnings)
     assert all(f"unreadable image {path} (" in listed for path in bad), listed
     assert "skipped the 4 unreadable image files listed above" in listed

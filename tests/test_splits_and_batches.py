@@ -117,6 +117,16 @@ def test_data_warnings_name_imbalance_and_leakage():
     warnings = data_warnings(dataset, splits)
     assert any("imbalanced (8 to 160" in w for w in warnings)
     assert any("1 test examples also appear in train" in w for w in warnings)
+    train, test = int(splits.train[0]), int(splits.test[0])
+    assert f"e.g. train #{train} = test #{test}" in warnings[-1]
+    x[splits.dev[:4]] = x[splits.train[1]].clone()  # four dev copies of one training image
+    dataset.sources = [f"img/{i}.png" for i in range(len(y))]  # a folder's files
+    warnings = data_warnings(dataset, splits)
+    dev = [w for w in warnings if "dev examples" in w]
+    assert len(dev) == 1 and dev[0].startswith("4 dev examples also appear in train")
+    first = int(splits.dev[0])
+    assert f"e.g. train img/{int(splits.train[1])}.png = dev img/{first}.png; " in dev[0]
+    assert dev[0].endswith(" and 1 more")
     balanced = Dataset("toy", torch.randint(0, 255, (40, 1, 4, 4), dtype=torch.uint8),
                        labels([20, 20]), ["a", "b"])
     assert data_warnings(balanced, stratified_split(balanced.y, seed=0)) == []

@@ -39,6 +39,7 @@ class Dataset:
     vocab: list[str] | None = None  # the input tokens of a sequence task, by id
     on_disk: bool = False  # x is mapped from a decoded cache (data.cache): read it by batches
     readahead: Callable[[torch.Tensor], None] | None = None  # on disk: ask for x[idx] ahead
+    sources: list[str] | None = None  # each example's file (an image folder's); None: unnamed
 
     def __post_init__(self):
         if len(self.x) != len(self.y):

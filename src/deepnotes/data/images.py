@@ -81,7 +81,8 @@ def load_image_folder(
     _check_no_empty_class(labels, classes, root)
     x = _stack(arrays)
     y = torch.tensor(labels, dtype=torch.int64)
-    return Dataset(str(root), x, y, classes, skipped=[str(p) for p, _ in bad])
+    return Dataset(str(root), x, y, classes, skipped=[str(p) for p, _ in bad],
+                   sources=[str(files[i]) for i in keep])
 
 
 def _from_cache(root: Path, files: list[Path], labels: list[int], classes: list[str], size: int,
@@ -93,8 +94,10 @@ def _from_cache(root: Path, files: list[Path], labels: list[int], classes: list[
     bad = [(files[i], why) for i, why in cached.bad]
     _refuse_bad(root, bad, skip_bad)
     _check_no_empty_class(cached.y.tolist(), classes, root)
+    unread = {i for i, _ in cached.bad}
     return Dataset(str(root), cached.x, cached.y, classes, skipped=[str(p) for p, _ in bad],
-                   on_disk=True, readahead=cached.readahead)
+                   on_disk=True, readahead=cached.readahead,
+                   sources=[str(f) for i, f in enumerate(files) if i not in unread])
 
 
 def _refuse_bad(root: Path, bad: list[tuple[Path, str]], skip_bad: bool) -> None:

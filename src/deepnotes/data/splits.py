@@ -174,8 +174,20 @@ def data_warnings(dataset, splits: Splits) -> list[str]:
         out.append(f"classes are imbalanced ({int(counts.min())} to {int(counts.max())} training "
                    "examples); judge by macro F1, not accuracy")
     if dataset.kind == "image" and len(dataset.y) <= 200_000:
-        pairs = duplicates_across(dataset.x, splits.train, splits.test)
-        if pairs:
-            out.append(f"{len(pairs)} test examples also appear in train (leakage), e.g. train "
-                       f"#{pairs[0][0]} = test #{pairs[0][1]}")
+        for split in ("dev", "test"):
+            pairs = duplicates_across(dataset.x, splits.train, getattr(splits, split))
+            if pairs:
+                out.append(f"{len(pairs)} {split} examples also appear in train (leakage), "
+                           f"{_pairs(dataset, pairs, split)}")
     return out
+
+
+def _pairs(dataset, pairs: list[tuple[int, int]], split: str, shown: int = 3) -> str:
+    """``e.g. train a/1.png = test b/7.png; ...``: the first pairs, by file where the data set
+    knows its files, else by index."""
+    def name(i: int) -> str:
+        return dataset.sources[i] if dataset.sources is not None else f"#{i}"
+
+    listed = "; ".join(f"train {name(i)} = {split} {name(j)}" for i, j in pairs[:shown])
+    more = f" and {len(pairs) - shown} more" if len(pairs) > shown else ""
+    return f"e.g. {listed}{more}"
