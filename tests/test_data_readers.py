@@ -591,6 +591,8 @@ def test_load_csv_last_column_and_explicit(tmp_path):
             "data.csv line 17, column 'age': 'abc' is not a number",
         ),
         ("a,b,label\n1,,0\n", None, "data.csv line 2, column 'b': '' is not a number"),
+        ("review,label\nhello there,1\n", None, "data.csv line 2, column 'review': 'hello "
+         "there' is not a number; a CSV of texts has a 'text' and a 'label' column"),
         ("a,b,label\n1,2,0\n1,2\n", None, "data.csv line 3: expected 3 cells, found 2"),
         ("a,b,label\n1,2,0\n1,2,3,4\n", None, "data.csv line 3: expected 3 cells, found 4"),
         (

@@ -271,3 +271,19 @@ def test_compare_optimizers_runs_an_encoder_decoder(cli, tmp_path):
     rows = json.loads((tmp_path / "c" / "comparison.json").read_text())["rows"]
     assert [r["optimizer"] for r in rows] == ["adam", "rmsprop"]
     assert all(0 <= r["dev_accuracy"] <= 1 for r in rows)
+
+
+def test_evaluate_data_of_another_vocabulary_is_refused(cli, tmp_path, reviews):
+    """A text run's ids are its vocabulary's: other data, read into ids of its own vocabulary,
+    would be scored as other tokens; the same file scores as the run's own data does."""
+    run, _, _ = trained(cli, tmp_path, "rev", "--data", reviews, "--model", "lstm", "--epochs", 1)
+    rc, same, err = cli("evaluate", run, "--data", reviews, "--json")
+    assert rc == 0, err
+    rc, own, err = cli("evaluate", run, "--json")
+    assert rc == 0 and json.loads(same) == json.loads(own), err
+    other = tmp_path / "other.csv"  # as many word types, other words: same size, other tokens
+    words = reviews.read_text().replace("film", "movie")
+    other.write_text(words)
+    rc, _, err = cli("evaluate", run, "--data", other)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--data {other}: its vocabulary" in err and "vocab.json" in err

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+from deepnotes.errors import DeepnotesError
 
 SPLITS = ("train", "train_dev", "dev", "test")
 
@@ -27,7 +30,6 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from deepnotes.data.dataset import check_labels
     from deepnotes.device import resolve_device
-    from deepnotes.errors import DeepnotesError
     from deepnotes.runs.build import build_data
     from deepnotes.runs.config import read_config
     from deepnotes.runs.folder import load_trained
@@ -43,6 +45,8 @@ def run(args) -> int:
     other = {"data": args.data, "data_dir": args.data_dir} if args.data else {}
     data_config = config.updated(**other, channels=args.channels or config.channels)
     dataset, splits = build_data(data_config)
+    if args.data and dataset.vocab is not None:
+        check_same_vocabulary(Path(args.run) / "vocab.json", dataset.vocab, args.data)
     if dataset.in_channels != config.in_channels:
         hint = (f"; --channels {config.in_channels} converts the images"
                 if dataset.kind == "image" == config.kind else "")
@@ -102,3 +106,19 @@ def print_per_class(m: dict) -> None:
             continue  # a vocabulary's specials, never a target
         print(f"{row['class']!s:<{width}} {row['precision']:>10.4f} {row['recall']:>7.4f} "
               f"{row['f1']:>7.4f} {row['support']:>8}")
+
+
+def check_same_vocabulary(path, tokens: list[str], data: str) -> None:
+    """Sequence data is read into ids of its own vocabulary: another data set's ids mean other
+    tokens to the run's model, so only data whose vocabulary is the run's (vocab.json) can be
+    scored."""
+    try:
+        ours = json.loads(path.read_text())["input"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DeepnotesError(f"{path}: cannot read the run's vocabulary ({exc})") from None
+    if tokens != ours:
+        raise DeepnotesError(f"--data {data}: its vocabulary ({len(tokens)} tokens) is not the "
+                             f"run's ({len(ours)} in {path}), so its ids would mean other "
+                             "tokens; score new texts with deepnotes predict, or evaluate on "
+                             "the run's own data")
+

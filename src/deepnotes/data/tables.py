@@ -252,8 +252,10 @@ def _raise_first_bad_cell(
             try:
                 float(cell)
             except ValueError:
+                words = " " in cell.strip()  # text where a feature was expected
+                hint = "; a CSV of texts has a 'text' and a 'label' column" if words else ""
                 raise DeepnotesError(
-                    f"{path} line {line}, column {name!r}: {cell!r} is not a number"
+                    f"{path} line {line}, column {name!r}: {cell!r} is not a number{hint}"
                 ) from None
 
 
