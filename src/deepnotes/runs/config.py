@@ -239,7 +239,7 @@ def fractions(v):
 
 
 NORMALIZE = record({"mean": list_of(number()), "std": list_of(number(0)),
-                    "scale": number(0, above=True)})  # deepnotes.data.Normalizer.to_dict
+                    "scale": number(0, 1, above=True)})  # Normalizer.to_dict: 1/255 or 1
 TRANSFER = record({"source": string, "source_model": known("model", list_models),  # finetune's
                    "source_classes": optional(names), "layer_groups": names,
                    "freeze": integer(0), "freeze_option": string, "per_class": number(0),
@@ -276,7 +276,7 @@ CONFIG = {  # field -> checker: every option, then the data's
 CONFIG_EXTRAS = {  # may be absent; when present they follow the rule
     "splits": record({k: integer(0) for k in SPLIT_NAMES}, required=()), "provenance": record({}),
     "transfer": TRANSFER, "trial": optional(record({})), "format": one_of(FORMAT),
-    "format_version": integer(1), "features": names, "label_name": string,
+    "format_version": integer(1, FORMAT_VERSION), "features": names, "label_name": string,
     "train_examples": integer(1, COUNT)}
 
 
