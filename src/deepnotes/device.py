@@ -13,6 +13,8 @@ import torch
 
 from deepnotes.errors import DeepnotesError
 
+MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed takes
+
 
 def set_visible_gpus(gpus: str, require: bool = False) -> None:
     """Set ``CUDA_VISIBLE_DEVICES`` from ``"1,2"``; the chosen GPUs become cuda:0, cuda:1.

@@ -108,7 +108,7 @@ def print_per_class(m: dict) -> None:
               f"{row['f1']:>7.4f} {row['support']:>8}")
 
 
-def check_same_vocabulary(path, tokens: list[str], data: str) -> None:
+def check_same_vocabulary(path: Path, tokens: list[str], data: str) -> None:
     """Sequence data is read into ids of its own vocabulary: another data set's ids mean other
     tokens to the run's model, so only data whose vocabulary is the run's (vocab.json) can be
     scored."""
@@ -121,4 +121,3 @@ def check_same_vocabulary(path, tokens: list[str], data: str) -> None:
                              f"run's ({len(ours)} in {path}), so its ids would mean other "
                              "tokens; score new texts with deepnotes predict, or evaluate on "
                              "the run's own data")
-

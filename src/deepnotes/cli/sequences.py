@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from deepnotes.device import MAX_SEED
 from deepnotes.errors import DeepnotesError, check_range
 from deepnotes.train.schema import COUNT
-
-MAX_SEED = 2**63 - 1  # what torch.Generator.manual_seed takes
 
 
 def add_parser(sub) -> None:

@@ -42,7 +42,7 @@ import time
 
 import torch
 
-from deepnotes.device import resolve_device
+from deepnotes.device import MAX_SEED, resolve_device
 from deepnotes.embeddings import hogwild, kernels
 from deepnotes.embeddings.corpus import (
     MAX_SENTENCE,
@@ -64,7 +64,6 @@ from deepnotes.graphs import Replayed
 log = logging.getLogger(__name__)
 
 CHUNK_WORDS = 200_000
-MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes no more
 # the largest sizes taken: far above any real use, below what overflows the kernels' int32 indices
 LIMITS = {"vector_size": 10_000, "window": MAX_SENTENCE, "negative": 1_000,
           "epochs": 2**31 - 1, "min_count": 2**31 - 1}
