@@ -71,8 +71,7 @@ def _holds_images(spec: str) -> bool:
 
 
 def check_model_fits(model_name: str, dataset: Dataset) -> None:
-    kinds = model_class(model_name).input_kind
-    kinds = (kinds,) if isinstance(kinds, str) else kinds
+    kinds = _kinds(model_class(model_name))
     if dataset.kind not in kinds:
         raise DeepnotesError(
             f"--model {model_name} reads {' or '.join(kinds)} data but --data {dataset.name} "

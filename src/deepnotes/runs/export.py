@@ -8,11 +8,10 @@ probability (N, K); for a multi-task run (``--targets``), a sigmoid for each of 
 tasks instead, sigma(z_j) = P(task j is yes), (N, m), which need not add up to 1. Exported
 with ``torch.onnx.export(dynamo=True)``, then checked: ``onnx.checker.check_model(full_check=
 True)``, and ONNX Runtime on a batch of inputs must give the top classes and, within 1e-4, the
-probabilities that the model gives in PyTorch. A text
-classifier's recurrent layers are exported on their "steps" path (each cell's forward unrolled
-over the T_x steps, padding masked), the one torch.export can trace; it computes what the
-trained layers compute. Needs ``pip install 'deepnotes[onnx]'`` (onnx, onnxscript,
-onnxruntime).
+probabilities that the model gives in PyTorch. A text classifier's recurrent layers are exported
+on their "steps" path (each cell's forward unrolled over the T_x steps, padding masked), the one
+torch.export can trace; it computes what the trained layers compute. Needs
+``pip install 'deepnotes[onnx]'`` (onnx, onnxscript, onnxruntime).
 """
 
 from __future__ import annotations
