@@ -67,7 +67,7 @@ TAKES = {"data": ["x", ""], "data_dir": [None, "x", ""], "label_column": [None, 
          "data_cache": ["on", "off"], "cache_dir": [None, "x", ""], "early_stop": [None],
          "min_delta": [0, 1.5, 10**30], "monitor": ["dev_f1"], "tensorboard": [True],
          "eps": [None, 0, 1.5, 10**30], "eps_inside_sqrt": [True], "bias_correction": [True],
-         "rnn_cell": [None], "channels": [None],
+         "rnn_cell": [None], "channels": [None], "class_weights": [None],
          "batch_size": [None]}  # null: prepare chooses it again
 TAKES.update({k: [*TAKES.get(k, []), GONE]
               for k in [*OPTIONAL_KEYS, *run_config.CONFIG_EXTRAS]})
@@ -103,6 +103,7 @@ MORE_CONFIG = {
     "cache_dir": [5],
     "monitor": ["accuracy", "dev_f1"], "early_stop": [2**31, 1.0], "min_delta": [-0.1],
     "multitask_loss": ["1/m", 5, "examples"],  # examples: only with targets
+    "class_weights": [[1.0], [0.0] * 10, [math.inf] * 10, "balanced", [1.0] * 3],
     "features": [["a"], [1], "a"], "label_name": [5, None],  # a table run's, by name
     "train_examples": [0, 1.5, "10"],  # a learning curve's m
 }

@@ -41,6 +41,10 @@ def add_parser(sub) -> None:
                    help="multi-task: average the loss over the labels present, 1/|P| (present, "
                    "the default: alpha does not depend on the number of tasks or of missing "
                    "labels), or over the examples, the course's 1/m (examples)")
+    p.add_argument("--class-weights", type=_weights, metavar="balanced|W,W,...",
+                   help="weigh each class's examples in the loss: balanced (w_k = m / (K m_k) "
+                   "from the training split, for imbalanced classes) or one positive weight a "
+                   "class, in the classes' order (off)")
     p.add_argument("--skip-bad", action="store_const", const=True,
                    help="train without unreadable images instead of stopping")
     add_image_options(p)
@@ -174,6 +178,20 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _weights(text: str) -> str | list[float]:
+    """``balanced`` or ``w1,w2,...`` (argparse type of --class-weights), each w finite > 0."""
+    if text.strip().lower() == "balanced":
+        return "balanced"
+    try:
+        weights = [float(t) for t in text.split(",")]
+    except ValueError:
+        weights = []
+    if len(weights) < 2 or not all(0 < w < float("inf") for w in weights):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected balanced, or a positive weight "
+                                         "for each class separated by commas")
+    return weights
+
+
 def run(args) -> int:
     from deepnotes.device import set_visible_gpus
     from deepnotes.runs import folder
@@ -259,6 +277,9 @@ def check_conflicts(options: dict) -> None:
     if options.get("bf16") and options.get("precision") not in (None, "bf16"):
         raise DeepnotesError(f"--bf16 and --precision {options['precision']}: give one (--bf16 "
                              "is --precision bf16)")
+    if options.get("class_weights") is not None and options.get("targets"):
+        raise DeepnotesError("--class-weights and --targets: class weights weigh one label an "
+                             "example, and a multi-task run has one a task")
     data = str(options.get("data", ""))
     if "label_column" in options and data and not data.lower().endswith(".csv"):
         raise DeepnotesError(f"--label-column {options['label_column']}: names a column of a "

@@ -172,7 +172,8 @@ def data_warnings(dataset, splits: Splits) -> list[str]:
     counts = torch.bincount(dataset.y[splits.train], minlength=dataset.num_classes)
     if counts.min() * 10 < counts.max():
         out.append(f"classes are imbalanced ({int(counts.min())} to {int(counts.max())} training "
-                   "examples); judge by macro F1, not accuracy")
+                   "examples); judge by macro F1, not accuracy, or train with --class-weights "
+                   "balanced")
     if dataset.kind == "image" and len(dataset.y) <= 200_000:
         for split in ("dev", "test"):
             pairs = duplicates_across(dataset.x, splits.train, getattr(splits, split))

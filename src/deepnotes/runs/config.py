@@ -52,7 +52,7 @@ from deepnotes.train.schema import (
     record,
     string,
 )
-from deepnotes.train.tasks import PER, Task, task_for
+from deepnotes.train.tasks import CLASSIFIED, PER, Task, task_for
 
 FORMAT = "deepnotes run"  # config.json's mark: deepnotes made this folder
 FORMAT_VERSION = 1
@@ -84,6 +84,8 @@ class RunConfig:
     min_count: int | None = None  # text: rarer tokens become <unk> (1: keep every token)
     targets: list[str] | None = None  # a CSV's label columns of several binary tasks
     multitask_loss: str = "present"  # their loss over the labels present (1/|P|) or 1/m
+    # each class's weight in the loss; "balanced" until a fresh run resolves it to numbers
+    class_weights: list[float] | str | None = None
     schedule: str = "onecycle"
     seed: int = 0
     fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
@@ -158,7 +160,9 @@ class RunConfig:
     @property
     def task(self) -> Task:
         """What is learned from the run's data (:mod:`deepnotes.train.tasks`)."""
-        return task_for(self.kind, multitask=bool(self.targets), per=self.multitask_loss)
+        weights = self.class_weights if isinstance(self.class_weights, list) else None
+        return task_for(self.kind, multitask=bool(self.targets), per=self.multitask_loss,
+                        class_weights=weights)
 
     def updated(self, **changes) -> RunConfig:
         """A copy with ``changes``; the copy's lists and dicts are its own."""
@@ -201,7 +205,7 @@ OPTIONAL_KEYS = ("beta", "weight_decay", "max_len", "errors", "seq_len", "min_co
                  "image_size",
                  "data_cache", "cache_dir", "data_order", "monitor", "early_stop",
                  "min_delta", "tensorboard", "eps", "eps_inside_sqrt", "bias_correction",
-                 "rnn_cell", "multitask_loss", "channels")
+                 "rnn_cell", "multitask_loss", "channels", "class_weights")
 RUN_KEYS = [*(k for k in DEFAULTS if k not in OPTIONAL_KEYS), "classes", "in_channels",
             "input_shape", "kind", "normalize"]
 
@@ -254,6 +258,7 @@ CONFIG = {  # field -> checker: every option, then the data's
     "max_len": optional(integer(1, COUNT)), "errors": one_of(*ERRORS),
     "seq_len": optional(integer(1, COUNT)), "min_count": optional(integer(1, COUNT)),
     "targets": optional(names), "multitask_loss": one_of(*PER),
+    "class_weights": optional(list_of(number(0, above=True), 2)),
     "schedule": library(check_schedule),
     "seed": integer(0, Batches.MAX_SEED), "fractions": fractions,
     "augment": optional(library(augment.parse,
@@ -326,6 +331,10 @@ def _config_fits(c: dict) -> str | None:
                 f"{len(c['features'])}")
     if c.get("label_name") is not None and c.get("features") is None:
         return "fields 'label_name' and 'features': a table run's label column, beside its features"
+    if c["class_weights"] is not None and (len(c["class_weights"]) != len(c["classes"]) or
+                                           c["targets"] or kind not in CLASSIFIED):
+        return ("fields 'class_weights' and 'classes': one weight a class, for a run that "
+                "gives each example one class")
     if c["multitask_loss"] != "present" and not c["targets"]:
         return "fields 'multitask_loss' and 'targets': the multi-task loss of a run without targets"
     return None

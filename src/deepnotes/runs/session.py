@@ -29,7 +29,7 @@ from deepnotes.runs.folder import provenance
 from deepnotes.train import Trainer, TrainingInterrupted, distributed
 from deepnotes.train.precision import autocast_dtype, check_compiler, check_cuda_graphs
 from deepnotes.train.state import TrainState
-from deepnotes.train.tasks import PER
+from deepnotes.train.tasks import CLASSIFIED, PER, balanced_weights
 
 log = logging.getLogger("deepnotes.train")
 
@@ -91,6 +91,7 @@ def prepare(config: RunConfig, progress: bool = True, fresh: bool = True) -> Ses
                 Path(config.data).suffix.lower() == ".csv":  # predict reads new rows by name
             config.features, config.label_name = tables.columns(config.data, config.label_column)
         config.data_order = data_order(config.data_order, dataset)
+        config.class_weights = class_weights(config.class_weights, dataset, splits, config.targets)
     elif config.classes != dataset.classes:
         raise DeepnotesError(f"--resume: the data's classes changed since the run started "
                              f"({len(config.classes)} then, {len(dataset.classes)} now)")
@@ -138,6 +139,29 @@ def data_order(choice: str, dataset: Dataset) -> str:
     log.info("the data (%.1f GB) is larger than the memory available: batches are drawn in "
              "quasi-random order", size / 1e9)
     return "quasi-random"
+
+
+def class_weights(choice, dataset, splits, targets) -> list[float] | None:
+    """--class-weights of a fresh run as numbers: ``balanced`` from the training split's class
+    counts (:func:`deepnotes.train.tasks.balanced_weights`), or the weights given, one a
+    class."""
+    if choice is None:
+        return None
+    if targets or dataset.kind not in CLASSIFIED:
+        raise DeepnotesError("--class-weights: weighs the classes of a run that gives each "
+                             f"example one class, and --data holds {dataset.kind} data"
+                             + (" with --targets" if targets else ""))
+    k = dataset.num_classes
+    if choice == "balanced":
+        weights = balanced_weights(dataset.y[splits.train], k)
+        log.info("class weights (balanced): %s", ", ".join(f"{c} {w:.3g}" for c, w in
+                                                           zip(dataset.classes, weights)))
+        return weights
+    if len(choice) != k:
+        given = ",".join(f"{w:g}" for w in choice)
+        raise DeepnotesError(f"--class-weights {given}: {len(choice)} weights for {k} classes "
+                             f"({', '.join(dataset.classes)})")
+    return list(choice)
 
 
 def start_folder(session: Session, run_dir: Path) -> None:

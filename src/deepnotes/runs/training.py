@@ -61,6 +61,8 @@ def resume(run_dir: str | Path, options: dict, allow_changes: bool = False,
     if config.transfer:
         raise DeepnotesError(f"--resume {run_dir}: a run made by deepnotes finetune (its layers "
                              "are frozen in groups); run deepnotes finetune again")
+    if options.get("class_weights") == "balanced" and isinstance(config.class_weights, list):
+        options = {k: v for k, v in options.items() if k != "class_weights"}  # resolved then
     changed = apply_changes(config, options, run_dir, allow_changes)
     if not distributed.is_writer():  # rank 0 locks and repairs the folder
         return _continue(prepared(config, progress), run_dir, None, changed, progress,

@@ -78,7 +78,27 @@ class Task:
 
 
 class Classification(Task):
-    """One label an example: images, tables and token sequences (many-to-one)."""
+    """One label an example: images, tables and token sequences (many-to-one). With
+    ``class_weights`` w (one per class), J = 1/m sum_i w_{y_i} L(yhat_i, y_i): an example of
+    class k counts w_k times (``--class-weights balanced``: w_k = m / (K m_k), so that every
+    class weighs as much in J as the others; their mean over the examples is 1)."""
+
+    def __init__(self, class_weights: list[float] | None = None):
+        self.class_weights = class_weights
+
+    def loss(self, z, y, reduction="mean"):
+        if self.class_weights is None:
+            return super().loss(z, y, reduction)
+        w = torch.tensor(self.class_weights, dtype=z.dtype, device=z.device)
+        total = F.cross_entropy(z, y, weight=w, ignore_index=IGNORE, reduction="sum")
+        return total / max(self.count(y), 1) if reduction == "mean" else total
+
+
+def balanced_weights(y: torch.Tensor, num_classes: int) -> list[float]:
+    """w_k = m / (K m_k) of labels ``y`` (m of them, m_k of class k; a class without examples
+    gets weight 1): scikit-learn's "balanced" class weights."""
+    counts = torch.bincount(y, minlength=num_classes).tolist()
+    return [len(y) / (num_classes * n) if n else 1.0 for n in counts]
 
 
 class MultiTask(Task):
@@ -167,6 +187,7 @@ class Pairs(_PerStep):
         return {"exact_match": exact_match(model, dataset.x[idx], dataset.y[idx])}
 
 
+CLASSIFIED = ("image", "table", "tokens")  # kinds with one class an example (Classification)
 TASKS = {"image": Classification, "table": Classification, "tokens": Classification,
          "lm": LanguageModel, "tags": Tagging, "pairs": Pairs}
 # what the training rate of a kind counts: an image, a table's row (several --targets too), a
@@ -175,10 +196,17 @@ UNITS = {"image": "images", "table": "rows", "tokens": "sequences", "lm": "token
          "tags": "tokens", "pairs": "tokens"}
 
 
-def task_for(kind: str, multitask: bool = False, per: str = "present") -> Task:
+def task_for(kind: str, multitask: bool = False, per: str = "present",
+             class_weights: list[float] | None = None) -> Task:
     """The task of a data set's kind (``Dataset.kind``); ``multitask``: a table's --targets,
-    its loss averaged ``per`` present label or example (:class:`MultiTask`)."""
-    task = MultiTask(per) if multitask else TASKS[kind]()
+    its loss averaged ``per`` present label or example (:class:`MultiTask`);
+    ``class_weights``: a classification's weight of each class in the loss."""
+    if multitask:
+        task: Task = MultiTask(per)
+    elif class_weights is not None:
+        task = Classification(class_weights)
+    else:
+        task = TASKS[kind]()
     task.unit = UNITS[kind]
     return task
 
