@@ -82,7 +82,7 @@ def check_side(name: str, side: int, option: str) -> None:
     if reads_side(name, side):
         return
     least = f"at least {cls.min_input_size}" if cls.min_input_size else f"{cls.input_size}"
-    others = [m for m in ADAPTIVE if m != name and side >= MODELS[m][0].min_input_size]
+    others = [m for m in ADAPTIVE if m != name and reads_side(m, side)]
     instead = (f"a model with adaptive pooling that reads it ({', '.join(others)})" if others
                else "a model with adaptive pooling (none reads so few pixels)")
     raise DeepnotesError(f"{option}: --model {name} reads {least} pixels a side; pick another "
