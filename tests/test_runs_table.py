@@ -321,6 +321,7 @@ def test_a_diverged_resume_leaves_stopped_json_and_a_finished_one_removes_it(tra
     assert "loss became" in stopped["message"] or "dev loss became" in stopped["message"]
     (row,) = list_runs(tmp_path)
     assert (row.name, row.status, row.epochs, row.asked) == ("bc", "diverged", 1, 1)
+    assert row.dev_acc is not None and row.test_f1 is not None  # the finished run's scores
 
     rc, _, err = run_cli_quietly("train", "--resume", run, "--allow-changes", "--epochs", 2,
                                  "--quiet")

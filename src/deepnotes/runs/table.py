@@ -5,7 +5,8 @@ how well (dev and test accuracy and macro F1 from metrics.json), how long (the `
 history.csv, summed) and how it ended::
 
     finished     metrics.json is there: the run ended and was evaluated
-    diverged     stopped on a NaN or infinite loss (stopped.json says so)
+    diverged     stopped on a NaN or infinite loss (stopped.json says so; a finished run
+                 trained on that diverged keeps its scores)
     interrupted  stopped by SIGTERM or Ctrl-C (stopped.json), or killed (no word at all)
     pruned       a tune trial stopped early, trailing the trials before it (stopped.json)
     damaged      config.json or metrics.json cannot be read (the warning says why)
@@ -110,7 +111,9 @@ def fill_history(row: RunRow, path: Path) -> None:
 
 def fill_results(row: RunRow, path: Path) -> None:
     """Scores, kept epoch and status: from metrics.json when the run finished, else the
-    status that stopped.json records (interrupted without it)."""
+    status that stopped.json records (interrupted without it). A finished run trained on
+    (``--more-epochs``) that stopped before its next checkpoint keeps its scores, and shows
+    how the extension stopped."""
     file = path / "metrics.json"
     metrics = read_json(file)
     if metrics is None:
@@ -123,7 +126,7 @@ def fill_results(row: RunRow, path: Path) -> None:
     best = metrics.get("best")
     epoch = best.get("epoch") if isinstance(best, dict) else None
     row.best = epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
-    row.status = "finished"
+    row.status = stopped_reason(path) if (path / STOPPED).is_file() else "finished"
 
 
 def score(metrics: dict, split: str, key: str, file: Path) -> float | None:
