@@ -46,7 +46,7 @@ def run(args) -> int:
     data_config = config.updated(**other, channels=args.channels or config.channels)
     dataset, splits = build_data(data_config)
     if args.data and dataset.vocab is not None:
-        check_same_vocabulary(Path(args.run) / "vocab.json", dataset.vocab, args.data)
+        check_same_vocabulary(args.run, config, dataset.vocab, args.data)
     if dataset.in_channels != config.in_channels:
         hint = (f"; --channels {config.in_channels} converts the images"
                 if dataset.kind == "image" == config.kind else "")
@@ -108,16 +108,15 @@ def print_per_class(m: dict) -> None:
               f"{row['f1']:>7.4f} {row['support']:>8}")
 
 
-def check_same_vocabulary(path: Path, tokens: list[str], data: str) -> None:
+def check_same_vocabulary(run, config, tokens: list[str], data: str) -> None:
     """Sequence data is read into ids of its own vocabulary: another data set's ids mean other
     tokens to the run's model, so only data whose vocabulary is the run's (vocab.json) can be
     scored."""
-    try:
-        ours = json.loads(path.read_text())["input"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DeepnotesError(f"{path}: cannot read the run's vocabulary ({exc})") from None
+    from deepnotes.runs.folder import read_vocab
+
+    ours = read_vocab(run, config)[0]
     if tokens != ours:
         raise DeepnotesError(f"--data {data}: its vocabulary ({len(tokens)} tokens) is not the "
-                             f"run's ({len(ours)} in {path}), so its ids would mean other "
-                             "tokens; score new texts with deepnotes predict, or evaluate on "
-                             "the run's own data")
+                             f"run's ({len(ours)} in {Path(run) / 'vocab.json'}), so its ids "
+                             "would mean other tokens; score new texts with deepnotes predict, "
+                             "or evaluate on the run's own data")

@@ -4,7 +4,6 @@ translate RUN TEXT...`` (decode with an encoder-decoder, greedy or beam search).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from deepnotes.device import MAX_SEED
 from deepnotes.errors import DeepnotesError, check_range
@@ -40,33 +39,16 @@ def load_sequence_run(run: str, kind: str, command: str, device: str):
     """(config, model on ``device``, input vocabulary, output vocabulary) of a run of ``kind``."""
     from deepnotes.device import resolve_device
     from deepnotes.runs.config import read_config
-    from deepnotes.runs.folder import load_trained
+    from deepnotes.runs.folder import load_trained, read_vocab
 
     config = read_config(run)
     if config.kind != kind:
         need = {"lm": "a character language model (--model charlm on a .txt file)",
                 "pairs": "an encoder-decoder (--model seq2seq on dates or a .tsv)"}[kind]
         raise DeepnotesError(f"{run}: a run on {config.kind} data; {command} needs {need}")
-    inputs, outputs = read_vocab(Path(run) / "vocab.json", config.in_channels, config.classes)
+    inputs, outputs = read_vocab(run, config)
     model = load_trained(run, config).to(resolve_device(device)).eval()
     return config, model, inputs, outputs
-
-
-def read_vocab(path: Path, size: int, classes: list[str]) -> tuple[list[str], list[str]]:
-    """vocab.json's input tokens (``size`` of them: the embedding's rows) and output tokens
-    (the run's classes), checked: a damaged file is refused in one line."""
-    try:
-        vocab = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as exc:
-        raise DeepnotesError(f"{path}: cannot read the run's vocabulary ({exc})") from None
-    inputs = vocab.get("input") if isinstance(vocab, dict) else None
-    outputs = vocab.get("output") if isinstance(vocab, dict) else None
-    if not (isinstance(inputs, list) and len(inputs) == size
-            and all(isinstance(t, str) for t in inputs) and outputs == classes):
-        raise DeepnotesError(f"{path}: expected {{\"input\": the run's {size} input tokens, "
-                             "\"output\": its classes in config.json}, as deepnotes train wrote "
-                             "it; the file was changed")
-    return inputs, outputs
 
 
 def encode(text: str, vocab: list[str]) -> list[int]:

@@ -272,6 +272,7 @@ def explicit_options(args, options: list[str]) -> dict:
 
 def check_conflicts(options: dict) -> None:
     """Refuse options that contradict each other, or that the data given cannot use."""
+    from deepnotes.data import idx
     from deepnotes.errors import DeepnotesError
 
     if options.get("bf16") and options.get("precision") not in (None, "bf16"):
@@ -284,7 +285,7 @@ def check_conflicts(options: dict) -> None:
     if "label_column" in options and data and not data.lower().endswith(".csv"):
         raise DeepnotesError(f"--label-column {options['label_column']}: names a column of a "
                              f"CSV file, and --data {data} is not one")
-    if "data_dir" in options and data and data.strip().lower() not in ("fashion-mnist", "mnist"):
+    if "data_dir" in options and data and data.strip().lower() not in idx.CLASSES:
         raise DeepnotesError(f"--data-dir {options['data_dir']}: the folder of fashion-mnist's "
                              f"or mnist's IDX files, and --data is {data}")
 

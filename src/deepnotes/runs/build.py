@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepnotes.data import Batches, Dataset, Normalizer, augment, load_dataset, stratified_split
+from deepnotes.data import (
+    Batches,
+    Dataset,
+    Normalizer,
+    augment,
+    idx,
+    load_dataset,
+    stratified_split,
+)
 from deepnotes.data.splits import Splits, hold_out_train_dev
 from deepnotes.errors import DeepnotesError
 from deepnotes.models import Network, check_side, create_model, model_class
@@ -67,7 +75,7 @@ def _kinds(cls) -> tuple[str, ...]:
 def _holds_images(spec: str) -> bool:
     """Whether --data ``spec`` is images, known before reading it: a named image set or a
     folder."""
-    return spec.strip().lower() in ("digits", "fashion-mnist", "mnist") or Path(spec).is_dir()
+    return spec.strip().lower() in ("digits", *idx.CLASSES) or Path(spec).is_dir()
 
 
 def check_model_fits(model_name: str, dataset: Dataset) -> None:

@@ -315,3 +315,22 @@ def load_trained(run_dir: str | Path, config: RunConfig) -> torch.nn.Module:
     load_checked(model, checkpoint.committed_weights(Path(run_dir)),
                  Path(run_dir) / "model.safetensors")
     return model.eval()
+
+
+def read_vocab(run_dir: str | Path, config: RunConfig) -> tuple[list[str], list[str]]:
+    """A sequence run's vocab.json: its input tokens (``config.in_channels`` of them, the
+    embedding's rows) and its output tokens (the run's classes), checked, so a damaged file is
+    refused in one line."""
+    path = Path(run_dir) / "vocab.json"
+    try:
+        vocab = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise DeepnotesError(f"{path}: cannot read the run's vocabulary ({exc})") from None
+    inputs = vocab.get("input") if isinstance(vocab, dict) else None
+    outputs = vocab.get("output") if isinstance(vocab, dict) else None
+    if not (isinstance(inputs, list) and len(inputs) == config.in_channels
+            and all(isinstance(t, str) for t in inputs) and outputs == config.classes):
+        raise DeepnotesError(f"{path}: expected {{\"input\": the run's {config.in_channels} "
+                             "input tokens, \"output\": its classes in config.json}, as "
+                             "deepnotes train wrote it; the file was changed")
+    return inputs, outputs

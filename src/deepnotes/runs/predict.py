@@ -21,7 +21,6 @@ once per image: the digits are white on black, a digit drawn on paper is black o
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from deepnotes.data.vocabulary import Vocabulary
 from deepnotes.device import resolve_device
 from deepnotes.errors import DeepnotesError
 from deepnotes.runs.config import RunConfig, read_config
-from deepnotes.runs.folder import load_trained
+from deepnotes.runs.folder import load_trained, read_vocab
 
 log = logging.getLogger("deepnotes.predict")
 
@@ -191,11 +190,7 @@ def training_columns(config: RunConfig) -> tuple[list[str] | None, str | None]:
 
 def read_texts(run_dir, config: RunConfig, paths: list[str]) -> Inputs:
     """int64 (m, T_x): each text's ids in the run's vocabulary, padded with 0."""
-    vocab_path = Path(run_dir) / "vocab.json"
-    try:
-        vocab = Vocabulary(json.loads(vocab_path.read_text())["input"])
-    except (OSError, ValueError, KeyError, TypeError, DeepnotesError) as exc:
-        raise DeepnotesError(f"{vocab_path}: cannot read the run's vocabulary ({exc})") from None
+    vocab = Vocabulary(read_vocab(run_dir, config)[0])
     xs, sources = [], []
     for path in paths:
         unit, numbers, texts = text.read_texts(path, config.errors)

@@ -85,12 +85,14 @@ class Classification(Task):
 
     def __init__(self, class_weights: list[float] | None = None):
         self.class_weights = class_weights
+        self._w: torch.Tensor | None = None  # the weights on the logits' device, made once
 
     def loss(self, z, y, reduction="mean"):
         if self.class_weights is None:
             return super().loss(z, y, reduction)
-        w = torch.tensor(self.class_weights, dtype=z.dtype, device=z.device)
-        total = F.cross_entropy(z, y, weight=w, ignore_index=IGNORE, reduction="sum")
+        if self._w is None or self._w.device != z.device or self._w.dtype != z.dtype:
+            self._w = torch.tensor(self.class_weights, dtype=z.dtype, device=z.device)
+        total = F.cross_entropy(z, y, weight=self._w, ignore_index=IGNORE, reduction="sum")
         return total / max(self.count(y), 1) if reduction == "mean" else total
 
 
@@ -187,9 +189,9 @@ class Pairs(_PerStep):
         return {"exact_match": exact_match(model, dataset.x[idx], dataset.y[idx])}
 
 
-CLASSIFIED = ("image", "table", "tokens")  # kinds with one class an example (Classification)
 TASKS = {"image": Classification, "table": Classification, "tokens": Classification,
          "lm": LanguageModel, "tags": Tagging, "pairs": Pairs}
+CLASSIFIED = tuple(k for k, task in TASKS.items() if task is Classification)  # one class each
 # what the training rate of a kind counts: an image, a table's row (several --targets too), a
 # text classified whole; a character (lm), word (tags) or output token (pairs) predicted
 UNITS = {"image": "images", "table": "rows", "tokens": "sequences", "lm": "tokens",
